@@ -1,0 +1,81 @@
+# kit — a Kaggle submission kit for Digit Recognizer.
+# Every target installs what it needs on first use (through the .venv stamp).
+# `make` alone lists the targets.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KIT := $(BIN)/kit
+
+# Options passed through to the CLI (empty by default).
+FROM ?=
+SEEDS ?= 5
+RUN ?=
+MSG ?=
+ARGS ?=
+
+.PHONY: help setup test download train-scratch train-cnn train-all train-ensemble ensemble \
+        submission submit scores leaderboard report demo bench fixture clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the kit (done automatically by every target)
+
+test: $(STAMP) ## Run the test suite (the README's test command)
+	$(BIN)/pytest $(ARGS)
+
+download: $(STAMP) ## Download and verify the competition data (FROM=zip-or-folder to use a local copy)
+	$(KIT) download $(if $(FROM),--from "$(FROM)") $(ARGS)
+
+train-scratch: $(STAMP) ## Train the from-scratch NumPy network (ARGS="--preset best")
+	$(KIT) train scratch $(ARGS)
+
+train-cnn: $(STAMP) ## Train the augmented Keras CNN (ARGS="--arch seed --epochs 5")
+	$(KIT) train cnn $(ARGS)
+
+train-all: train-scratch train-cnn ## Train the NumPy network, then the CNN
+
+train-ensemble: $(STAMP) ## Train SEEDS CNN seeds and the NumPy network, then ensemble them
+	$(KIT) train scratch
+	for s in $$(seq 1 $(SEEDS)); do $(KIT) train cnn --seed $$s || exit 1; done
+	$(KIT) ensemble --cnn-seeds $(SEEDS)
+
+ensemble: $(STAMP) ## Ensemble the latest run of each model
+	$(KIT) ensemble $(RUN)
+
+submission: $(STAMP) ## Write a timestamped submission CSV from RUN (default: latest ensemble, else latest run)
+	$(KIT) predict $(RUN)
+
+submit: $(STAMP) ## Write a submission if needed, upload it, wait for its score (MSG="...")
+	$(KIT) submit $(if $(MSG),-m "$(MSG)") $(ARGS)
+
+scores: $(STAMP) ## Every submission with its leaderboard score (table and submissions/scores.png)
+	$(KIT) scores --sync --plot $(ARGS)
+
+leaderboard: $(STAMP) ## Our rank on the competition leaderboard
+	$(KIT) leaderboard
+
+report: $(STAMP) ## Write an HTML report of the latest runs to reports/
+	$(KIT) report $(RUN)
+
+demo: $(STAMP) ## The whole flow offline against the local Kaggle emulator (fixture data)
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP) ## Benchmarks: loading, NumPy network, CNN (needs the real data: make download)
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+fixture: $(STAMP) ## Build the small fixture competition from scikit-learn's digits
+	$(KIT) fixture
+
+clean: ## Remove the virtual environment and caches (keeps data, runs, submissions)
+	rm -rf $(VENV) .pytest_cache .cache
