@@ -1,0 +1,1 @@
+"""Fixtures for data, fixture competition and run folders (owned by kit.data / kit.fixture)."""
