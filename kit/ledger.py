@@ -1,0 +1,206 @@
+"""The submission ledger: one SQLite table in submissions/ledger.db, one row per submission.
+
+    id           INTEGER  our own number, 1, 2, ...
+    created_utc  TEXT     when the CSV was recorded (ISO 8601, UTC)
+    file         TEXT     the CSV's path (or, for uploads made elsewhere, Kaggle's file name)
+    sha256       TEXT     hex digest of the CSV bytes (NULL for uploads made elsewhere)
+    message      TEXT     the submission description
+    runs         TEXT     JSON list of the run names behind the CSV
+    val_accuracy REAL     their validation accuracy (NULL if unknown)
+    kaggle_ref   INTEGER  Kaggle's submission id, once uploaded
+    status       TEXT     'pending'   recorded, not (yet) uploaded: `kit submit --retry` sends it
+                          'submitted' uploaded, waiting for its score
+                          'complete'  scored; public_score is set
+                          'error'     Kaggle refused to score it (see `error`)
+    public_score REAL     the leaderboard score (accuracy on the public part of test.csv)
+    scored_utc   TEXT     when the score was seen
+    error        TEXT     Kaggle's or the upload's error message, if any
+
+Safe with many writers: WAL journal (readers never block the writer), a generous busy
+timeout, and every write in its own `BEGIN IMMEDIATE` transaction, so concurrent `kit submit`
+processes wait their turn instead of losing rows or failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from kit import config
+from kit.errors import KitError
+from kit.runs import utc_iso
+
+STATUSES = ("pending", "submitted", "complete", "error")
+# The columns `read_all` returns, in order (kit.report reads exactly these).
+COLUMNS = ["id", "created_utc", "file", "sha256", "message", "runs", "val_accuracy",
+           "kaggle_ref", "status", "public_score", "scored_utc"]
+# How long a writer waits for another process's transaction before giving up (ms).
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_utc  TEXT NOT NULL,
+    file         TEXT NOT NULL,
+    sha256       TEXT,
+    message      TEXT NOT NULL DEFAULT '',
+    runs         TEXT NOT NULL DEFAULT '[]',
+    val_accuracy REAL,
+    kaggle_ref   INTEGER UNIQUE,
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'submitted', 'complete', 'error')),
+    public_score REAL,
+    scored_utc   TEXT,
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS submissions_sha256 ON submissions (sha256);
+"""
+
+
+def _path(path: Path | None) -> Path:
+    return Path(path) if path else config.ledger_path()
+
+
+def connect(path: Path | None = None) -> sqlite3.Connection:
+    """Open (creating if needed) the ledger with WAL and a busy timeout. Caller closes it."""
+    path = _path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise KitError(f"cannot open the submission ledger {path}: {e}") from None
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # Switching to WAL needs a moment of exclusive access; with several processes opening a
+    # new ledger at once the busy handler does not cover it, so retry for a bounded time.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            with _transaction(conn):
+                for stmt in filter(str.strip, SCHEMA.split(";")):
+                    conn.execute(stmt)
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                conn.close()
+                raise KitError(f"cannot open the submission ledger {path}: {e}") from None
+            time.sleep(0.05)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise KitError(f"{path} is not a usable SQLite ledger ({e}); move it aside and run "
+                           f"`kit scores --sync` to rebuild the list from Kaggle") from None
+    return conn
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so two writers never deadlock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _write(path: Path | None) -> Iterator[sqlite3.Connection]:
+    with closing(connect(path)) as conn, _transaction(conn):
+        yield conn
+
+
+# ----------------------------------------------------------------------------- writing
+
+def add(file: str | Path, sha256: str | None, message: str, runs: Iterable[str],
+        val_accuracy: float | None, status: str = "pending", kaggle_ref: int | None = None,
+        path: Path | None = None) -> int:
+    """Record a submission; returns its ledger id."""
+    assert status in STATUSES, status
+    with _write(path) as conn:
+        cur = conn.execute(
+            "INSERT INTO submissions (created_utc, file, sha256, message, runs, val_accuracy,"
+            " kaggle_ref, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (utc_iso(), str(file), sha256, message, json.dumps(list(runs)), val_accuracy,
+             kaggle_ref, status))
+        return int(cur.lastrowid)
+
+
+def update(id: int, path: Path | None = None, **fields) -> None:
+    """Set some columns of record `id` (status, kaggle_ref, public_score, scored_utc, error, ...)."""
+    unknown = set(fields) - set(COLUMNS) - {"error"}
+    assert not unknown, unknown
+    assert fields.get("status", "pending") in STATUSES, fields
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    with _write(path) as conn:
+        cur = conn.execute(f"UPDATE submissions SET {sets} WHERE id = ?", (*fields.values(), id))
+        assert cur.rowcount == 1, f"no ledger record {id}"
+
+
+def sync(kaggle_submissions: list, path: Path | None = None) -> tuple[int, int]:
+    """Merge Kaggle's submission list (kaggle_io.Submission objects) into the ledger.
+
+    Records we know (same kaggle_ref) get Kaggle's status and scores; uploads made elsewhere
+    (website, another machine) are added. Returns (added, updated).
+    """
+    added = updated = 0
+    now = utc_iso()
+    with _write(path) as conn:
+        for s in kaggle_submissions:
+            status = {"pending": "submitted"}.get(s.status, s.status)
+            row = conn.execute("SELECT * FROM submissions WHERE kaggle_ref = ?", (s.ref,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO submissions (created_utc, file, sha256, message, runs, kaggle_ref,"
+                    " status, public_score, scored_utc, error) VALUES (?, ?, NULL, ?, '[]', ?, ?, ?, ?, ?)",
+                    (s.date or now, s.file_name, s.description or "", s.ref, status,
+                     s.public_score, now if s.public_score is not None else None, s.error))
+                added += 1
+            elif (row["status"], row["public_score"]) != (status, s.public_score):
+                conn.execute(
+                    "UPDATE submissions SET status = ?, public_score = ?, error = ?,"
+                    " scored_utc = COALESCE(scored_utc, ?) WHERE id = ?",
+                    (status, s.public_score, s.error,
+                     now if s.public_score is not None else None, row["id"]))
+                updated += 1
+    return added, updated
+
+
+# ----------------------------------------------------------------------------- reading
+
+def records(path: Path | None = None, where: str = "1", params: tuple = ()) -> list[dict]:
+    """Ledger rows as dicts (all columns, `error` included), oldest first."""
+    if not _path(path).exists():
+        return []
+    with closing(connect(path)) as conn:
+        rows = conn.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY id", params).fetchall()
+    return [dict(r) for r in rows]
+
+
+def get(id: int, path: Path | None = None) -> dict | None:
+    found = records(path, "id = ?", (id,))
+    return found[0] if found else None
+
+
+def by_sha256(sha256: str, path: Path | None = None) -> list[dict]:
+    return records(path, "sha256 = ?", (sha256,))
+
+
+def pending(path: Path | None = None) -> list[dict]:
+    """Records that were never uploaded (a failed or interrupted upload)."""
+    return records(path, "status = 'pending'")
+
+
+def read_all(path: Path | None = None):
+    """Every submission as a pandas DataFrame with columns `COLUMNS`, oldest first.
+
+    `runs` stays a JSON list (string). A missing ledger gives an empty frame (no file created).
+    """
+    import pandas as pd
+
+    rows = records(path)
+    return pd.DataFrame([{k: r[k] for k in COLUMNS} for r in rows], columns=COLUMNS)
