@@ -122,6 +122,104 @@ def train():
 # ============================================================================ ensemble, submissions, ledger
 # (owned by kit/ensemble.py, kit/submit.py, kit/ledger.py)
 
+@cli.command()
+@click.argument("run_refs", nargs=-1)
+@click.option("--cnn-seeds", type=click.IntRange(min=1), default=None,
+              help="Use the latest N CNN runs plus the latest scratch run (after `make train-ensemble`).")
+@data_dir_option
+@competition_option
+def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
+    """Average runs' probabilities with weights fitted on the validation split.
+
+    RUN_REFS: run folders, run names or model names (default: the latest run of each model).
+    """
+    from kit import ensemble as ens
+
+    ens.build(list(run_refs) or None, cnn_seeds=cnn_seeds, echo=click.echo)
+
+
+@cli.command()
+@click.argument("run_ref", required=False)
+@competition_option
+def predict(run_ref: str | None):
+    """Write submissions/<UTC time>_<run>.csv (+ .json record) from a run's test predictions.
+
+    RUN_REF: a run folder, run name or model name (default: the latest ensemble, else the latest run).
+    """
+    from kit import submit as sub
+
+    run = runs.require_run(runs.resolve(run_ref)) if run_ref else sub.default_run()
+    click.echo(sub.write_submission(run))
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("-m", "--message", default=None, help="Submission description (default: the runs and their validation accuracy).")
+@click.option("--retry", is_flag=True, help="Send the pending submissions (failed or refused uploads) instead.")
+@click.option("--force", is_flag=True, help="Submit even if the same file (sha256) was submitted before.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the leaderboard score.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=None,
+              help="Stop waiting for the score after this many seconds. [default: 600]")
+@competition_option
+def submit(file: Path | None, message: str | None, retry: bool, force: bool, wait: bool,
+           timeout_s: float | None):
+    """Validate a submission CSV, upload it to Kaggle and wait for its public score.
+
+    FILE: a submission CSV (default: the latest run's, written now if it has none).
+    """
+    from kit import submit as sub
+
+    cfg = sub.WaitConfig() if timeout_s is None else sub.WaitConfig(timeout_s=timeout_s)
+    if retry:
+        if file or message or force:
+            raise KitError("--retry sends the pending submissions as recorded; give no FILE, -m or --force with it")
+        sub.retry(wait=wait, wait_cfg=cfg, echo=click.echo)
+    else:
+        sub.submit(file, message, force=force, wait=wait, wait_cfg=cfg, echo=click.echo)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the ledger as JSON records.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the ledger as CSV.")
+@click.option("--sync", is_flag=True, help="First pull the submission list from Kaggle (scores, uploads made elsewhere).")
+@click.option("--plot", is_flag=True, help="Also write submissions/scores.png (validation vs public score over time).")
+@competition_option
+def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
+    """Every submission with its validation accuracy and leaderboard score (the ledger)."""
+    from kit import ledger
+
+    if as_json and as_csv:
+        raise KitError("choose one of --json and --csv")
+    if sync:
+        from kit import kaggle_io
+
+        added, updated = ledger.sync(kaggle_io.list_submissions())
+        if not (as_json or as_csv):
+            click.echo(f"synced with Kaggle: {added} new, {updated} updated")
+    if as_json:
+        click.echo(ledger.read_all().to_json(orient="records", indent=2))
+    elif as_csv:
+        click.echo(ledger.read_all().to_csv(index=False), nl=False)
+    else:
+        df = ledger.table()
+        click.echo("no submissions yet (`kit submit`)" if df.empty
+                   else df.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.5f}"))
+    if plot and not ledger.read_all().empty:
+        path = ledger.plot()
+        if not (as_json or as_csv):
+            click.echo(f"plot: {path}")
+
+
+@cli.command()
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many leading teams to show.")
+@competition_option
+def leaderboard(top: int):
+    """The competition leaderboard's top teams and our rank."""
+    from kit import submit as sub
+
+    for line in sub.standing(top):
+        click.echo(line)
+
 # ============================================================================ report
 # (owned by kit/report.py)
 

@@ -204,3 +204,53 @@ def read_all(path: Path | None = None):
 
     rows = records(path)
     return pd.DataFrame([{k: r[k] for k in COLUMNS} for r in rows], columns=COLUMNS)
+
+
+# ----------------------------------------------------------------------------- views
+
+def table(path: Path | None = None):
+    """The ledger as a compact DataFrame for `kit scores` (file names, not paths)."""
+    import pandas as pd
+
+    rows = records(path)
+    df = pd.DataFrame(rows, columns=COLUMNS + ["error"])
+    if df.empty:
+        return df
+    df["file"] = df["file"].map(lambda f: Path(f).name)
+    df["created_utc"] = df["created_utc"].str.slice(0, 19).str.replace("T", " ")
+    df["kaggle_ref"] = df["kaggle_ref"].astype("Int64")
+    return df[["id", "created_utc", "file", "val_accuracy", "public_score", "status", "kaggle_ref", "message"]]
+
+
+def plot(path: Path | None = None, out: Path | None = None) -> Path:
+    """Validation accuracy vs public score of every submission over time -> PNG (default submissions/scores.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from kit.runs import atomic_path
+
+    df = read_all(path)
+    if df.empty:
+        raise KitError("no submissions in the ledger yet: nothing to plot (`kit submit` first)")
+    out = Path(out or config.submissions_dir() / "scores.png")
+    when = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(when, df["val_accuracy"].astype(float), "o--", label="validation accuracy")
+    ax.plot(when, df["public_score"].astype(float), "s-", label="public leaderboard score")
+    for t, v, s in zip(when, df["val_accuracy"], df["public_score"]):
+        if pd.notna(v) and pd.notna(s):  # link each submission's two numbers
+            ax.plot([t, t], [v, s], color="grey", linewidth=0.8)
+    ax.set_xlabel("submission time (UTC)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{config.competition().slug}: validation vs leaderboard")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return out
