@@ -60,8 +60,8 @@ def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
 
 
 def combine(probas: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_k w_k P_k. probas: (K, n, 10), w: (K,) -> (n, 10) float32."""
-    return np.tensordot(w, probas, axes=1).astype(np.float32)
+    """sum_k w_k P_k. probas: (K, n, 10), w: (K,) -> (n, 10) float64 (runs store float32)."""
+    return np.tensordot(w, np.asarray(probas, dtype=np.float64), axes=1)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -161,7 +161,8 @@ def choose_weights(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> tuple
     # best member: accuracy first, log-loss to break ties
     best = max(range(K), key=lambda k: (accuracy(val[k], y), -log_loss(val[k], y)))
     ens = combine(val, w)
-    if (accuracy(ens, y), -log_loss(ens, y)) < (accuracy(val[best], y), -log_loss(val[best], y)):
+    # ties in log-loss up to rounding count as "not worse"
+    if (accuracy(ens, y), -log_loss(ens, y) + 1e-9) < (accuracy(val[best], y), -log_loss(val[best], y)):
         w, method = np.eye(K)[best], "best-member"
     return w, method
 
