@@ -1,0 +1,700 @@
+"""`kit report`: a static HTML report of training runs and submissions, the charts people look at.
+
+    build(run_refs=None, out=None) -> Path      # path of the report's index.html
+
+writes `reports/<UTC YYYYmmdd-HHMMSS>/index.html` with PNGs beside it (no server, no JS,
+opens from disk):
+
+    summary      one row per run: model, preset/arch, seed, epochs, wall time, val accuracy
+    leaderboard  validation accuracy against public score per submission (from the ledger)
+    augment      the CNN's augmentation pipeline applied to one validation image per digit
+    per run      training curves (loss and accuracy, train and val; learning rate on a
+                 second axis), confusion matrix (counts and row-normalised), per-class
+                 accuracy, the most confident validation errors, calibration (reliability
+                 diagram and ECE), and for an ensemble the images where its members disagree
+
+A run with missing pieces (crashed, no history yet, no predictions) gives what there is and
+a note saying what is missing; a folder that is not a run is a KitError. Charts are drawn
+with one fixed style (rcParams below), fixed sizes and dpi and no randomness, and PNGs carry
+no date, so the same runs give byte-identical PNGs. The report is written into a temporary
+folder and renamed into place: a crash never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kit import config, runs
+from kit.errors import KitError
+
+# ----------------------------------------------------------------------------- style: one home
+
+DPI = 100
+# (width, height) in inches of every chart; pixels = inches * DPI.
+FIGSIZE = {
+    "curves": (11.0, 4.0),
+    "confusion": (11.0, 5.0),
+    "per_class": (5.5, 4.0),
+    "calibration": (5.5, 6.0),
+    "errors": (11.0, 6.4),
+    "disagree": (11.0, 6.4),
+    "augment": (7.2, 9.0),
+    "leaderboard": (11.0, 4.0),
+}
+GRID = (4, 8)            # rows, columns of the worst-errors and disagreement grids
+AUGMENT_VARIANTS = 7     # augmented copies shown beside each original
+AUGMENT_SEED = 0         # fixed, so the augmentation grid is the same every time
+ECE_BINS = 15            # equal-width confidence bins (Guo et al. 2017 use 15)
+MODEL_ORDER = ("scratch", "cnn", "ensemble")  # default report: latest run of each, this order
+
+COLORS = {"train": "#1f77b4", "val": "#d62728", "lr": "#7f7f7f", "ok": "#2ca02c",
+          "bad": "#d62728", "bar": "#4c72b0", "score": "#ff7f0e"}
+STYLE = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs on every machine
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "image.interpolation": "nearest",
+}
+# No Software/date chunks: the PNG bytes depend on the pixels only.
+PNG_METADATA = {"Software": None}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = config.N_CLASSES) -> np.ndarray:
+    """(k, k) int64 counts: row = true class, column = predicted class."""
+    C = np.zeros((k, k), dtype=np.int64)
+    np.add.at(C, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return C
+
+
+def reliability(proba: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS):
+    """Calibration of the top-class confidence.
+
+    proba: (N, K) probabilities, y: (N,) int labels. Bins (0, 1] into `n_bins` equal widths.
+    Returns (confidence, accuracy, count) per bin, each (n_bins,) (NaN where a bin is empty),
+    and the expected calibration error  ECE = sum_b n_b/N * |accuracy_b - confidence_b|.
+    """
+    conf = proba.max(axis=1).astype(np.float64)
+    correct = (proba.argmax(axis=1) == y).astype(np.float64)
+    # bin b holds (b/n, (b+1)/n]; a confidence of exactly 0 cannot happen for a top class
+    b = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    filled = count > 0
+    ece = float(np.sum(count[filled] / len(y) * np.abs(acc[filled] - mean_conf[filled])))
+    return mean_conf, acc, count.astype(np.int64), ece
+
+
+# ----------------------------------------------------------------------------- what a run holds
+
+@dataclass
+class RunView:
+    """One run as the report sees it: what it has, and notes on what it lacks."""
+
+    run: runs.Run
+    config: dict
+    metrics: dict
+    history: object            # pandas DataFrame, empty if none
+    val_proba: np.ndarray | None
+    has_test: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return self.run.model
+
+    @property
+    def slug(self) -> str:
+        """The run name made safe for a file name."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.run.name)
+
+
+def _view(run: runs.Run) -> RunView:
+    runs.require_run(run, finished=False)
+    p = run.path
+    notes = []
+    metrics = run.metrics
+    if not run.finished:
+        notes.append(f"unfinished: no {runs.METRICS} (it crashed or is still running); "
+                     "what it wrote so far is shown")
+    history = run.history()
+    if history.empty:
+        notes.append(f"no {runs.HISTORY} yet: no training curves")
+    val_proba = None
+    if (p / runs.VAL_PROBA).exists():
+        val_proba = run.val_proba()
+        if val_proba.ndim != 2 or val_proba.shape[1] != config.N_CLASSES:
+            notes.append(f"{runs.VAL_PROBA} has shape {val_proba.shape}, not (n_val, "
+                         f"{config.N_CLASSES}): validation charts skipped")
+            val_proba = None
+    else:
+        notes.append(f"no {runs.VAL_PROBA}: no confusion matrix, errors or calibration")
+    has_test = (p / runs.TEST_PROBA).exists()
+    if not has_test:
+        notes.append(f"no {runs.TEST_PROBA}: no test predictions, nothing to submit from this run")
+    return RunView(run, run.config, metrics, history, val_proba, has_test, notes)
+
+
+def default_runs() -> list[runs.Run]:
+    """The latest finished run of each model (scratch, cnn, ensemble, then any other)."""
+    found = runs.all_runs()
+    models = {r.model for r in found}
+    order = [m for m in MODEL_ORDER if m in models] + sorted(models - set(MODEL_ORDER))
+    latest = [[r for r in found if r.model == m][-1] for m in order]
+    if not latest:
+        raise KitError(f"no finished runs in {config.runs_dir()}: train one first "
+                       "(`kit train scratch`), or name a run folder: `kit report RUN`")
+    return latest
+
+
+# ----------------------------------------------------------------------------- validation data
+
+@dataclass
+class ValData:
+    """The validation split: images (n_val, 28, 28) uint8, labels (n_val,) uint8, split_hash."""
+
+    X: np.ndarray
+    y: np.ndarray
+    split_hash: str
+    checksum: str
+
+
+def _load_val() -> tuple[ValData | None, str | None]:
+    """The installed data's validation split, or None and why not."""
+    from kit import data
+
+    try:
+        ds, sp = data.load_split()
+    except KitError as e:
+        return None, f"validation images unavailable ({e}): charts that need labels are skipped"
+    return ValData(ds.X_train[sp.val_idx], ds.y_train[sp.val_idx], sp.hash, ds.checksum), None
+
+
+def _check_split(v: RunView, val: ValData | None) -> bool:
+    """Can this run's val_proba be compared with `val`'s labels? Adds a note if not."""
+    if v.val_proba is None or val is None:
+        return False
+    want = v.metrics.get("split_hash")
+    if want is not None and want != val.split_hash:
+        v.notes.append(f"trained on another validation split (run split_hash {want}, installed "
+                       f"data {val.split_hash}): validation charts skipped")
+        return False
+    if len(v.val_proba) != len(val.y):
+        v.notes.append(f"{runs.VAL_PROBA} has {len(v.val_proba)} rows but the validation split "
+                       f"has {len(val.y)}: validation charts skipped")
+        return False
+    if want is None:
+        v.notes.append("split not verified (no split_hash in metrics.json)")
+    checksum = v.metrics.get("data_checksum")
+    if checksum is not None and checksum != val.checksum:
+        v.notes.append(f"the data changed since training (run data_checksum {checksum}, "
+                       f"installed {val.checksum})")
+    return True
+
+
+# ----------------------------------------------------------------------------- charts
+
+def _figure(kind: str, **kw):
+    from matplotlib.figure import Figure
+
+    # Figure without pyplot: no global state, no GUI backend, nothing left open.
+    return Figure(figsize=FIGSIZE[kind], dpi=DPI, layout="constrained", **kw)
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
+
+
+def plot_curves(history, title: str, path: Path) -> None:
+    """history: DataFrame with epoch and any of loss, accuracy, val_loss, val_accuracy, lr."""
+    fig = _figure("curves")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    epoch = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
+    for ax, name, label in ((ax_loss, "loss", "loss (cross-entropy)"), (ax_acc, "accuracy", "accuracy")):
+        for split, col in (("train", name), ("val", f"val_{name}")):
+            if col in history and history[col].notna().any():
+                ax.plot(epoch, history[col], marker="o", color=COLORS[split], label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    handles, labels = ax_loss.get_legend_handles_labels()
+    if "lr" in history and history["lr"].notna().any():
+        # the learning rate shares the loss panel on its own (log) axis: schedule next to effect
+        ax_lr = ax_loss.twinx()
+        ax_lr.plot(epoch, history["lr"], color=COLORS["lr"], linestyle="--", label="learning rate")
+        ax_lr.set_ylabel("learning rate", color=COLORS["lr"])
+        ax_lr.tick_params(axis="y", colors=COLORS["lr"])
+        ax_lr.grid(False)
+        ax_lr.spines["right"].set_visible(True)
+        lr = history["lr"].dropna()
+        if (lr > 0).all() and lr.max() / lr.min() > 10:
+            ax_lr.set_yscale("log")
+        h, l = ax_lr.get_legend_handles_labels()
+        handles, labels = handles + h, labels + l
+    if handles:
+        ax_loss.legend(handles, labels, loc="upper right")
+    ax_acc.legend(loc="lower right")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
+    """C: (10, 10) int counts, rows = true class. Left: counts; right: % of each true class."""
+    fig = _figure("confusion")
+    axes = fig.subplots(1, 2)
+    rows = C.sum(axis=1, keepdims=True)
+    norm = np.divide(C, rows, out=np.zeros(C.shape, dtype=np.float64), where=rows > 0)
+    k = C.shape[0]
+    for ax, M, fmt, name in ((axes[0], C, "{:d}", "counts"),
+                             (axes[1], norm * 100, "{:.0f}", "% of true class (row-normalised)")):
+        # a log-ish colour scale would hide errors; instead colour by row share so a dark cell
+        # always means "most of this class went here", for both panels
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                v = M[i, j]
+                if v == 0:
+                    continue
+                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center",
+                        fontsize=8, color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k))
+        ax.set_yticks(range(k))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+        ax.grid(False)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_per_class(C: np.ndarray, title: str, path: Path) -> None:
+    """Per-class accuracy (recall) from a confusion matrix, with each class's count."""
+    fig = _figure("per_class")
+    ax = fig.subplots()
+    n = C.sum(axis=1)
+    acc = np.divide(np.diag(C), n, out=np.zeros(len(n)), where=n > 0)
+    k = len(n)
+    ax.barh(range(k), acc, color=COLORS["bar"])
+    for i in range(k):
+        ax.text(acc[i], i, f" {acc[i]:.3f}", va="center", fontsize=8)
+    # zoom on where the bars differ, but never hide that the axis does not start at 0
+    lo = max(0.0, np.floor((acc[n > 0].min() if (n > 0).any() else 0) * 20) / 20 - 0.05)
+    ax.set_xlim(lo, 1.04)
+    ax.set_yticks(range(k), [f"{i} (n={n[i]})" for i in range(k)])
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy on the class" + (f"  (axis starts at {lo:.2f})" if lo > 0 else ""))
+    ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+    _save(fig, path)
+
+
+def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -> float:
+    """Reliability diagram (top) and confidence histogram (bottom). Returns the ECE."""
+    conf, acc, count, ece = reliability(proba, y)
+    fig = _figure("calibration")
+    ax, ax_n = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    width = edges[1] - edges[0]
+    filled = count > 0
+    ax.bar(edges[:-1][filled], acc[filled], width=width, align="edge", color=COLORS["bar"],
+           edgecolor="white", label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], color="black", linestyle=":", label="perfect calibration")
+    ax.plot(conf[filled], acc[filled], "o", color=COLORS["val"], label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE = {ece:.4f}  ({ECE_BINS} bins)")
+    ax.legend(loc="upper left")
+    ax_n.bar(edges[:-1], count, width=width, align="edge", color=COLORS["lr"], edgecolor="white")
+    ax_n.set_yscale("symlog")
+    ax_n.set_ylabel("images")
+    ax_n.set_xlabel("confidence of the predicted class")
+    _save(fig, path)
+    return ece
+
+
+def _digit_grid(kind: str, images: np.ndarray, titles: list[str], colors: list[str],
+                suptitle: str, path: Path, shape: tuple[int, int] = GRID) -> None:
+    """images: (n, 28, 28) uint8 or [0,1] float, n <= rows*cols; ink dark on white."""
+    rows, cols = shape
+    fig = _figure(kind)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    vmax = 255 if images.dtype == np.uint8 else 1.0
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=vmax)
+            ax.set_title(titles[i], fontsize=8, color=colors[i], pad=2)
+    fig.suptitle(suptitle)
+    _save(fig, path)
+
+
+def plot_worst_errors(X, y, proba, title: str, path: Path) -> int:
+    """The most confident mistakes, most confident first. Returns how many errors there are."""
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y)
+    conf = proba[wrong, pred[wrong]]
+    # stable sort: ties keep split order, so the grid is the same every time
+    order = wrong[np.argsort(-conf, kind="stable")][: GRID[0] * GRID[1]]
+    if len(order):
+        titles = [f"true {y[i]} → {pred[i]}\n{proba[i, pred[i]]:.0%} sure" for i in order]
+        _digit_grid("errors", X[order], titles, [COLORS["bad"]] * len(order),
+                    f"{title}: most confident validation errors ({len(wrong)} in all)", path)
+    return len(wrong)
+
+
+def plot_disagreement(X, y, ens_proba, member_preds: np.ndarray, names: list[str],
+                      title: str, path: Path) -> int:
+    """Images where the members' predicted classes differ, least agreement first.
+
+    member_preds: (n_members, n_val) int. Returns how many images the members disagree on.
+    """
+    ens = ens_proba.argmax(axis=1)
+    agree = np.array([Counter(col).most_common(1)[0][1] for col in member_preds.T])
+    split = np.flatnonzero(agree < len(member_preds))
+    order = split[np.lexsort((ens_proba[split, ens[split]], agree[split]))][: GRID[0] * GRID[1]]
+    if len(order):
+        titles = []
+        for i in order:
+            votes = " ".join(f"{c}×{n}" for c, n in Counter(member_preds[:, i]).most_common())
+            titles.append(f"true {y[i]}, ens {ens[i]}\nvotes {votes}")
+        colors = [COLORS["ok"] if ens[i] == y[i] else COLORS["bad"] for i in order]
+        _digit_grid("disagree", X[order], titles, colors,
+                    f"{title}: members disagree on {len(split)} images "
+                    f"(green: ensemble right, red: wrong)", path)
+    return len(split)
+
+
+def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
+    """X: (n, 28, 28) uint8 originals; aug: (n, V, 28, 28) float32 [0, 1] augmented copies."""
+    n, V = aug.shape[:2]
+    images = np.concatenate([X[:, None].astype(np.float32) / 255, aug], axis=1).reshape(-1, 28, 28)
+    titles = [("original" if j == 0 else f"aug {j}") if i == 0 else "" for i in range(n)
+              for j in range(V + 1)]
+    _digit_grid("augment", images, titles, ["black"] * len(titles),
+                "CNN augmentation: one validation image per digit, then augmented copies",
+                path, shape=(n, V + 1))
+
+
+def plot_leaderboard(df, path: Path) -> None:
+    """df: the ledger (kit.ledger.COLUMNS). Validation accuracy and public score over time."""
+    import pandas as pd
+
+    fig = _figure("leaderboard")
+    ax = fig.subplots()
+    t = pd.to_datetime(df["created_utc"], utc=True, errors="coerce").dt.tz_localize(None)
+    for col, label, color, marker in (("val_accuracy", "validation accuracy", COLORS["train"], "o"),
+                                      ("public_score", "public leaderboard score", COLORS["score"], "s")):
+        v = pd.to_numeric(df[col], errors="coerce")
+        ok = v.notna() & t.notna()
+        if ok.any():
+            ax.plot(t[ok], v[ok], marker=marker, color=color, label=label)
+    for i, row in df.iterrows():
+        y = pd.to_numeric(pd.Series([row["public_score"], row["val_accuracy"]]), errors="coerce").max()
+        if pd.notna(t[i]) and pd.notna(y):
+            ax.annotate(f"#{row['id']}", (t[i], y), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)
+    import matplotlib.dates as mdates
+
+    loc = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(loc)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.set_xlabel("submitted (UTC)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("submissions: validation accuracy vs public leaderboard score")
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+CSS = """
+body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1140px;
+       color: #222; line-height: 1.4; }
+h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 20px; margin-top: 36px;
+border-bottom: 2px solid #ddd; padding-bottom: 4px; } h3 { font-size: 16px; margin-top: 22px; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f2f2f2; }
+.note { background: #fff6d6; border-left: 4px solid #e0b000; padding: 4px 10px; margin: 6px 0;
+        font-size: 14px; }
+.meta { color: #666; font-size: 13px; }
+img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
+.row { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-start; }
+code { background: #f4f4f4; padding: 0 3px; }
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _img(name: str, kind: str, alt: str) -> str:
+    w, h = (round(s * DPI) for s in FIGSIZE[kind])
+    return f'<img src="{_e(name)}" width="{w}" height="{h}" alt="{_e(alt)}">'
+
+
+def _table(header: list[str], rows: list[list], num: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if j in num else f"<td>{_e(c)}</td>"
+                         for j, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _seconds(s) -> str:
+    if s is None:
+        return "—"
+    s = float(s)
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:02.0f} s"
+
+
+def summary_row(v: RunView) -> list[str]:
+    """Run, model, preset/arch, seed, epochs, wall time, val accuracy, val loss, status."""
+    c, m = v.config, v.metrics
+    members = c.get("members")
+    setting = c.get("preset") or c.get("arch") or (f"{len(members)} members" if members else "—")
+    epochs = m.get("epochs_run", c.get("epochs", len(v.history) if not v.history.empty else None))
+    acc, loss = m.get("val_accuracy"), m.get("val_loss")
+    status = "finished" if v.run.finished else "unfinished"
+    return [v.run.name, v.model, str(setting), str(c.get("seed", m.get("seed", "—"))),
+            "—" if epochs is None else str(epochs), _seconds(m.get("wall_time_s")),
+            "—" if acc is None else f"{acc:.4f}", "—" if loss is None else f"{loss:.4f}", status]
+
+
+SUMMARY_HEADER = ["run", "model", "preset / arch", "seed", "epochs", "wall time",
+                  "val accuracy", "val loss", "status"]
+
+
+# ----------------------------------------------------------------------------- sections
+
+def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
+    name = v.run.name
+    usable = _check_split(v, val)  # first: its notes belong at the top with the others
+    parts = [f'<h2 id="{_e(v.slug)}">{_e(name)}</h2>',
+             f'<p class="meta">{_e(v.run.path)}</p>'] + [_note(n) for n in v.notes]
+
+    if not v.history.empty:
+        f = f"{v.slug}-curves.png"
+        plot_curves(v.history, f"{name}: training curves", out / f)
+        parts += ["<h3>Training curves</h3>", _img(f, "curves", f"training curves of {name}")]
+    if not usable:
+        return "\n".join(parts)
+    P, y, X = v.val_proba, val.y, val.X
+    pred = P.argmax(axis=1)
+    C = confusion(y, pred)
+    acc = float(np.mean(pred == y))
+    f_cm, f_pc = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png"
+    plot_confusion(C, f"{name}: validation confusion ({len(y)} images, accuracy {acc:.4f})", out / f_cm)
+    plot_per_class(C, "per-class accuracy", out / f_pc)
+    parts += ["<h3>Confusion matrix and per-class accuracy</h3>",
+              _img(f_cm, "confusion", f"confusion matrix of {name}")]
+
+    f_cal = f"{v.slug}-calibration.png"
+    ece = plot_calibration(P, y, "calibration", out / f_cal)
+    parts += [f"<h3>Per-class accuracy and calibration (ECE {ece:.4f})</h3>",
+              '<div class="row">', _img(f_pc, "per_class", f"per-class accuracy of {name}"),
+              _img(f_cal, "calibration", f"reliability diagram of {name}"), "</div>"]
+
+    f_err = f"{v.slug}-errors.png"
+    n_wrong = plot_worst_errors(X, y, P, name, out / f_err)
+    parts.append(f"<h3>Worst validation errors ({n_wrong} of {len(y)})</h3>")
+    parts.append(_img(f_err, "errors", f"most confident errors of {name}") if n_wrong
+                 else _note("no validation errors"))
+
+    members = v.config.get("members")
+    if members:
+        parts.append("<h3>Where the ensemble's members disagree</h3>")
+        parts.append(_disagreement(v, members, val, out))
+    return "\n".join(parts)
+
+
+def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> str:
+    preds, names, notes = [], [], []
+    for ref in members:
+        try:
+            m = runs.resolve(ref)
+            runs.require_run(m, finished=False)
+        except KitError as e:
+            notes.append(f"member {ref}: {e}")
+            continue
+        p = m.path / runs.VAL_PROBA
+        if not p.exists():
+            notes.append(f"member {m.name} has no {runs.VAL_PROBA}")
+            continue
+        P = m.val_proba()
+        if P.shape != v.val_proba.shape:
+            notes.append(f"member {m.name}: {runs.VAL_PROBA} shape {P.shape} ≠ {v.val_proba.shape}")
+            continue
+        preds.append(P.argmax(axis=1))
+        names.append(m.name)
+    parts = [_note(n) for n in notes]
+    if len(preds) < 2:
+        return "\n".join(parts + [_note("fewer than two members with validation predictions: "
+                                         "nothing to compare")])
+    f = f"{v.slug}-disagree.png"
+    n = plot_disagreement(val.X, val.y, v.val_proba, np.stack(preds), names, v.run.name, out / f)
+    parts.append(f'<p class="meta">members: {_e(", ".join(names))}</p>')
+    parts.append(_img(f, "disagree", f"images where members of {v.run.name} disagree") if n
+                 else _note("the members agree on every validation image"))
+    return "\n".join(parts)
+
+
+def _augment_section(views: list[RunView], val: ValData | None, out: Path) -> str:
+    parts = ["<h2 id=\"augment\">CNN augmentation</h2>"]
+    if val is None:
+        return "\n".join(parts + [_note("no validation images installed: cannot show augmentation")])
+    try:
+        from kit import cnn
+    except ImportError as e:
+        return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
+    # the settings of the first CNN run in the report: show what that run trained on
+    source = next((v for v in views if v.model == "cnn"), None)
+    cfg = None
+    if source is not None:
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
+        cfg = cnn.CNNConfig(**{k: val_ for k, val_ in source.config.items() if k in known})
+        parts.append(f'<p class="meta">settings of {_e(source.run.name)}: rotation ±{cfg.rotation:g}°, '
+                     f'zoom ±{cfg.zoom:g}, shift ±{cfg.shift:g} of the side'
+                     + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)")
+                     + "</p>")
+    # the first validation image of each digit, in split order (deterministic)
+    idx = [int(np.flatnonzero(val.y == d)[0]) for d in range(config.N_CLASSES) if (val.y == d).any()]
+    X = val.X[idx]
+    aug = np.asarray(cnn.augmented_examples(X, AUGMENT_VARIANTS, AUGMENT_SEED, cfg))
+    assert aug.shape == (len(idx), AUGMENT_VARIANTS, 28, 28), aug.shape
+    plot_augment(X, aug, out / "augment.png")
+    return "\n".join(parts + [_img("augment.png", "augment", "augmented samples")])
+
+
+def _leaderboard_section(out: Path) -> str:
+    parts = ['<h2 id="leaderboard">Leaderboard history</h2>']
+    try:
+        from kit import ledger
+
+        df = ledger.read_all()
+    except KitError as e:
+        return "\n".join(parts + [_note(f"cannot read the submission ledger: {e}")])
+    if df.empty:
+        return "\n".join(parts + [_note(f"no submissions yet ({config.ledger_path()} is empty or "
+                                        "missing): `kit submit` records them")])
+    plot_leaderboard(df, out / "leaderboard.png")
+    parts.append(_img("leaderboard.png", "leaderboard", "validation accuracy vs public score"))
+    if df["public_score"].isna().all():
+        parts.append(_note("no public scores yet: `kit scores --sync` fetches them"))
+    rows = []
+    for _, r in df.iterrows():
+        try:
+            run_names = ", ".join(json.loads(r["runs"] or "[]"))
+        except (TypeError, json.JSONDecodeError):
+            run_names = str(r["runs"])
+        fmt = lambda x: "—" if x is None or x != x else f"{float(x):.5f}"  # noqa: E731 (x != x: NaN)
+        rows.append([r["id"], r["created_utc"], r["message"] or "", run_names,
+                     fmt(r["val_accuracy"]), fmt(r["public_score"]), r["status"]])
+    parts.append(_table(["#", "created (UTC)", "message", "runs", "val accuracy", "public score",
+                         "status"], rows, num={4, 5}))
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- build
+
+def _out_dir(out: Path | None) -> Path:
+    if out is not None:
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise KitError(f"{out} already exists and is not an empty folder; choose another --out")
+        return out
+    root = config.reports_dir()
+    base = root / runs.utc_stamp()
+    for i in range(1, 1000):
+        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        if not path.exists():
+            return path
+    raise AssertionError("could not find a free report name")
+
+
+def build(run_refs: list | None = None, out: Path | None = None) -> Path:
+    """Write the report for `run_refs` (paths, run names or model names; default: the latest
+    finished run of each model) into `out` (default reports/<UTC stamp>/). Returns index.html."""
+    import matplotlib
+
+    chosen = [runs.resolve(r) for r in run_refs] if run_refs else default_runs()
+    views = [_view(r) for r in chosen]  # KitError on a folder that is not a run, before any work
+    out = _out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        val, val_note = (None, None)
+        if any(v.val_proba is not None for v in views) or _wants_augment(views):
+            val, val_note = _load_val()
+        with matplotlib.rc_context(STYLE):
+            body = _body(views, val, val_note, tmp)
+        stamp = runs.utc_iso()
+        page = (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>kit report {_e(out.name)}</title><style>{CSS}</style></head>\n<body>\n"
+                f"<h1>kit report</h1><p class=\"meta\">{_e(config.competition().slug)} · "
+                f"generated {_e(stamp)} · {len(views)} run(s)</p>\n{body}\n</body></html>\n")
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a report is meant to be shared
+        os.replace(tmp, out)  # atomic; replaces only an empty folder
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out / "index.html"
+
+
+def _wants_augment(views: list[RunView]) -> bool:
+    """Show the augmentation grid when a CNN is in the report (importing it loads TensorFlow)."""
+    return any(v.model == "cnn" or any(str(m).startswith("cnn") for m in v.config.get("members") or [])
+               for v in views)
+
+
+def _body(views: list[RunView], val: ValData | None, val_note: str | None, out: Path) -> str:
+    toc = " · ".join([f'<a href="#{_e(v.slug)}">{_e(v.run.name)}</a>' for v in views]
+                     + ['<a href="#leaderboard">leaderboard</a>'])
+    parts = [f"<p>{toc}</p>", "<h2 id=\"summary\">Summary</h2>",
+             _table(SUMMARY_HEADER, [summary_row(v) for v in views], num={3, 4, 5, 6, 7})]
+    if val_note:
+        parts.append(_note(val_note))
+    parts.append(_leaderboard_section(out))
+    if _wants_augment(views):
+        parts.append(_augment_section(views, val, out))
+    parts += [_run_section(v, val, out) for v in views]
+    return "\n".join(parts)
