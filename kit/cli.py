@@ -223,6 +223,23 @@ def leaderboard(top: int):
 # ============================================================================ report
 # (owned by kit/report.py)
 
+@cli.command()
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write the report into (must not exist or be empty). "
+                   "[default: reports/<UTC timestamp>]")
+@data_dir_option
+def report(run_refs: tuple[str, ...], out: Path | None):
+    """Write an HTML report (curves, confusion, worst errors, calibration, leaderboard history).
+
+    RUN is a run folder, a run name under runs/, or a model name (its latest finished run);
+    by default the latest finished run of each model. Prints the path of index.html, which
+    opens from disk in any browser.
+    """
+    from kit import report as rp
+
+    click.echo(rp.build(list(run_refs) or None, out))
+
 # ============================================================================ local Kaggle service
 # (owned by kit/emulator.py)
 
