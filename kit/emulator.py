@@ -110,6 +110,9 @@ class Emulator:
         self.teams = list(teams or [])
         self.verbose = verbose
         self.requests: list[tuple[str, str]] = []
+        # what the client sent, for debugging and assertions: method, path, Range header,
+        # JSON body of RPCs (never the Authorization header)
+        self.log: list[dict] = []
         self.submissions: list[dict] = []
         self._uploads: dict[str, dict] = {}
         self._faults: list[_Fault] = []
@@ -452,8 +455,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         path = unquote(urlsplit(self.path).path)
+        entry = {"method": method, "path": path, "range": self.headers.get("Range"), "body": None}
         with self.emu._lock:
             self.emu.requests.append((method, path))
+            self.emu.log.append(entry)
         fault = self.emu._take_fault(path)
         if fault is not None and fault.kind == "slow":
             time.sleep(float(fault.opts.get("seconds", 2.0)))
@@ -479,6 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
                 request = json.loads(body or b"{}")
             except ValueError:
                 return self._json(400, {"code": 400, "message": "request body is not JSON"})
+            entry["body"] = request
             if self.emu.verbose:
                 sys.stderr.write(f"emulator: {path} {json.dumps(request)}\n")
             name = path.rsplit("/", 1)[-1]

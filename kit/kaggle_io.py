@@ -1,11 +1,48 @@
-"""Every call to Kaggle, through the official `kaggle` package (KaggleApi). API stub; implementation follows."""
+"""Every call to Kaggle goes through here, with the official `kaggle` package (KaggleApi).
+
+The client is imported lazily and a fresh KaggleApi is built and authenticated for each
+operation, from the environment as it is *now*: kaggle 2.x authenticates at `import kaggle`
+and freezes its config folder and endpoint in class attributes at import time, so we set
+them again on each instance (that is what lets the tests point the client at one local
+emulator after another, see kit.emulator).
+
+Faults become KitError subclasses with a message that says what to do:
+
+    KaggleAuthError       no credentials, or Kaggle rejected them (HTTP 401)
+    KaggleRulesError      HTTP 403: the competition rules are not accepted on kaggle.com
+    KaggleLimitError      the day's submission allowance is used up
+    KaggleTransientError  HTTP 429 / 5xx / network error / dropped connection, still failing
+                          after bounded retries with exponential backoff (Retry-After honoured)
+
+Retries: KIT_RETRY_ATTEMPTS attempts in all [5], waits KIT_RETRY_BASE_S * 2**n seconds
+[1 s, capped at 30 s] or what Retry-After asks (capped at 120 s). The client's own retry
+loop inside downloads is switched off so that this one policy applies everywhere.
+
+The API key is never printed: every message built from a client error is scrubbed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import shutil
+import stat
+import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+from kit import config
 from kit.errors import KitError
+
+TOKEN_HELP = ("create a token on kaggle.com (Settings -> API -> Create New Token), save the "
+              "downloaded kaggle.json as ~/.kaggle/kaggle.json and run `chmod 600 ~/.kaggle/kaggle.json`; "
+              "or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
+PAGE_SIZE = 100  # submissions / leaderboard rows per request
+MAX_PAGES = 50
+RETRY_AFTER_CAP_S = 120.0
+BACKOFF_CAP_S = 30.0
 
 
 class KaggleAuthError(KitError):
@@ -22,6 +59,10 @@ class KaggleLimitError(KitError):
 
 class KaggleTransientError(KitError):
     """429 / 5xx / network fault that outlasted the bounded retries."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -44,25 +85,368 @@ class LeaderboardEntry:
     date: str  # ISO 8601 UTC
 
 
+def _slug() -> str:
+    return config.competition().slug
+
+
+# ============================================================================ settings from the environment
+
+def retry_attempts() -> int:
+    return max(1, int(os.environ.get("KIT_RETRY_ATTEMPTS", "5")))
+
+
+def retry_base_s() -> float:
+    return float(os.environ.get("KIT_RETRY_BASE_S", "1.0"))
+
+
+# ============================================================================ the client
+
+def _config_dir() -> Path:
+    """Where KaggleApi looks for kaggle.json (same rule as kaggle 2.x, evaluated now)."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser()
+    home = Path.home() / ".kaggle"
+    if sys.platform.startswith("linux") and not home.exists():
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(xdg) / "kaggle"
+    return home
+
+
+_warned_permissions: set[str] = set()
+
+
+def _warn_if_readable(path: Path) -> None:
+    """Once per file and process, on stderr: kaggle.json readable by group or others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if os.name != "nt" and mode & (stat.S_IRWXG | stat.S_IRWXO) and str(path) not in _warned_permissions:
+        _warned_permissions.add(str(path))
+        print(f"Warning: {path} is readable by other users of this machine; "
+              f"run `chmod 600 {path}`.", file=sys.stderr)
+
+
+def _secrets() -> list[str]:
+    """Every credential value we might have to scrub from a message."""
+    values = [os.environ.get("KAGGLE_KEY", ""), os.environ.get("KAGGLE_API_TOKEN", "")]
+    try:
+        import json
+        values.append(str(json.loads((_config_dir() / "kaggle.json").read_text()).get("key", "")))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return [v for v in values if len(v) >= 4]
+
+
+def scrub(text: str) -> str:
+    """`text` with any credential replaced by ***."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Swallow what the client prints on stdout (its progress bars go to stderr and stay)."""
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        yield out
+
+
+def _configured_username() -> str:
+    if os.environ.get("KAGGLE_USERNAME"):
+        return os.environ["KAGGLE_USERNAME"]
+    try:
+        import json
+        return str(json.loads((_config_dir() / "kaggle.json").read_text()).get("username", "?"))
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
+def _credentials_source() -> str:
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    return str(_config_dir() / "kaggle.json")
+
+
+def _client():
+    """A fresh, authenticated KaggleApi configured from the environment as it is now."""
+    with _quiet():
+        try:
+            from kaggle.api.kaggle_api_extended import KaggleApi
+        except SystemExit:  # an old kaggle that exits at import without credentials
+            raise KaggleAuthError(f"no Kaggle credentials found: {TOKEN_HELP}.") from None
+
+    class Api(KaggleApi):
+        def download_file(self, *args, **kwargs):
+            # one retry policy for everything (ours): the client's own loop would sleep
+            # 2**n s between tries and print to stdout
+            kwargs["max_retries"] = 0
+            return super().download_file(*args, **kwargs)
+
+    api = Api()
+    config_dir = _config_dir()
+    api.config_dir = str(config_dir)
+    api.config = str(config_dir / "kaggle.json")
+    api.args = ["--local"] if os.environ.get("KAGGLE_API_ENVIRONMENT") == "LOCALHOST" else []
+    _warn_if_readable(config_dir / "kaggle.json")
+    try:
+        with _quiet():
+            api.authenticate()
+    except SystemExit:
+        where = os.environ.get("KAGGLE_CONFIG_DIR")
+        hint = f" (KAGGLE_CONFIG_DIR points at {where}, so kaggle.json is looked for there)" if where else ""
+        raise KaggleAuthError(f"no Kaggle credentials found{hint}: {TOKEN_HELP}.") from None
+    except Exception as e:  # a token check against the server can fail too
+        raise _translate(e, "checking your Kaggle credentials") from None
+    return api
+
+
+# ============================================================================ errors and retries
+
+def _status(e: Exception) -> int | None:
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None) if response is not None else None
+
+
+def _translate(e: Exception, doing: str) -> KitError:
+    """A client exception -> the KitError that says what to do. Never contains the key."""
+    import requests
+    import urllib3
+
+    if isinstance(e, KitError):
+        return e
+    status = _status(e)
+    detail = scrub(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    slug = _slug()
+    if status == 401:
+        user = _configured_username()
+        return KaggleAuthError(
+            f"Kaggle rejected the credentials from {_credentials_source()} (HTTP 401, user {user!r}) "
+            f"while {doing}. The key is wrong or was revoked: {TOKEN_HELP}.")
+    if status == 403:
+        return KaggleRulesError(
+            f"Kaggle refused access to competition {slug!r} (HTTP 403) while {doing}: the competition "
+            f"rules are not accepted for this account. Accept them at "
+            f"https://www.kaggle.com/competitions/{slug}/rules, then run the command again.")
+    if status == 400 and ("allowance" in detail.lower() or "daily" in detail.lower()):
+        return KaggleLimitError(
+            f"daily submission limit reached for {slug!r}: {detail} "
+            f"Nothing was submitted; try again after 00:00 UTC.")
+    if status == 404:
+        return KitError(f"Kaggle answered 404 Not Found while {doing} ({detail}). Check the competition "
+                        f"slug {slug!r} (https://www.kaggle.com/competitions/{slug}).")
+    if status == 429 or (status is not None and status >= 500):
+        retry_after = None
+        header = e.response.headers.get("Retry-After") if e.response is not None else None
+        if header:
+            try:
+                retry_after = float(header)
+            except ValueError:
+                retry_after = None
+        return KaggleTransientError(f"HTTP {status} from Kaggle while {doing} ({detail})", retry_after)
+    network = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+               requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError)
+    if isinstance(e, network):
+        return KaggleTransientError(f"network error while {doing} ({type(e).__name__}: {detail})")
+    if isinstance(e, ValueError) and "does not match expected size" in str(e):
+        return KaggleTransientError(f"incomplete download while {doing} ({detail})")
+    if status is not None:
+        return KitError(f"Kaggle answered HTTP {status} while {doing}: {detail}")
+    return KitError(f"the kaggle client failed while {doing}: {type(e).__name__}: {detail}")
+
+
+def _with_retries(fn, doing: str):
+    """fn() with retries on KaggleTransientError; every other error is raised at once.
+
+    fn may raise client exceptions (translated here) or KitErrors.
+    """
+    import tenacity
+
+    attempts = retry_attempts()
+
+    def once():
+        try:
+            return fn()
+        except Exception as e:
+            raise _translate(e, doing) from None
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        err = state.outcome.exception()
+        if isinstance(err, KaggleTransientError) and err.retry_after is not None:
+            return min(err.retry_after, RETRY_AFTER_CAP_S)
+        return min(retry_base_s() * 2 ** (state.attempt_number - 1), BACKOFF_CAP_S)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        print(f"{state.outcome.exception()}; retrying in {state.next_action.sleep:.1f} s "
+              f"(attempt {state.attempt_number + 1}/{attempts})", file=sys.stderr)
+
+    try:
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(KaggleTransientError),
+            stop=tenacity.stop_after_attempt(attempts), wait=wait, before_sleep=before_sleep,
+            reraise=True)(once)
+    except KaggleTransientError as e:
+        raise KaggleTransientError(
+            f"gave up after {attempts} attempts: {e}. Check your connection (or "
+            f"https://www.kaggle.com status) and run the command again.") from None
+
+
+# ============================================================================ operations
+
+def username() -> str:
+    """Whose credentials are in use (never the key)."""
+    return str(_client().config_values.get("username", ""))
+
+
 def download(force: bool = False, echo=print) -> str:
-    raise NotImplementedError
+    """Fetch the competition zip with KaggleApi, then verify and install it (kit.data.install).
+
+    Already installed and not `force`: says so and returns without touching the network.
+    The zip is fetched into data_dir()/.download-<slug>/ (a partial file there is resumed
+    with an HTTP Range request on the next try, never installed) and removed once installed.
+    Returns data.install's summary.
+    """
+    from kit import data
+
+    slug = _slug()
+    if data.is_installed() and not force:
+        return f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+    api = _client()
+    user = api.config_values.get("username", "?")
+    partial = config.data_dir() / f".download-{slug}"
+    if force:  # a fresh copy; otherwise a partial file left by an earlier try is resumed
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    echo(f"Downloading {slug} from Kaggle as {user} ...")
+    # the client's byte progress bar (stderr) only where someone can watch it
+    quiet = not sys.stderr.isatty()
+
+    def fetch():
+        # force=False: after a dropped connection the client resumes the partial file
+        # with a Range request (it checks the server's ETag first)
+        with _quiet():
+            api.competition_download_files(slug, path=str(partial), force=False, quiet=quiet)
+
+    _with_retries(fetch, f"downloading {slug}")
+    zip_path = partial / f"{slug}.zip"
+    if not zip_path.is_file():
+        raise KitError(f"the kaggle client finished but {zip_path} is missing; run the command again.")
+    try:
+        result = data.install(zip_path, force=force, echo=echo)
+    except KitError:
+        # a corrupt download is of no use for a resume either
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(partial, ignore_errors=True)
+    return result
 
 
 def submit(path: Path, message: str) -> int:
-    raise NotImplementedError
+    """Upload `path` and create a submission with `message`; returns Kaggle's submission ref.
+
+    The client reports a failed upload by returning "Could not submit to competition"
+    instead of raising: that is detected and retried like any network fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"{path}: no such file to submit")
+    api = _client()
+    slug = _slug()
+
+    def once() -> int:
+        with _quiet() as out:
+            result = api.competition_submit(str(path), message, slug, quiet=True)
+        said = scrub(out.getvalue().strip().splitlines()[-1]) if out.getvalue().strip() else ""
+        if result is None or result.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
+            raise KaggleTransientError(f"the upload of {path.name} failed" + (f" ({said})" if said else ""))
+        if not getattr(result, "ref", 0):
+            raise KitError(f"Kaggle did not accept {path.name}: {scrub(result.message or 'no reason given')}")
+        return int(result.ref)
+
+    return _with_retries(once, f"submitting {path.name} to {slug}")
+
+
+def _iso(dt) -> str:
+    if dt is None:
+        return ""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.replace(microsecond=0).isoformat() + "Z"
+
+
+def _float(value) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def list_submissions() -> list[Submission]:
-    raise NotImplementedError
+    """Every submission of ours to the competition, newest first."""
+    api = _client()
+    slug = _slug()
+    out: list[Submission] = []
+    for page in range(1, MAX_PAGES + 1):
+        def fetch(page=page):
+            with _quiet():
+                return api.competition_submissions(slug, page_number=page, page_size=PAGE_SIZE) or []
+        rows = _with_retries(fetch, f"listing submissions of {slug}")
+        for s in rows:
+            if s is None:
+                continue
+            out.append(Submission(
+                ref=int(s.ref), date=_iso(s.date), file_name=s.file_name or "",
+                description=s.description or "", status=s.status.name.lower(),
+                public_score=_float(s.public_score), private_score=_float(s.private_score),
+                error=(s.error_description or None) if s.status.name == "ERROR" else None))
+        if len(rows) < PAGE_SIZE:
+            break
+    return out
 
 
 def remaining_submissions() -> int | None:
-    raise NotImplementedError
+    """Today's remaining submissions (the client's limits call); None if Kaggle does not say."""
+    api = _client()
+    slug = _slug()
+
+    def fetch():
+        with _quiet():
+            return api.competition_get_submission_limits(slug)
+
+    try:
+        limits = _with_retries(fetch, f"reading the submission limits of {slug}")
+    except (KaggleAuthError, KaggleRulesError, KaggleTransientError):
+        raise
+    except KitError:  # e.g. 404: a service without the limits endpoint
+        return None
+    return int(limits.num_allowed_now)
 
 
 def leaderboard() -> list[LeaderboardEntry]:
-    raise NotImplementedError
-
-
-def username() -> str:
-    raise NotImplementedError
+    """The competition's public leaderboard, best first (rank 1 = top)."""
+    api = _client()
+    slug = _slug()
+    out: list[LeaderboardEntry] = []
+    token = None
+    for _ in range(MAX_PAGES):
+        def fetch(token=token):
+            from kagglesdk.competitions.types.competition_api_service import ApiGetLeaderboardRequest
+            with api.build_kaggle_client() as kaggle:
+                request = ApiGetLeaderboardRequest()
+                request.competition_name = slug
+                request.page_size = PAGE_SIZE
+                if token:
+                    request.page_token = token
+                return kaggle.competitions.competition_api_client.get_leaderboard(request)
+        response = _with_retries(fetch, f"reading the leaderboard of {slug}")
+        for row in response.submissions or []:
+            out.append(LeaderboardEntry(rank=len(out) + 1, team_name=row.team_name or "",
+                                        score=_float(row.score) or 0.0, date=_iso(row.submission_date)))
+        token = response.next_page_token
+        if not token:
+            break
+    return out

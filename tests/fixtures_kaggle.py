@@ -1,1 +1,40 @@
-"""Fixtures for the local Kaggle emulator and the real kaggle client (owned by kit.emulator / kit.kaggle_io)."""
+"""Fixtures for the local Kaggle emulator and the real kaggle client (owned by kit.emulator / kit.kaggle_io).
+
+    kaggle_emulator   an Emulator serving the fixture competition, started, with its
+                      environment monkeypatched in (KAGGLE_API_ENVIRONMENT=LOCALHOST, the
+                      proxy variables, demo credentials), HOME and KAGGLE_CONFIG_DIR in
+                      tmp_path (the user's real ~/.kaggle is never read), every KIT_*_DIR
+                      isolated and retry backoff shortened (KIT_RETRY_BASE_S=0.01).
+                      Yields the Emulator; stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+EMULATOR_USER = "demo"
+EMULATOR_KEY = "demo-key-0123456789abcdef"
+
+
+@pytest.fixture
+def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
+    from kit.emulator import Emulator
+
+    home, config_dir = tmp_path / "home", tmp_path / "kaggle-config"
+    home.mkdir()
+    config_dir.mkdir()
+    for var in list(os.environ):  # nothing of the caller's Kaggle set-up leaks in
+        if var.startswith("KAGGLE_") or var.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KIT_RETRY_BASE_S", "0.01")
+    monkeypatch.setenv("KIT_RETRY_ATTEMPTS", "3")
+    emulator = Emulator(fixture_competition / "digit-recognizer-fixture.zip", fixture_competition / "answers.csv",
+                        username=EMULATOR_USER, key=EMULATOR_KEY, scoring_delay_s=0.3,
+                        teams=[("alice", 0.99), ("bob", 0.5)])
+    with emulator:
+        for name, value in emulator.env(config_dir).items():
+            monkeypatch.setenv(name, value)
+        yield emulator
