@@ -243,6 +243,65 @@ def report(run_refs: tuple[str, ...], out: Path | None):
 # ============================================================================ local Kaggle service
 # (owned by kit/emulator.py)
 
+@cli.command()
+@click.option("--fixture", "use_fixture", is_flag=True, default=True,
+              help="Serve the fixture competition built from scikit-learn's digits. [default]")
+@click.option("--zip", "zip_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve this competition zip instead (needs --answers).")
+@click.option("--answers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The answer key (ImageId,Label) submissions to --zip are scored against.")
+@click.option("--slug", default=None, help="Competition slug to serve. [default: the fixture's]")
+@click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--daily-limit", type=int, default=5, show_default=True, help="Submissions allowed per UTC day.")
+@click.option("--scoring-delay", type=float, default=2.0, show_default=True,
+              help="Seconds a submission stays PENDING before it is scored.")
+@click.option("--verbose", is_flag=True, help="Log every request the client sends (to stderr).")
+def emulator(use_fixture: bool, zip_path: Path | None, answers: Path | None, slug: str | None, port: int,
+             daily_limit: int, scoring_delay: float, verbose: bool):
+    """Run a local Kaggle competition service in the foreground (Ctrl-C stops it).
+
+    The official kaggle client, and so every kit command, talks to it once you paste the
+    printed `export` lines into another shell: offline demos, no Kaggle account needed.
+    """
+    import shlex
+    import signal
+    import time
+
+    from kit import emulator as emu_mod
+    from kit import fixture as fx
+
+    if (zip_path is None) != (answers is None):
+        raise KitError("--zip and --answers go together: the competition zip and its answer key (ImageId,Label)")
+    if zip_path is None:
+        folder = fx.build()
+        zip_path, answers, slug = folder / fx.ZIP_NAME, folder / fx.ANSWERS, slug or fx.NAME
+    slug = slug or zip_path.stem
+    emu = emu_mod.Emulator(zip_path, answers, slug=slug, daily_limit=daily_limit,
+                           scoring_delay_s=scoring_delay, port=port, verbose=verbose)
+    try:
+        emu.start()
+    except OSError as e:
+        raise KitError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
+    click.echo(f"Kaggle emulator serving {slug} on {emu.url} (Ctrl-C to stop).")
+    click.echo("Paste these lines into another shell to point the kaggle client and kit at it:")
+    for name, value in emu.env().items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+    if slug in config.COMPETITIONS:
+        click.echo(f"export KIT_COMPETITION={slug}")
+    def stop(*_):  # `kill` (SIGTERM) stops it as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+        click.echo("emulator stopped", err=True)
+
+
 
 def main():
     cli(prog_name="kit")
