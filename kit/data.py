@@ -77,7 +77,7 @@ def _where(name: str, line: int, col: int) -> str:
     """'train.csv line 7, column pixel12 (col 14)'; col is 0-based here, 1-based in the text."""
     cols = HEADERS[name]
     label = f"column {cols[col]} (col {col + 1})" if col < len(cols) else f"col {col + 1}"
-    return f"{name} line {line:,}, {label}"
+    return f"{name} line {line}, {label}"  # no thousands separator: as an editor shows it
 
 
 def _check_header(path: Path, name: str, comp: config.Competition) -> None:
@@ -121,29 +121,32 @@ def _locate(path: Path, name: str, comp: config.Competition) -> None:
     """Slow path, only after the fast parse failed: raise a KitError at the first bad cell."""
     want = len(HEADERS[name])
     lo, hi, rule = _bounds(name)
+    short = None  # a line with too few values: reported once we know whether it is the last
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(f)
-        next(reader)  # header: already checked
-        prev = None
-        for row in reader:
-            line = reader.line_num
-            if prev is not None:
-                raise prev  # a short row that was not the last: report it now
-            if len(row) == 0 or row == [""]:
-                raise KitError(f"{name} line {line:,} is empty: expected {want} comma-separated values")
-            if len(row) > want:
-                raise KitError(f"{_where(name, line, want)}: unexpected extra value {row[want]!r} "
-                               f"(expected {want} values per line, got {len(row)})")
-            for j, cell in enumerate(row):
-                value = _as_int(cell)
-                if value is None or not lo[j] <= value <= hi[j]:
-                    got = "an empty cell" if cell.strip() == "" else repr(cell)
-                    raise KitError(f"{_where(name, line, j)}: expected {rule[j]}, got {got}")
-            if len(row) < want:
-                prev = KitError(f"{_where(name, line, len(row))}: missing value "
-                                f"(expected {want} values per line, got {len(row)})")
-        if prev is not None:
-            raise KitError(f"{prev}; the last line is cut short: the file looks truncated")
+        next(reader)  # the header: already checked
+        try:
+            for row in reader:
+                line = reader.line_num
+                if short is not None:
+                    raise KitError(f"{short}: missing value (expected {want} values per line)")
+                if len(row) == 0 or row == [""]:
+                    raise KitError(f"{name} line {line} is empty: expected {want} comma-separated values")
+                if len(row) > want:
+                    raise KitError(f"{_where(name, line, want)}: unexpected extra value {row[want]!r} "
+                                   f"(expected {want} values per line, got {len(row)})")
+                if len(row) < want:
+                    short = _where(name, line, len(row))
+                    continue
+                for j, cell in enumerate(row):
+                    value = _as_int(cell)
+                    if value is None or not lo[j] <= value <= hi[j]:
+                        got = "an empty cell" if cell.strip() == "" else repr(cell)
+                        raise KitError(f"{_where(name, line, j)}: expected {rule[j]}, got {got}")
+        except csv.Error as e:
+            raise KitError(f"{name} line {reader.line_num}: not a CSV line ({e})") from None
+    if short is not None:
+        raise KitError(f"{short}: missing value; the last line is cut short, the file looks truncated")
 
 
 def read_csv(path: Path, name: str, comp: config.Competition | None = None) -> np.ndarray:
