@@ -46,14 +46,17 @@ FIGSIZE = {
     "confusion": (11.0, 5.0),
     "per_class": (5.5, 4.0),
     "calibration": (5.5, 6.0),
-    "errors": (11.0, 6.4),
-    "disagree": (11.0, 6.4),
     "augment": (7.2, 9.0),
     "leaderboard": (11.0, 4.0),
 }
-GRID = (4, 8)            # rows, columns of the worst-errors and disagreement grids
+GRID = (4, 8)            # at most rows x columns tiles in the worst-errors and disagreement grids
+GRID_WIDTH = 11.0        # their width; height = GRID_TITLE + GRID_ROW * rows used (inches)
+GRID_ROW = 1.5
+GRID_TITLE = 0.4
 AUGMENT_VARIANTS = 7     # augmented copies shown beside each original
 AUGMENT_SEED = 0         # fixed, so the augmentation grid is the same every time
+LEADERBOARD_TICKS = 16   # at most this many labelled submissions on the x axis
+VOTES_LISTED = 6         # disagreement tiles list up to this many members' votes one by one
 ECE_BINS = 15            # equal-width confidence bins (Guo et al. 2017 use 15)
 MODEL_ORDER = ("scratch", "cnn", "ensemble")  # default report: latest run of each, this order
 
@@ -305,11 +308,12 @@ def plot_per_class(C: np.ndarray, title: str, path: Path) -> None:
     acc = np.divide(np.diag(C), n, out=np.zeros(len(n)), where=n > 0)
     k = len(n)
     ax.barh(range(k), acc, color=COLORS["bar"])
-    for i in range(k):
-        ax.text(acc[i], i, f" {acc[i]:.3f}", va="center", fontsize=8)
-    # zoom on where the bars differ, but never hide that the axis does not start at 0
+    # zoom on where the bars differ (the label says the axis does not start at 0); every bar
+    # keeps at least 0.05 of the axis, room for its value written inside it
     lo = max(0.0, np.floor((acc[n > 0].min() if (n > 0).any() else 0) * 20) / 20 - 0.05)
-    ax.set_xlim(lo, 1.04)
+    for i in range(k):
+        ax.text(acc[i], i, f"{acc[i]:.3f} ", va="center", ha="right", fontsize=8, color="white")
+    ax.set_xlim(lo, 1.0)
     ax.set_yticks(range(k), [f"{i} (n={n[i]})" for i in range(k)])
     ax.invert_yaxis()
     ax.set_xlabel("accuracy on the class" + (f"  (axis starts at {lo:.2f})" if lo > 0 else ""))
@@ -328,13 +332,16 @@ def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     filled = count > 0
     ax.bar(edges[:-1][filled], acc[filled], width=width, align="edge", color=COLORS["bar"],
            edgecolor="white", label="accuracy in bin")
+    # the gap from accuracy up (or down) to the bin's mean confidence: what ECE averages
+    ax.bar(edges[:-1][filled], (conf - acc)[filled], bottom=acc[filled], width=width, align="edge",
+           facecolor="none", edgecolor=COLORS["val"], hatch="///", linewidth=0.8,
+           label="gap to mean confidence")
     ax.plot([0, 1], [0, 1], color="black", linestyle=":", label="perfect calibration")
-    ax.plot(conf[filled], acc[filled], "o", color=COLORS["val"], label="mean confidence")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title(f"{title}\nECE = {ece:.4f}  ({ECE_BINS} bins)")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
     ax_n.bar(edges[:-1], count, width=width, align="edge", color=COLORS["lr"], edgecolor="white")
     ax_n.set_yscale("symlog")
     ax_n.set_ylabel("images")
@@ -343,11 +350,25 @@ def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     return ece
 
 
+def grid_figsize(n: int) -> tuple[float, float]:
+    """Size in inches of a worst-errors / disagreement grid of n tiles (n >= 1)."""
+    rows = min(GRID[0], -(-n // GRID[1]))
+    return GRID_WIDTH, GRID_TITLE + GRID_ROW * rows
+
+
 def _digit_grid(kind: str, images: np.ndarray, titles: list[str], colors: list[str],
-                suptitle: str, path: Path, shape: tuple[int, int] = GRID) -> None:
-    """images: (n, 28, 28) uint8 or [0,1] float, n <= rows*cols; ink dark on white."""
-    rows, cols = shape
-    fig = _figure(kind)
+                suptitle: str, path: Path, shape: tuple[int, int] | None = None) -> None:
+    """images: (n, 28, 28) uint8 or [0,1] float, n <= rows*cols; ink dark on white.
+
+    Without `shape`: GRID's columns and as many rows as the tiles need (grid_figsize)."""
+    if shape is None:
+        from matplotlib.figure import Figure
+
+        rows, cols = min(GRID[0], -(-len(images) // GRID[1])), GRID[1]
+        fig = Figure(figsize=grid_figsize(len(images)), dpi=DPI, layout="constrained")
+    else:
+        rows, cols = shape
+        fig = _figure(kind)
     axes = fig.subplots(rows, cols, squeeze=False)
     vmax = 255 if images.dtype == np.uint8 else 1.0
     for i, ax in enumerate(axes.flat):
@@ -386,7 +407,9 @@ def plot_disagreement(X, y, ens_proba, member_preds: np.ndarray, names: list[str
     if len(order):
         titles = []
         for i in order:
-            votes = " ".join(f"{c}×{n}" for c, n in Counter(member_preds[:, i]).most_common())
+            # each member's vote in member order while that fits a tile; counts beyond
+            votes = (" ".join(str(c) for c in member_preds[:, i]) if len(member_preds) <= VOTES_LISTED
+                     else " ".join(f"{c}×{n}" for c, n in Counter(member_preds[:, i]).most_common()))
             titles.append(f"true {y[i]}, ens {ens[i]}\nvotes {votes}")
         colors = [COLORS["ok"] if ens[i] == y[i] else COLORS["bad"] for i in order]
         _digit_grid("disagree", X[order], titles, colors,
@@ -407,32 +430,28 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
 
 
 def plot_leaderboard(df, path: Path) -> None:
-    """df: the ledger (kit.ledger.COLUMNS). Validation accuracy and public score over time."""
+    """df: the ledger (kit.ledger.COLUMNS), oldest first. Validation accuracy and public
+    score per submission, in submission order (evenly spaced: a burst of submissions in
+    one hour and a gap of a month both stay readable); ticks carry the UTC date."""
     import pandas as pd
 
     fig = _figure("leaderboard")
     ax = fig.subplots()
-    t = pd.to_datetime(df["created_utc"], utc=True, errors="coerce").dt.tz_localize(None)
+    x = np.arange(len(df))
     for col, label, color, marker in (("val_accuracy", "validation accuracy", COLORS["train"], "o"),
                                       ("public_score", "public leaderboard score", COLORS["score"], "s")):
-        v = pd.to_numeric(df[col], errors="coerce")
-        ok = v.notna() & t.notna()
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+        ok = ~np.isnan(v)
         if ok.any():
-            ax.plot(t[ok], v[ok], marker=marker, color=color, label=label)
-    for i, row in df.iterrows():
-        y = pd.to_numeric(pd.Series([row["public_score"], row["val_accuracy"]]), errors="coerce").max()
-        if pd.notna(t[i]) and pd.notna(y):
-            ax.annotate(f"#{row['id']}", (t[i], y), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8)
-    import matplotlib.dates as mdates
-
-    loc = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-    ax.set_xlabel("submitted (UTC)")
+            ax.plot(x[ok], v[ok], marker=marker, markersize=6, color=color, label=label)
+    step = max(1, int(np.ceil(len(df) / LEADERBOARD_TICKS)))
+    when = [str(c or "")[:16].replace("T", "\n") for c in df["created_utc"]]
+    ax.set_xticks(x[::step], [f"#{i}\n{w}" for i, w in zip(df["id"].iloc[::step], when[::step])])
+    ax.set_xlim(-0.5, len(df) - 0.5)
+    ax.set_xlabel("submission (#ledger id, created UTC)")
     ax.set_ylabel("accuracy")
     ax.set_title("submissions: validation accuracy vs public leaderboard score")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     _save(fig, path)
 
 
@@ -464,8 +483,9 @@ def _note(text: str) -> str:
     return f'<p class="note">{_e(text)}</p>'
 
 
-def _img(name: str, kind: str, alt: str) -> str:
-    w, h = (round(s * DPI) for s in FIGSIZE[kind])
+def _img(name: str, size: str | tuple[float, float], alt: str) -> str:
+    """<img> with its pixel size (a FIGSIZE kind or inches), so the page lays out before it loads."""
+    w, h = (round(s * DPI) for s in (FIGSIZE[size] if isinstance(size, str) else size))
     return f'<img src="{_e(name)}" width="{w}" height="{h}" alt="{_e(alt)}">'
 
 
@@ -522,7 +542,7 @@ def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
     f_cm, f_pc = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png"
     plot_confusion(C, f"{name}: validation confusion ({len(y)} images, accuracy {acc:.4f})", out / f_cm)
     plot_per_class(C, "per-class accuracy", out / f_pc)
-    parts += ["<h3>Confusion matrix and per-class accuracy</h3>",
+    parts += ["<h3>Confusion matrix (validation split)</h3>",
               _img(f_cm, "confusion", f"confusion matrix of {name}")]
 
     f_cal = f"{v.slug}-calibration.png"
@@ -534,7 +554,7 @@ def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
     f_err = f"{v.slug}-errors.png"
     n_wrong = plot_worst_errors(X, y, P, name, out / f_err)
     parts.append(f"<h3>Worst validation errors ({n_wrong} of {len(y)})</h3>")
-    parts.append(_img(f_err, "errors", f"most confident errors of {name}") if n_wrong
+    parts.append(_img(f_err, grid_figsize(n_wrong), f"most confident errors of {name}") if n_wrong
                  else _note("no validation errors"))
 
     members = v.config.get("members")
@@ -569,8 +589,9 @@ def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> st
                                          "nothing to compare")])
     f = f"{v.slug}-disagree.png"
     n = plot_disagreement(val.X, val.y, v.val_proba, np.stack(preds), names, v.run.name, out / f)
-    parts.append(f'<p class="meta">members: {_e(", ".join(names))}</p>')
-    parts.append(_img(f, "disagree", f"images where members of {v.run.name} disagree") if n
+    order = "in this order" if len(names) <= VOTES_LISTED else "(vote counts: class×members)"
+    parts.append(f'<p class="meta">votes of the members {order}: {_e(", ".join(names))}</p>')
+    parts.append(_img(f, grid_figsize(n), f"images where members of {v.run.name} disagree") if n
                  else _note("the members agree on every validation image"))
     return "\n".join(parts)
 

@@ -18,8 +18,12 @@ from kit.errors import KitError
 # Pixel sizes of each chart, written out by hand (not read from report.FIGSIZE): a layout
 # change that alters them must be a deliberate change here too.
 SIZES = {"curves": (1100, 400), "confusion": (1100, 500), "per-class": (550, 400),
-         "calibration": (550, 600), "errors": (1100, 640), "disagree": (1100, 640),
-         "augment": (720, 900), "leaderboard": (1100, 400)}
+         "calibration": (550, 600), "augment": (720, 900), "leaderboard": (1100, 400)}
+
+
+def _grid_px(n_tiles: int) -> tuple[int, int]:
+    """Errors / disagreement grids: 8 tiles a row, at most 4 rows, 150 px a row + 40 px title."""
+    return 1100, 40 + 150 * min(4, -(-n_tiles // 8))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -99,10 +103,6 @@ class _Page(HTMLParser):
             self._note += d
 
 
-def _kind(png: str) -> str:
-    return next(k for k in SIZES if png.endswith(f"-{k}.png") or png == f"{k}.png")
-
-
 # ----------------------------------------------------------------------------- independent checks
 
 def test_confusion_matches_sklearn():
@@ -144,8 +144,16 @@ def test_report_references_every_image_with_the_right_size(fixture_data):
     expected.add(f"{slug_e}-disagree.png")
     assert set(srcs) == expected and len(srcs) == len(expected)
     assert {p.name for p in out.iterdir()} == expected | {"index.html"}
+    y, _, _ = _val_labels()
+    n_wrong = {r.name: int(np.sum(r.val_proba().argmax(1) != y)) for r in (a, ens)}
+    votes = np.stack([a.val_proba().argmax(1), b.val_proba().argmax(1)])
+    sizes = {**{f"{s}-{k}.png": SIZES[k] for s in (slug_a, slug_e)
+                for k in ("curves", "confusion", "per-class", "calibration")},
+             **{f"{r}-errors.png": _grid_px(n) for r, n in n_wrong.items()},
+             f"{slug_e}-disagree.png": _grid_px(int(np.sum(votes[0] != votes[1])))}
+    assert all(0 < n < 32 for n in n_wrong.values())  # the fake runs make partly filled grids
     for img in page.images:
-        w, h = SIZES[_kind(img["src"])]
+        w, h = sizes[img["src"]]
         with Image.open(out / img["src"]) as im:
             im.load()  # decodes the whole image, not only the header
             assert im.format == "PNG" and im.size == (w, h), img["src"]
