@@ -144,20 +144,38 @@ def _view(run: runs.Run) -> RunView:
     runs.require_run(run, finished=False)
     p = run.path
     notes = []
-    metrics = run.metrics
+    try:
+        metrics = run.metrics
+    except KitError as e:  # a damaged metrics.json: say so, show the rest
+        metrics = {}
+        notes.append(str(e))
     if not run.finished:
         notes.append(f"unfinished: no {runs.METRICS} (it crashed or is still running); "
                      "what it wrote so far is shown")
-    history = run.history()
-    if history.empty:
-        notes.append(f"no {runs.HISTORY} yet: no training curves")
+    import pandas as pd
+
+    try:
+        history = run.history().apply(pd.to_numeric, errors="coerce")
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        history = pd.DataFrame()
+        notes.append(f"{p / runs.HISTORY} is unreadable ({str(e).strip()}): no training curves")
+    else:
+        if history.empty:
+            notes.append(f"no {runs.HISTORY} yet: no training curves")
     val_proba = None
     if (p / runs.VAL_PROBA).exists():
-        val_proba = run.val_proba()
-        if val_proba.ndim != 2 or val_proba.shape[1] != config.N_CLASSES:
-            notes.append(f"{runs.VAL_PROBA} has shape {val_proba.shape}, not (n_val, "
-                         f"{config.N_CLASSES}): validation charts skipped")
-            val_proba = None
+        try:
+            val_proba = run.val_proba()
+        except (ValueError, OSError, EOFError) as e:
+            notes.append(f"{p / runs.VAL_PROBA} is unreadable ({e}): validation charts skipped")
+        else:
+            if val_proba.ndim != 2 or val_proba.shape[1] != config.N_CLASSES:
+                notes.append(f"{runs.VAL_PROBA} has shape {val_proba.shape}, not (n_val, "
+                             f"{config.N_CLASSES}): validation charts skipped")
+                val_proba = None
+            elif not np.isfinite(val_proba).all():
+                notes.append(f"{runs.VAL_PROBA} holds NaN or infinite values: validation charts skipped")
+                val_proba = None
     else:
         notes.append(f"no {runs.VAL_PROBA}: no confusion matrix, errors or calibration")
     has_test = (p / runs.TEST_PROBA).exists()
@@ -589,11 +607,26 @@ def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> st
                                          "nothing to compare")])
     f = f"{v.slug}-disagree.png"
     n = plot_disagreement(val.X, val.y, v.val_proba, np.stack(preds), names, v.run.name, out / f)
+    parts.append(_members_table(v, names))
     order = "in this order" if len(names) <= VOTES_LISTED else "(vote counts: class×members)"
     parts.append(f'<p class="meta">votes of the members {order}: {_e(", ".join(names))}</p>')
     parts.append(_img(f, grid_figsize(n), f"images where members of {v.run.name} disagree") if n
                  else _note("the members agree on every validation image"))
     return "\n".join(parts)
+
+
+def _members_table(v: RunView, names: list[str]) -> str:
+    """Each member's ensemble weight (weights.json) and validation accuracy (metrics.json)."""
+    from kit.ensemble import WEIGHTS
+
+    try:
+        weights = runs._read_json(v.run.path / WEIGHTS).get("weights", {})
+    except KitError:
+        weights = {}
+    accs = v.metrics.get("member_val_accuracy", {})
+    fmt = lambda x: "—" if x is None else f"{float(x):.4f}"  # noqa: E731
+    return _table(["member", "weight", "val accuracy"],
+                  [[n, fmt(weights.get(n)), fmt(accs.get(n))] for n in names], num={1, 2})
 
 
 def _augment_section(views: list[RunView], val: ValData | None, out: Path) -> str:

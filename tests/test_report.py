@@ -307,3 +307,30 @@ def test_augmentation_grid_for_a_cnn_run(fixture_data):
         im.load()
         assert im.size == SIZES["augment"]
     assert "rotation ±15°" in (out / "index.html").read_text()
+
+
+def test_damaged_files_give_notes_not_a_crash(fixture_data):
+    run = _fake_run("scratch", 8)
+    (run.path / "metrics.json").write_text('{"val_accuracy": 0.9,\n  oops}')
+    (run.path / "val_proba.npy").write_bytes(b"\x93NUMPY truncated")
+    (run.path / "history.csv").write_bytes(b'epoch,loss\n1,"unterminated\n')
+    page = _Page(report.build([run.name]).read_text())
+    run_notes = page.notes[1:]  # after the ledger's
+    assert run_notes[0] == (f"{run.path}/metrics.json: line 2, column 3: not valid JSON "
+                            "(Expecting property name enclosed in double quotes)")
+    assert run_notes[1].startswith(f"{run.path}/history.csv is unreadable (")
+    assert run_notes[2].startswith(f"{run.path}/val_proba.npy is unreadable (")
+    assert page.images == []
+
+
+def test_ensemble_members_table(fixture_data):
+    from kit.ensemble import WEIGHTS
+
+    a, b = _fake_run("scratch", 1), _fake_run("scratch", 2)
+    ens = _fake_run("ensemble", 0, extra_config={"members": [a.name, b.name]})
+    runs.write_json(ens.path / WEIGHTS, {"method": "fitted", "weights": {a.name: 0.25, b.name: 0.75}})
+    m = json.loads((ens.path / "metrics.json").read_text())
+    runs.write_json(ens.path / "metrics.json", {**m, "member_val_accuracy": {a.name: 0.91, b.name: 0.92}})
+    rows = _Page(report.build([ens.name]).read_text()).rows
+    i = rows.index(["member", "weight", "val accuracy"])
+    assert rows[i + 1:i + 3] == [[a.name, "0.2500", "0.9100"], [b.name, "0.7500", "0.9200"]]
