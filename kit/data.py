@@ -138,7 +138,13 @@ def _locate(path: Path, name: str, comp: config.Competition) -> None:
                 if len(row) < want:
                     short = _where(name, line, len(row))
                     continue
-                for j, cell in enumerate(row):
+                try:  # the common case, a good line, in C: 42,000 lines in ~4 s
+                    values = np.fromiter(map(int, row), np.int64, count=want)
+                    if not ((values < lo) | (values > hi)).any():
+                        continue
+                except (ValueError, OverflowError):
+                    pass
+                for j, cell in enumerate(row):  # a bad line: find its first bad cell
                     value = _as_int(cell)
                     if value is None or not lo[j] <= value <= hi[j]:
                         got = "an empty cell" if cell.strip() == "" else repr(cell)
