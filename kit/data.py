@@ -238,9 +238,12 @@ def _unzip(zip_path: Path, dest: Path, comp: config.Competition) -> None:
                            f"refusing to extract anything from this archive. {REDOWNLOAD}")
         total = sum(i.file_size for i in infos)
         if total > comp.max_unzipped_bytes:
+            fits = [c.slug for c in config.COMPETITIONS.values() if total <= c.max_unzipped_bytes]
+            hint = (f" (it would fit {fits[0]}: is --competition / KIT_COMPETITION right?)"
+                    if fits else " (zip bomb?)")
             raise KitError(f"{zip_path} would unpack to {_mb(total)}, more than the "
                            f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; refusing to "
-                           f"extract it (zip bomb?). {REDOWNLOAD}")
+                           f"extract it{hint}. {REDOWNLOAD}")
         members = {i.filename: i for i in infos}
         missing = [n for n in FILES if n not in members]
         if missing:
@@ -402,9 +405,12 @@ def _check_files(manifest: dict, deep: bool) -> str | None:
     """None if every file matches the manifest, else what is wrong.
 
     Not deep: a file whose size and mtime are as recorded is trusted (as make and git do);
-    one whose mtime moved is re-hashed. Deep: always re-hash.
+    one whose mtime moved is re-hashed, and if its content is the same the new mtime is
+    recorded (a folder copied without keeping mtimes is re-hashed once, not on every load).
+    Deep: always re-hash.
     """
     raw = config.raw_dir()
+    moved = {}
     for name in FILES:
         entry, path = manifest["files"].get(name), raw / name
         if entry is None or not path.is_file():
@@ -412,8 +418,18 @@ def _check_files(manifest: dict, deep: bool) -> str | None:
         st = path.stat()
         if st.st_size != entry["size"]:
             return f"{name} changed size since it was verified"
-        if (deep or st.st_mtime_ns != entry["mtime_ns"]) and _sha256(path) != entry["sha256"]:
-            return f"{name} changed since it was verified (sha256 differs)"
+        if deep or st.st_mtime_ns != entry["mtime_ns"]:
+            if _sha256(path) != entry["sha256"]:
+                return f"{name} changed since it was verified (sha256 differs)"
+            if st.st_mtime_ns != entry["mtime_ns"]:
+                moved[name] = st.st_mtime_ns
+    if moved:
+        for name, mtime_ns in moved.items():
+            manifest["files"][name]["mtime_ns"] = mtime_ns
+        try:
+            write_json(raw / MANIFEST, manifest)
+        except OSError:
+            pass  # a read-only data folder: correct, just slower next time
     return None
 
 

@@ -170,14 +170,22 @@ def bad_archives(fixture_competition, tmp_path):
         "oversized": ({**good, "padding.bin": bytes(pad)},
                       f"{{zip}} would unpack to {mib(total)}, more than the {mib(limit)} allowed for "
                       f"digit-recognizer-fixture; refusing to extract it (zip bomb?)."),
+        "other-competition": ({**good, "padding.bin": bytes(pad)},
+                              f"{{zip}} would unpack to {mib(total)}, more than the {mib(limit)} allowed for "
+                              f"digit-recognizer-fixture; refusing to extract it (it would fit "
+                              f"digit-recognizer: is --competition / KIT_COMPETITION right?)."),
         "missing-member": ({k: v for k, v in good.items() if k != "sample_submission.csv"},
                            "{zip} lacks sample_submission.csv (it holds: test.csv, train.csv)."),
     }
 
 
-@pytest.mark.parametrize("case", ["zip-slip", "absolute", "oversized", "missing-member"])
-def test_unsafe_archive_is_refused_before_extracting(case, fixture_data, fixture_competition, tmp_path):
+@pytest.mark.parametrize("case", ["zip-slip", "absolute", "oversized", "other-competition", "missing-member"])
+def test_unsafe_archive_is_refused_before_extracting(case, fixture_data, fixture_competition, tmp_path,
+                                                     monkeypatch):
     files, expected = bad_archives(fixture_competition, tmp_path)[case]
+    if case == "oversized":  # too big for every declared competition: a bomb, not a mix-up
+        fixture_spec = config.COMPETITIONS["digit-recognizer-fixture"]
+        monkeypatch.setattr(config, "COMPETITIONS", {"digit-recognizer-fixture": fixture_spec})
     source = make_zip(tmp_path / "bad.zip", files)
     before = snapshot(fixture_data)
     with pytest.raises(KitError) as e:
@@ -367,3 +375,24 @@ def test_cli_download_bad_file_is_one_clean_error(fixture_data, fixture_competit
         f"(in {source}) Nothing was installed; {config.raw_dir()} is unchanged. {data.REDOWNLOAD}\n")
     assert "Traceback" not in result.output
     assert snapshot(fixture_data) == before
+
+
+def test_copied_folder_is_rehashed_once(fixture_data, monkeypatch):
+    raw = config.raw_dir()
+    for name in data.FILES:
+        os.utime(raw / name, ns=(0, 10**18))  # as after `cp` without -p: new mtimes, same bytes
+    hashed = []
+    real = data._sha256
+    monkeypatch.setattr(data, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    data.load()
+    assert sorted(hashed) == sorted(data.FILES)  # re-hashed, found unchanged, mtimes recorded
+    data.load()
+    assert len(hashed) == 3  # the next load trusts size + mtime again
+
+
+def test_cli_fixture(tmp_path, fixture_competition):
+    result = CliRunner().invoke(cli, ["fixture", "--out", str(tmp_path / "fx")])
+    assert result.exit_code == 0
+    assert result.output == f"fixture competition in {tmp_path / 'fx'}\n"
+    for name in (ZIP, "answers.csv"):
+        assert (tmp_path / "fx" / name).read_bytes() == (fixture_competition / name).read_bytes()
