@@ -116,6 +116,92 @@ def train():
 # ---------------------------------------------------------------------------- train scratch
 # (owned by the scratch network; see kit/scratch.py)
 
+def _scratch_hparam_options(f):
+    """One option per ScratchConfig field (--batch-size, --hidden 1024,1024, --raw-pixels/...),
+    default None = keep the preset's value. The dataclass is the one home of every setting."""
+    import dataclasses
+
+    from kit.scratch import PRESETS, ScratchConfig
+
+    defaults = ScratchConfig()
+    for fld in reversed(dataclasses.fields(ScratchConfig)):
+        if not fld.metadata.get("cli", True):
+            continue
+        flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
+        per_preset = {p: _fmt_hparam(v.get(fld.name, value)) for p, v in PRESETS.items()}
+        if len(set(per_preset.values())) == 1:
+            help_ = f"{fld.metadata['help']}  [default: {_fmt_hparam(value)}]"
+        else:
+            help_ = f"{fld.metadata['help']}  [{', '.join(f'{p}: {v}' for p, v in per_preset.items())}]"
+        if isinstance(value, bool):
+            opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
+        elif isinstance(value, tuple):
+            opt = click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_,
+                               callback=_parse_widths)
+        elif "choices" in fld.metadata:
+            opt = click.option(flag, fld.name, default=None, help=help_,
+                               type=click.Choice(fld.metadata["choices"]))
+        else:
+            opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
+        f = opt(f)
+    return f
+
+
+def _fmt_hparam(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def _parse_widths(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(w) for w in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024")
+
+
+@train.command("scratch")
+@click.option("--preset", default="default", show_default=True,
+              help="Starting hyper-parameters: seed (the reference recipe), default (fast), best (slow, strongest).")
+@_scratch_hparam_options
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue an interrupted scratch run folder from its last checkpoint (uses its saved settings).")
+@click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@data_dir_option
+@competition_option
+def train_scratch(preset: str, resume: Path | None, report: bool, quiet: bool, **hparams):
+    """Train the from-scratch NumPy network (kit/scratch.py) and write a run folder."""
+    from kit import scratch
+
+    ctx = click.get_current_context()
+    if resume is not None:
+        given = [n for n in [*hparams, "preset"]
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise KitError(f"--resume continues a run with the settings it was started with; "
+                           f"drop {flags} (or start a new run without --resume)")
+        cfg = None
+    else:
+        cfg = scratch.make_config(preset, **hparams)
+    run = scratch.train(cfg, resume=resume, progress=not quiet)
+    m = run.metrics
+    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
+               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m['wall_time_s']:.1f}s")
+    click.echo(f"run folder: {run.path}")
+    if report:
+        try:
+            from kit import report as report_mod
+
+            out = report_mod.build([run.path])
+        except KitError:
+            raise
+        except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
+            raise KitError(f"the run finished ({run.path}) but its report failed: "
+                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
+        click.echo(f"report: {out}")
+
 # ---------------------------------------------------------------------------- train cnn
 # (owned by the CNN; see kit/cnn.py)
 
