@@ -282,10 +282,9 @@ def plot_curves(history, title: str, path: Path) -> None:
             ax_lr.set_yscale("log")
         h, l = ax_lr.get_legend_handles_labels()
         handles, labels = handles + h, labels + l
-    if handles:
-        ax_loss.legend(handles, labels, loc="upper right")
-    ax_acc.legend(loc="lower right")
     fig.suptitle(title)
+    if handles:  # one legend for both panels, outside them: never on top of a curve
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
     _save(fig, path)
 
 
@@ -359,7 +358,7 @@ def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.set_title(f"{title}\nECE = {ece:.4f}  ({ECE_BINS} bins)")
-    ax.legend(loc="upper left", frameon=True, framealpha=0.9, edgecolor="none")
+    fig.legend(loc="outside upper center", ncols=3, fontsize=8)  # outside: never hides a bar
     ax_n.bar(edges[:-1], count, width=width, align="edge", color=COLORS["lr"], edgecolor="white")
     ax_n.set_yscale("symlog")
     ax_n.set_ylabel("images")
@@ -443,7 +442,7 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
     titles = [("original" if j == 0 else f"aug {j}") if i == 0 else "" for i in range(n)
               for j in range(V + 1)]
     _digit_grid("augment", images, titles, ["black"] * len(titles),
-                "CNN augmentation: one validation image per digit, then augmented copies",
+                "one validation image per digit, then augmented copies",
                 path, shape=(n, V + 1))
 
 
@@ -527,7 +526,11 @@ def summary_row(v: RunView) -> list[str]:
     c, m = v.config, v.metrics
     members = c.get("members")
     setting = c.get("preset") or c.get("arch") or (f"{len(members)} members" if members else "—")
-    epochs = m.get("epochs_run", c.get("epochs", len(v.history) if not v.history.empty else None))
+    planned, done = c.get("epochs"), (len(v.history) if not v.history.empty else None)
+    if v.run.finished:
+        epochs = m.get("epochs_run", done if done is not None else planned)
+    else:  # how far it got, of how many
+        epochs = f"{done or 0} of {planned}" if planned is not None else done
     acc, loss = m.get("val_accuracy"), m.get("val_loss")
     status = "finished" if v.run.finished else "unfinished"
     return [v.run.name, v.model, str(setting), str(c.get("seed", m.get("seed", "—"))),
@@ -551,8 +554,16 @@ def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
         f = f"{v.slug}-curves.png"
         plot_curves(v.history, f"{name}: training curves", out / f)
         parts += ["<h3>Training curves</h3>", _img(f, "curves", f"training curves of {name}")]
-    if not usable:
-        return "\n".join(parts)
+    if usable:
+        parts += _validation_parts(v, val, out)
+    if v.model == "cnn":
+        parts.append(_augment_part(v, val, out))
+    return "\n".join(parts)
+
+
+def _validation_parts(v: RunView, val: ValData, out: Path) -> list[str]:
+    """Confusion, per-class accuracy, calibration, worst errors, member disagreement."""
+    name, parts = v.run.name, []
     P, y, X = v.val_proba, val.y, val.X
     pred = P.argmax(axis=1)
     C = confusion(y, pred)
@@ -579,7 +590,7 @@ def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
     if members:
         parts.append("<h3>Where the ensemble's members disagree</h3>")
         parts.append(_disagreement(v, members, val, out))
-    return "\n".join(parts)
+    return parts
 
 
 def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> str:
@@ -629,33 +640,31 @@ def _members_table(v: RunView, names: list[str]) -> str:
                   [[n, fmt(weights.get(n)), fmt(accs.get(n))] for n in names], num={1, 2})
 
 
-def _augment_section(views: list[RunView], val: ValData | None, out: Path) -> str:
-    parts = ["<h2 id=\"augment\">CNN augmentation</h2>"]
+def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
+    """The CNN's own augmentation pipeline, with this run's settings, on one validation image
+    per digit: to see at a glance that what the network trains on still looks like digits."""
+    parts = ["<h3>Augmentation: what this CNN trains on</h3>"]
     if val is None:
         return "\n".join(parts + [_note("no validation images installed: cannot show augmentation")])
     try:
         from kit import cnn
     except ImportError as e:
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
-    # the settings of the first CNN run in the report: show what that run trained on
-    source = next((v for v in views if v.model == "cnn"), None)
-    cfg = None
-    if source is not None:
-        import dataclasses
+    import dataclasses
 
-        known = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
-        cfg = cnn.CNNConfig(**{k: val_ for k, val_ in source.config.items() if k in known})
-        parts.append(f'<p class="meta">settings of {_e(source.run.name)}: rotation ±{cfg.rotation:g}°, '
-                     f'zoom ±{cfg.zoom:g}, shift ±{cfg.shift:g} of the side'
-                     + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)")
-                     + "</p>")
+    known = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
+    cfg = cnn.CNNConfig(**{k: x for k, x in v.config.items() if k in known})
+    parts.append(f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
+                 f'±{cfg.shift:g} of the side'
+                 + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)") + "</p>")
     # the first validation image of each digit, in split order (deterministic)
     idx = [int(np.flatnonzero(val.y == d)[0]) for d in range(config.N_CLASSES) if (val.y == d).any()]
     X = val.X[idx]
     aug = np.asarray(cnn.augmented_examples(X, AUGMENT_VARIANTS, AUGMENT_SEED, cfg))
     assert aug.shape == (len(idx), AUGMENT_VARIANTS, 28, 28), aug.shape
-    plot_augment(X, aug, out / "augment.png")
-    return "\n".join(parts + [_img("augment.png", "augment", "augmented samples")])
+    f = f"{v.slug}-augment.png"
+    plot_augment(X, aug, out / f)
+    return "\n".join(parts + [_img(f, "augment", f"augmented samples of {v.run.name}")])
 
 
 def _leaderboard_section(out: Path) -> str:
@@ -735,9 +744,8 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
 
 
 def _wants_augment(views: list[RunView]) -> bool:
-    """Show the augmentation grid when a CNN is in the report (importing it loads TensorFlow)."""
-    return any(v.model == "cnn" or any(str(m).startswith("cnn") for m in v.config.get("members") or [])
-               for v in views)
+    """A CNN run's section shows its augmentation (importing kit.cnn loads TensorFlow)."""
+    return any(v.model == "cnn" for v in views)
 
 
 def _body(views: list[RunView], val: ValData | None, val_note: str | None, out: Path) -> str:
@@ -748,7 +756,5 @@ def _body(views: list[RunView], val: ValData | None, val_note: str | None, out: 
     if val_note:
         parts.append(_note(val_note))
     parts.append(_leaderboard_section(out))
-    if _wants_augment(views):
-        parts.append(_augment_section(views, val, out))
     parts += [_run_section(v, val, out) for v in views]
     return "\n".join(parts)

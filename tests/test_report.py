@@ -203,6 +203,7 @@ def test_missing_pieces_give_notes_not_a_crash(fixture_data):
     assert {i["src"] for i in page.images} == {
         f"{no_test.name}-{k}.png" for k in ("confusion", "per-class", "calibration", "errors")}
     row = next(r for r in page.rows if r and r[0] == bare.name)
+    assert row[4] == "0 of 3"  # epochs: how far it got, of how many
     assert row[-3:] == ["—", "—", "unfinished"]
 
 
@@ -302,8 +303,8 @@ def test_augmentation_grid_for_a_cnn_run(fixture_data):
     run = _fake_run("cnn", 1, extra_config={"arch": "default", "rotation": 15.0})
     out = report.build([run.name]).parent
     page = _Page((out / "index.html").read_text())
-    assert "augment.png" in {i["src"] for i in page.images}
-    with Image.open(out / "augment.png") as im:
+    assert f"{run.name}-augment.png" in {i["src"] for i in page.images}
+    with Image.open(out / f"{run.name}-augment.png") as im:
         im.load()
         assert im.size == SIZES["augment"]
     assert "rotation ±15°" in (out / "index.html").read_text()
