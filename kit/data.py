@@ -330,12 +330,13 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
         manifest = read_manifest()
         if not force and manifest and is_installed():
             same = (manifest.get("source_sha256") == source_sha if source_sha else
-                    all(manifest["files"][n]["sha256"] == _sha256(source / n) for n in FILES
-                        if (source / n).is_file()))
+                    all((source / n).is_file() and manifest["files"][n]["sha256"] == _sha256(source / n)
+                        for n in FILES))
             if same:
                 return (f"already verified: {raw} holds {comp.slug} (checksum "
                         f"{manifest['checksum']}); nothing to do (--force verifies again)")
         t0 = time.perf_counter()
+        kept = f"{raw} is unchanged" if raw.exists() else f"{raw} was not created"
         tmp = Path(tempfile.mkdtemp(prefix=".raw-new-", dir=config.data_dir()))
         tmp.chmod(0o755)  # mkdtemp's 0700 would hide the data from the user's other accounts
         try:
@@ -350,7 +351,7 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
                 try:
                     values = read_csv(tmp / name, name, comp)
                 except KitError as e:
-                    raise KitError(f"{e}\n(in {source}) Nothing was installed; {raw} is unchanged. "
+                    raise KitError(f"{e}\n(in {source}) Nothing was installed; {kept}. "
                                    f"{REDOWNLOAD}") from None
                 shas[name] = _sha256(tmp / name)
                 if name == TRAIN:
@@ -370,10 +371,15 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
             }
             write_json(tmp / MANIFEST, manifest)
             _swap(tmp, raw)
+        except OSError as e:  # disk full, permissions: the user's to fix, not a traceback
+            raise KitError(f"installing into {config.data_dir()} failed: {e}. Nothing was installed; "
+                           f"{kept}. Free some space or choose another --data-dir.") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        # the parse is done: keep it, so the first load() is a cache hit
-        _write_cache(_cache_path(manifest["checksum"]), arrays)
+        try:  # the parse is done: keep it, so the first load() is a cache hit
+            _write_cache(_cache_path(manifest["checksum"]), arrays)
+        except OSError:
+            pass  # only an optimisation: load() parses and tries again
     seconds = time.perf_counter() - t0
     return (f"installed {comp.slug} into {raw}: {comp.n_train:,} train and {comp.n_test:,} test "
             f"images verified in {seconds:.1f}s (checksum {manifest['checksum']})")
@@ -528,7 +534,10 @@ def load() -> Dataset:
     arrays = _read_cache(folder, comp)
     if arrays is None:
         arrays = parse()
-        _write_cache(folder, arrays)
+        try:
+            _write_cache(folder, arrays)
+        except OSError:
+            pass  # a read-only or full data folder: the data is right, later loads parse again
     return Dataset(checksum=manifest["checksum"], **arrays)
 
 

@@ -195,6 +195,30 @@ def test_unsafe_archive_is_refused_before_extracting(case, fixture_data, fixture
     assert not (tmp_path / "evil.csv").exists() and not Path("/tmp/evil.csv").exists()
 
 
+def test_bad_file_on_a_fresh_install_creates_nothing(isolated_dirs, fixture_competition, tmp_path):
+    files = members(fixture_competition)
+    files["train.csv"] = edit_lines(files["train.csv"], set_cell(2, 2, "x"))
+    source = make_zip(tmp_path / "bad.zip", files)
+    with pytest.raises(KitError) as e:
+        data.install(source, echo=quiet)
+    assert str(e.value).splitlines()[1] == (f"(in {source}) Nothing was installed; {config.raw_dir()} "
+                                            f"was not created. {data.REDOWNLOAD}")
+    assert [p.name for p in config.data_dir().iterdir()] == [".lock"]
+
+
+def test_disk_full_is_a_clean_error(fixture_data, fixture_competition, monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(data, "_unzip", full)
+    before = snapshot(fixture_data)
+    with pytest.raises(KitError) as e:
+        data.install(fixture_competition / ZIP, force=True, echo=quiet)
+    assert str(e.value) == (f"installing into {config.data_dir()} failed: [Errno 28] No space left on device. "
+                            f"Nothing was installed; {config.raw_dir()} is unchanged. Free some space or "
+                            f"choose another --data-dir.")
+    assert snapshot(fixture_data) == before
+
+
 def test_not_a_zip(isolated_dirs, tmp_path):
     source = tmp_path / "x.zip"
     source.write_text("<html>rate limited</html>")
