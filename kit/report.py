@@ -288,25 +288,36 @@ def plot_curves(history, title: str, path: Path) -> None:
     _save(fig, path)
 
 
+def _percent(x: float) -> str:
+    """A row share in %, short: '98', '4.5', '0.2' (a 1-in-400 mistake must not print as 0)."""
+    return f"{x:.0f}" if x >= 9.95 else f"{x:.1f}"
+
+
 def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
-    """C: (10, 10) int counts, rows = true class. Left: counts; right: % of each true class."""
+    """C: (10, 10) int counts, rows = true class. Left: counts; right: % of each true class.
+
+    Colour is the row share in both panels: blue on the diagonal (right answers), red off it,
+    the reds scaled to the largest off-diagonal share, so at 99 % accuracy the confusions
+    that matter still stand out instead of all being near-white."""
     fig = _figure("confusion")
     axes = fig.subplots(1, 2)
     rows = C.sum(axis=1, keepdims=True)
     norm = np.divide(C, rows, out=np.zeros(C.shape, dtype=np.float64), where=rows > 0)
     k = C.shape[0]
-    for ax, M, fmt, name in ((axes[0], C, "{:d}", "counts"),
-                             (axes[1], norm * 100, "{:.0f}", "% of true class (row-normalised)")):
-        # a log-ish colour scale would hide errors; instead colour by row share so a dark cell
-        # always means "most of this class went here", for both panels
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    diag = np.eye(k, dtype=bool)
+    off_max = max(norm[~diag].max(initial=0.0), 1e-12)
+    shade = np.where(diag, norm, norm / off_max)  # each in [0, 1] on its own colour map
+    for ax, values, name in ((axes[0], C, "counts"),
+                             (axes[1], norm * 100, "% of true class (row-normalised)")):
+        ax.imshow(np.ma.masked_where(~diag, shade), cmap="Blues", vmin=0, vmax=1)
+        ax.imshow(np.ma.masked_where(diag | (C == 0), shade), cmap="Reds", vmin=0, vmax=1.25)
         for i in range(k):
             for j in range(k):
-                v = M[i, j]
-                if v == 0:
+                if C[i, j] == 0:
                     continue
-                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center",
-                        fontsize=8, color="white" if norm[i, j] > 0.5 else "black")
+                text = str(int(values[i, j])) if values is C else _percent(values[i, j])
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="white" if shade[i, j] > 0.55 else "black")
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
         ax.set_xlabel("predicted")
@@ -405,7 +416,7 @@ def plot_worst_errors(X, y, proba, title: str, path: Path) -> int:
     # stable sort: ties keep split order, so the grid is the same every time
     order = wrong[np.argsort(-conf, kind="stable")][: GRID[0] * GRID[1]]
     if len(order):
-        titles = [f"true {y[i]} → {pred[i]}\n{proba[i, pred[i]]:.0%} sure" for i in order]
+        titles = [f"true {y[i]} → {pred[i]}\n{proba[i, pred[i]]:.1%} sure" for i in order]
         _digit_grid("errors", X[order], titles, [COLORS["bad"]] * len(order),
                     f"{title}: most confident validation errors ({len(wrong)} in all)", path)
     return len(wrong)
