@@ -335,3 +335,15 @@ def test_ensemble_members_table(fixture_data):
     rows = _Page(report.build([ens.name]).read_text()).rows
     i = rows.index(["member", "weight", "val accuracy"])
     assert rows[i + 1:i + 3] == [[a.name, "0.2500", "0.9100"], [b.name, "0.7500", "0.9200"]]
+
+
+def test_without_installed_data_the_curves_still_come(isolated_dirs):
+    run = runs.create("scratch", 1)
+    run.write_config({"model": "scratch", "seed": 1, "epochs": 1})
+    run.write_history([{"epoch": 1, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
+                        "val_accuracy": 0.7, "lr": 0.01, "seconds": 1.0}])
+    run.write_predictions(np.full((120, 10), 0.1, np.float32), None)
+    page = _Page(report.build([run.name]).read_text())
+    assert [i["src"] for i in page.images] == [f"{run.name}-curves.png"]
+    assert page.notes[0].startswith("validation images unavailable (")
+    assert page.notes[0].endswith("): charts that need labels are skipped")
