@@ -134,10 +134,7 @@ class RunView:
     def model(self) -> str:
         return self.run.model
 
-    @property
-    def slug(self) -> str:
-        """The run name made safe for a file name."""
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.run.name)
+    slug: str = ""             # the run name made safe for file names, unique in the report
 
 
 def _view(run: runs.Run) -> RunView:
@@ -730,7 +727,13 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
     import matplotlib
 
     chosen = [runs.resolve(r) for r in run_refs] if run_refs else default_runs()
-    views = [_view(r) for r in chosen]  # KitError on a folder that is not a run, before any work
+    unique = list({r.path.resolve(): r for r in chosen}.values())  # "cnn" and its name: once
+    views = [_view(r) for r in unique]  # KitError on a folder that is not a run, before any work
+    seen: set[str] = set()
+    for i, v in enumerate(views):  # same-named runs from two folders must not share PNGs
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", v.run.name)
+        v.slug = slug if slug not in seen else f"{slug}-{i + 1}"
+        seen.add(v.slug)
     out = _out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

@@ -347,3 +347,9 @@ def test_without_installed_data_the_curves_still_come(isolated_dirs):
     assert [i["src"] for i in page.images] == [f"{run.name}-curves.png"]
     assert page.notes[0].startswith("validation images unavailable (")
     assert page.notes[0].endswith("): charts that need labels are skipped")
+
+
+def test_the_same_run_twice_is_reported_once(fixture_data):
+    run = _fake_run("scratch", 1)
+    page = _Page(report.build(["scratch", run.name, str(run.path)]).read_text())
+    assert [r[0] for r in page.rows[1:] if r and r[0].startswith("scratch-")] == [run.name]
