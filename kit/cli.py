@@ -279,9 +279,13 @@ def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
     if sync:
         from kit import kaggle_io
 
-        added, updated = ledger.sync(kaggle_io.list_submissions())
-        if not (as_json or as_csv):
-            click.echo(f"synced with Kaggle: {added} new, {updated} updated")
+        try:
+            added, updated = ledger.sync(kaggle_io.list_submissions())
+        except KitError as e:  # still show what we have; the message says what to fix
+            click.echo(f"Warning: could not sync with Kaggle, showing the local ledger: {e}", err=True)
+        else:
+            if not (as_json or as_csv):
+                click.echo(f"synced with Kaggle: {added} new, {updated} updated")
     if as_json:
         click.echo(ledger.read_all().to_json(orient="records", indent=2))
     elif as_csv:

@@ -338,7 +338,7 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None,
     try:
         sub = polls(status)
     except RetryError:
-        echo(f"not scored after {cfg.timeout_s:.0f} s; it is recorded as submitted (ledger #{rec['id']}, "
+        echo(f"not scored after {cfg.timeout_s:g} s; it is recorded as submitted (ledger #{rec['id']}, "
              f"Kaggle ref {rec['kaggle_ref']}). See {submissions_url()} or run `kit scores --sync` later.")
         return rec
     except KitError as e:

@@ -128,3 +128,186 @@ def test_validate_accepts_a_good_file_in_any_order(tmp_path):
     assert sub.validate(good, N_TEST) == N_TEST
     with pytest.raises(KitError, match="no such submission file"):
         sub.validate(tmp_path / "missing.csv", N_TEST)
+
+
+# ----------------------------------------------------------------------------- upload
+
+def uploads(emu) -> int:
+    """Upload starts the emulator saw (each `kaggle competitions submit` begins with one)."""
+    return sum("StartSubmissionUpload" in path for _, path in emu.requests)
+
+
+@pytest.fixture
+def csv_file(fake_run, kaggle_emulator) -> Path:
+    return sub.write_submission(fake_run)
+
+
+def test_full_submit_prints_and_records_the_score(csv_file, fake_run, kaggle_emulator, fixture_competition):
+    result = kit("submit", str(csv_file))
+    assert result.exit_code == 0, result.output
+    score = expected_score(fixture_competition)
+    assert f"public score: {score:.5f} (validation 0.9123)" in result.output
+    (rec,) = ledger.records()
+    assert rec["status"] == "complete" and rec["public_score"] == pytest.approx(score)
+    assert rec["sha256"] == hashlib.sha256(csv_file.read_bytes()).hexdigest()
+    assert json.loads(rec["runs"]) == [fake_run.name]
+    assert rec["kaggle_ref"] == kaggle_emulator.submissions[0]["ref"]
+    # the default message names the run and its validation accuracy
+    assert kaggle_emulator.submissions[0]["description"] == rec["message"]
+    assert rec["message"] == f"{fake_run.name} val 0.9123"
+    assert uploads(kaggle_emulator) == 1
+
+
+def test_submit_without_a_file_writes_one_from_the_latest_run(fake_run, kaggle_emulator):
+    result = kit("submit", "--no-wait")
+    assert result.exit_code == 0, result.output
+    assert "wrote " in result.output and "not waiting for the score" in result.output
+    (rec,) = ledger.records()
+    assert rec["status"] == "submitted" and Path(rec["file"]).is_file()
+    # a second plain `kit submit` finds the same file and refuses to send it twice
+    again = kit("submit", "--no-wait")
+    assert again.exit_code == 1 and "already submitted" in again.output
+    assert uploads(kaggle_emulator) == 1
+
+
+def test_duplicate_is_refused_unless_forced(csv_file, kaggle_emulator):
+    assert kit("submit", str(csv_file)).exit_code == 0
+    again = kit("submit", str(csv_file))
+    assert again.exit_code == 1
+    assert again.output.startswith(f"Error: {csv_file.name} was already submitted on ")
+    assert "(ledger #1, Kaggle ref " in again.output and "use --force to submit the same file again" in again.output
+    assert uploads(kaggle_emulator) == 1
+    forced = kit("submit", str(csv_file), "--force", "-m", "again, on purpose")
+    assert forced.exit_code == 0, forced.output
+    assert uploads(kaggle_emulator) == 2 and len(ledger.records()) == 2
+
+
+# (fault, opts, times, what the error says). With KIT_RETRY_ATTEMPTS=3 (the fixture), a fault
+# that happens 3 times outlasts kaggle_io's retries; once is retried away inside one `kit submit`.
+FAULTS = {
+    "401": ("401", {}, 1, "401"),
+    "403 rules": ("403", {}, 1, "rules"),
+    "429 Retry-After": ("429", {"retry_after": 1}, 3, "429"),
+    "500": ("500", {}, 3, "500"),
+    # the connection dropped while creating the submission (after the file's PUT). A PUT dropped
+    # more often than urllib3's own retries makes the kaggle client hang (no timeout): not tested.
+    "dropped upload": ("drop", {}, 3, "network error"),
+}
+
+
+@pytest.mark.parametrize("case", FAULTS)
+def test_fault_leaves_file_and_pending_record_then_retry_sends_it(case, csv_file, kaggle_emulator,
+                                                                   fixture_competition):
+    kind, opts, times, words = FAULTS[case]
+    match = "CreateSubmission" if kind == "drop" else "StartSubmissionUpload"
+    kaggle_emulator.fail(match, kind, times=times, **opts)
+    failed = kit("submit", str(csv_file))
+    assert failed.exit_code == 1, failed.output
+    assert "\nError: " in failed.output and "Traceback" not in failed.output
+    assert words.lower() in failed.output.lower(), failed.output
+    assert (f"The file is kept ({csv_file}) and recorded as pending (ledger #1): "
+            "run `kit submit --retry` to send it.") in failed.output
+    assert csv_file.is_file()
+    (rec,) = ledger.records()
+    assert rec["status"] == "pending" and rec["kaggle_ref"] is None and rec["error"]
+    assert kaggle_emulator.submissions == []
+    assert kaggle_emulator.key not in failed.output
+
+    kaggle_emulator.clear_faults()
+    retried = kit("submit", "--retry")
+    assert retried.exit_code == 0, retried.output
+    assert f"public score: {expected_score(fixture_competition):.5f}" in retried.output
+    (rec,) = ledger.records()
+    assert rec["status"] == "complete" and rec["error"] is None
+    assert len(kaggle_emulator.submissions) == 1
+    assert kit("submit", "--retry").output == "no pending submissions\n"
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "drop"])
+def test_a_single_transient_fault_is_retried_within_one_submit(kind, csv_file, kaggle_emulator):
+    match = "/upload/" if kind == "drop" else "CreateSubmission"
+    kaggle_emulator.fail(match, kind, times=1, retry_after=1)
+    result = kit("submit", str(csv_file))
+    assert result.exit_code == 0, result.output
+    assert len(kaggle_emulator.submissions) == 1 and ledger.records()[0]["status"] == "complete"
+
+
+def test_limit_reached_is_refused_before_uploading(csv_file, kaggle_emulator):
+    kaggle_emulator.daily_limit = 1
+    assert kit("submit", str(csv_file), "--no-wait").exit_code == 0
+    other = sub.write_submission(runs.latest("cnn"))  # same content: --force, so only the limit stands in the way
+    refused = kit("submit", str(other), "--force")
+    assert refused.exit_code == 1
+    assert "limit" in refused.output.lower() and "kit submit --retry" in refused.output
+    assert uploads(kaggle_emulator) == 1
+    assert [r["status"] for r in ledger.records()] == ["submitted", "pending"]
+
+
+def test_retry_matches_an_upload_whose_answer_was_lost(csv_file, kaggle_emulator):
+    """Kaggle took the file but the reply never came: --retry finds it instead of uploading twice."""
+    from kit import kaggle_io
+
+    kaggle_emulator.fail("StartSubmissionUpload", "500", times=3)
+    assert kit("submit", str(csv_file)).exit_code == 1
+    (rec,) = ledger.records()
+    kaggle_io.submit(csv_file, rec["message"])  # what Kaggle received, unknown to the ledger
+    assert uploads(kaggle_emulator) == 4
+    retried = kit("submit", "--retry")
+    assert retried.exit_code == 0, retried.output
+    assert f"ledger #1 {csv_file.name} was already uploaded (Kaggle ref " in retried.output
+    assert uploads(kaggle_emulator) == 4 and len(kaggle_emulator.submissions) == 1
+    assert ledger.records()[0]["status"] == "complete"
+
+
+def test_wait_timeout_says_where_to_look_and_sync_fills_in_the_score(csv_file, kaggle_emulator):
+    kaggle_emulator.scoring_delay_s = 2.0
+    result = kit("submit", str(csv_file), "--timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    assert "not scored after 0.5 s; it is recorded as submitted" in result.output
+    assert "it is recorded as submitted (ledger #1" in result.output
+    assert "https://www.kaggle.com/competitions/digit-recognizer-fixture/submissions" in result.output
+    assert ledger.records()[0]["status"] == "submitted"
+    import time
+    time.sleep(2.0)
+    synced = kit("scores", "--sync")
+    assert synced.exit_code == 0, synced.output
+    assert "synced with Kaggle: 0 new, 1 updated" in synced.output
+    assert ledger.records()[0]["status"] == "complete"
+
+
+# ----------------------------------------------------------------------------- scores, leaderboard
+
+def test_scores_table_json_csv_sync_and_plot(csv_file, kaggle_emulator, fixture_competition):
+    from kit import kaggle_io
+
+    assert kit("submit", str(csv_file)).exit_code == 0
+    # an upload made elsewhere (the website, another machine): only Kaggle knows it
+    web = csv_file.parent.parent / "from-the-website.csv"
+    web.write_bytes(csv_file.read_bytes())
+    kaggle_io.submit(web, "uploaded by hand")
+    table = kit("scores", "--sync", "--plot")
+    assert table.exit_code == 0, table.output
+    assert "synced with Kaggle: 1 new, 0 updated" in table.output
+    assert csv_file.name in table.output and "from-the-website.csv" in table.output
+    assert f"plot: {config.submissions_dir() / 'scores.png'}" in table.output
+    assert (config.submissions_dir() / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    as_json = json.loads(kit("scores", "--json").output)
+    assert [r["file"].split("/")[-1] for r in as_json] == [csv_file.name, "from-the-website.csv"]
+    assert list(as_json[0]) == ledger.COLUMNS
+    import io
+    as_csv = pd.read_csv(io.StringIO(kit("scores", "--csv").output))
+    assert list(as_csv.columns) == ledger.COLUMNS and len(as_csv) == 2
+    assert as_csv["public_score"].iloc[0] == pytest.approx(expected_score(fixture_competition))
+
+
+def test_scores_with_an_empty_ledger(isolated_dirs):
+    assert kit("scores").output == "no submissions yet (`kit submit`)\n"
+
+
+def test_leaderboard_shows_our_rank(csv_file, kaggle_emulator, fixture_competition):
+    assert kit("submit", str(csv_file)).exit_code == 0
+    result = kit("leaderboard")
+    assert result.exit_code == 0, result.output
+    score = expected_score(fixture_competition)
+    # the fixture's teams: alice 0.99, bob 0.5; ours lies between
+    assert f"you (demo) are ranked 2 of 3 with {score:.5f}" in result.output
