@@ -124,7 +124,7 @@ class Emulator:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> "Emulator":
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
+        server = _Server(("127.0.0.1", self._port), _Handler)
         server.daemon_threads = True
         server.emulator = self
         self._server = server
@@ -387,6 +387,14 @@ def _score(content: bytes, answers: dict[int, int]) -> tuple[float | None, str |
         seen[image_id] = label
     correct = sum(seen[i] == y for i, y in answers.items())
     return correct / len(answers), None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # a client hanging up mid-response (it dropped a stream to resume it with Range,
+        # or a test's fault) is normal here, not worth a traceback
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
