@@ -151,3 +151,10 @@ def test_needs_two_runs(labels):
         ensemble.build(echo=lambda s: None)
     with pytest.raises(KitError, match="asked for 3 CNN runs"):
         ensemble.build(cnn_seeds=3, echo=lambda s: None)
+
+
+def test_cross_fitted_accuracy_of_identical_members_is_theirs(labels):
+    y, _ = labels
+    p = _noisy_proba(y, 0.3, np.random.default_rng(6)).astype(np.float64)
+    val = np.stack([p, p, p])
+    assert ensemble.cross_fitted_accuracy(val, y, ensemble.EnsembleConfig()) == ensemble.accuracy(p, y)
