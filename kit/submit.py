@@ -153,6 +153,7 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a submission is an ordinary file
         validate(tmp, n_test)  # refuse to publish a file we would refuse to upload
         path = _link_new(tmp, out_dir, f"{stamp}_{run.name}")
     finally:

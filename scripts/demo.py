@@ -32,7 +32,7 @@ from kit.emulator import Emulator  # noqa: E402
 DEMO = ROOT / ".cache" / "demo"
 COMPETITION = "digit-recognizer-fixture"
 # The demo's training budgets: enough to see both models learn, small enough for minutes.
-SCRATCH_ARGS = ["--epochs", "8", "--hidden", "128"]
+SCRATCH_ARGS = ["--epochs", "20"]
 CNN_ARGS = ["--epochs", "2", "--width", "8"]
 # Other teams on the emulated leaderboard, so `kit leaderboard` has something to rank against.
 TEAMS = [("lecun", 0.99700), ("ciresan", 0.99100), ("nielsen", 0.98000), ("logreg-baseline", 0.92000)]
