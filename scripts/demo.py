@@ -1,6 +1,6 @@
 """`make demo`: the whole kit flow offline, on a fresh clone, with no Kaggle account.
 
-    python scripts/demo.py
+    python scripts/demo.py [--out DIR] [--fast]
 
 Builds the small fixture competition (scikit-learn's digits), starts the local Kaggle
 emulator in this process with demo credentials, then runs the real `kit` CLI as
@@ -30,10 +30,14 @@ from kit import fixture  # noqa: E402
 from kit.emulator import Emulator  # noqa: E402
 
 DEMO = ROOT / ".cache" / "demo"
+MARKER = ".kit-demo"
 COMPETITION = "digit-recognizer-fixture"
 # The demo's training budgets: enough to see both models learn, small enough for minutes.
 SCRATCH_ARGS = ["--epochs", "20"]
 CNN_ARGS = ["--epochs", "2", "--width", "8"]
+# --fast (the test of this script): the plumbing only.
+FAST_SCRATCH_ARGS = ["--epochs", "2", "--hidden", "32"]
+FAST_CNN_ARGS = ["--epochs", "1", "--width", "4"]
 # Other teams on the emulated leaderboard, so `kit leaderboard` has something to rank against.
 TEAMS = [("lecun", 0.99700), ("ciresan", 0.99100), ("nielsen", 0.98000), ("logreg-baseline", 0.92000)]
 
@@ -57,33 +61,45 @@ def run(env: dict, *args: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The whole kit flow offline against a local Kaggle emulator.")
+    parser.add_argument("--out", type=Path, default=DEMO, help=f"demo folder, wiped first [default: {DEMO}]")
+    parser.add_argument("--fast", action="store_true", help="tiny training budgets (for the test)")
+    args = parser.parse_args(argv)
+    demo = args.out.resolve()
+    scratch_args, cnn_args = (FAST_SCRATCH_ARGS, FAST_CNN_ARGS) if args.fast else (SCRATCH_ARGS, CNN_ARGS)
+
     t0 = time.monotonic()
-    if DEMO.exists():
-        shutil.rmtree(DEMO)
-    DEMO.mkdir(parents=True)
+    if demo.exists() and any(demo.iterdir()):
+        if not (demo / MARKER).exists():  # never wipe a folder this script did not make
+            raise SystemExit(f"{demo} exists and is not a demo folder (no {MARKER}); choose another --out")
+        shutil.rmtree(demo)
+    demo.mkdir(parents=True, exist_ok=True)
+    (demo / MARKER).write_text("made by scripts/demo.py; wiped by its next run\n")
 
     step(1, "build the fixture competition (scikit-learn digits as 28x28 Kaggle CSVs)")
-    comp = fixture.build(DEMO / "fixture")
+    comp = fixture.build(demo / "fixture")
     print(comp)
 
     step(2, "start the local Kaggle emulator (demo credentials, nothing leaves this machine)")
-    kaggle_config = DEMO / "kaggle-config"  # empty: the user's real ~/.kaggle is never read
+    kaggle_config = demo / "kaggle-config"  # empty: the user's real ~/.kaggle is never read
     kaggle_config.mkdir()
     with Emulator(comp / f"{COMPETITION}.zip", comp / "answers.csv", slug=COMPETITION,
                   scoring_delay_s=1.0, teams=TEAMS) as emu:
         print(f"emulator at {emu.url}, user {emu.username!r}")
         env = {**os.environ, **emu.env(kaggle_config),
                "KIT_COMPETITION": COMPETITION,
-               "KIT_DATA_DIR": str(DEMO / "data"), "KIT_RUNS_DIR": str(DEMO / "runs"),
-               "KIT_SUBMISSIONS_DIR": str(DEMO / "submissions"), "KIT_REPORTS_DIR": str(DEMO / "reports"),
-               "KIT_CACHE_DIR": str(DEMO / "cache")}
+               "KIT_DATA_DIR": str(demo / "data"), "KIT_RUNS_DIR": str(demo / "runs"),
+               "KIT_SUBMISSIONS_DIR": str(demo / "submissions"), "KIT_REPORTS_DIR": str(demo / "reports"),
+               "KIT_CACHE_DIR": str(demo / "cache")}
 
         step(3, "download and verify the data (the real kaggle client, against the emulator)")
         run(env, "download")
         step(4, "train the from-scratch NumPy network (small budget)")
-        run(env, "train", "scratch", *SCRATCH_ARGS)
+        run(env, "train", "scratch", *scratch_args)
         step(5, "train the Keras CNN (small budget)")
-        run(env, "train", "cnn", *CNN_ARGS)
+        run(env, "train", "cnn", *cnn_args)
         step(6, "ensemble the two (weights fitted on the validation split)")
         run(env, "ensemble")
         step(7, "write a timestamped submission CSV from the ensemble")
@@ -98,7 +114,7 @@ def main(argv: list[str]) -> int:
         run(env, "report")
         step(12, "stop the emulator")
         print(f"emulator served {len(emu.requests)} requests and scored {len(emu.submissions)} submission(s)")
-    print(f"\ndemo finished in {time.monotonic() - t0:.0f} s; everything it wrote is under {DEMO}")
+    print(f"\ndemo finished in {time.monotonic() - t0:.0f} s; everything it wrote is under {demo}")
     return 0
 
 
