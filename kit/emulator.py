@@ -44,8 +44,9 @@ the daily limit, as on Kaggle; the day is the UTC day.
 Faults: `fail(match, kind, times=1, **opts)` makes the next `times` requests whose path
 contains `match` fail with: "401", "403" (rules not accepted), "429" (opts: retry_after
 seconds, sent as Retry-After), "500", "drop" (the connection is closed mid-body: half the
-download is sent, or half the upload read, then the socket is shut) or "slow" (opts:
-seconds, then the request is served normally).
+download is sent, or half the upload read, then the socket is shut; for an RPC the
+connection closes before it is served, or with after=True once it is served, so that only
+the answer is lost) or "slow" (opts: seconds, then the request is served normally).
 """
 
 from __future__ import annotations
@@ -486,7 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if method == "POST" and path.startswith(API):
             body = self._read_body()
-            if drop:
+            if drop and not fault.opts.get("after"):
                 return self._drop()
             try:
                 request = json.loads(body or b"{}")
@@ -497,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sys.stderr.write(f"emulator: {path} {json.dumps(request)}\n")
             name = path.rsplit("/", 1)[-1]
             status, payload = self.emu.rpc(name, request, self)
+            if drop:  # after=True: the request was served, only the answer is lost
+                return self._drop()
             if status == 302:
                 return self._send(302, b"", {"Location": payload})
             return self._json(status, payload)

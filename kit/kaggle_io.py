@@ -30,7 +30,7 @@ import shutil
 import stat
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from kit import config
@@ -43,6 +43,10 @@ PAGE_SIZE = 100  # submissions / leaderboard rows per request
 MAX_PAGES = 50
 RETRY_AFTER_CAP_S = 120.0
 BACKOFF_CAP_S = 30.0
+# how Kaggle words a refusal at the daily limit ("... used its daily Submission allowance ...")
+LIMIT_WORDS = ("allowance", "daily submission", "submission limit")
+# a retried submit first looks for a submission the lost answer may have created
+RECENT_S = 5.0
 
 
 class KaggleAuthError(KitError):
@@ -220,6 +224,10 @@ def _translate(e: Exception, doing: str) -> KitError:
     status = _status(e)
     detail = scrub(str(e).splitlines()[0] if str(e) else type(e).__name__)
     slug = _slug()
+    if status in (400, 403, 429) and any(w in detail.lower() for w in LIMIT_WORDS):
+        return KaggleLimitError(
+            f"daily submission limit reached for {slug!r}: {detail} "
+            f"Nothing was submitted; try again after 00:00 UTC.")
     if status == 401:
         user = _configured_username()
         return KaggleAuthError(
@@ -230,10 +238,6 @@ def _translate(e: Exception, doing: str) -> KitError:
             f"Kaggle refused access to competition {slug!r} (HTTP 403) while {doing}: the competition "
             f"rules are not accepted for this account. Accept them at "
             f"https://www.kaggle.com/competitions/{slug}/rules, then run the command again.")
-    if status == 400 and ("allowance" in detail.lower() or "daily" in detail.lower()):
-        return KaggleLimitError(
-            f"daily submission limit reached for {slug!r}: {detail} "
-            f"Nothing was submitted; try again after 00:00 UTC.")
     if status == 404:
         return KitError(f"Kaggle answered 404 Not Found while {doing} ({detail}). Check the competition "
                         f"slug {slug!r} (https://www.kaggle.com/competitions/{slug}).")
@@ -355,7 +359,17 @@ def submit(path: Path, message: str) -> int:
     api = _client()
     slug = _slug()
 
+    started = datetime.now(timezone.utc) - timedelta(seconds=RECENT_S)  # allow for clock skew
+    attempts = [0]
+
     def once() -> int:
+        attempts[0] += 1
+        if attempts[0] > 1:
+            # the previous try may have created the submission and lost only the answer:
+            # never submit the same file twice by accident
+            made = _recent_submission(api, slug, path.name, message, started)
+            if made is not None:
+                return made
         with _quiet() as out:
             result = api.competition_submit(str(path), message, slug, quiet=True)
         said = scrub(out.getvalue().strip().splitlines()[-1]) if out.getvalue().strip() else ""
@@ -366,6 +380,19 @@ def submit(path: Path, message: str) -> int:
         return int(result.ref)
 
     return _with_retries(once, f"submitting {path.name} to {slug}")
+
+
+def _recent_submission(api, slug: str, file_name: str, message: str, since: datetime) -> int | None:
+    """The ref of a submission of `file_name` with `message` made at or after `since`, if any."""
+    with _quiet():
+        rows = api.competition_submissions(slug, page_number=1, page_size=PAGE_SIZE) or []
+    for s in rows:
+        if s is None or s.date is None:
+            continue
+        date = s.date if s.date.tzinfo else s.date.replace(tzinfo=timezone.utc)
+        if date >= since and s.file_name == file_name and (s.description or "") == (message or ""):
+            return int(s.ref)
+    return None
 
 
 def _iso(dt) -> str:

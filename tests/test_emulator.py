@@ -194,6 +194,16 @@ def test_create_submission_500_then_success(kaggle_emulator, tmp_path):
     assert _count(kaggle_emulator, "CreateSubmission") == 2
 
 
+@pytest.mark.parametrize("after", [False, True])
+def test_lost_create_submission_answer_never_submits_twice(kaggle_emulator, tmp_path, after):
+    # after=False: the connection drops before the server acts; after=True: the server
+    # created the submission and only its answer was lost, so a blind retry would duplicate it
+    kaggle_emulator.fail("CreateSubmission", "drop", after=after)
+    ref = kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    assert [s["ref"] for s in kaggle_emulator.submissions] == [ref]
+    assert _count(kaggle_emulator, "CreateSubmission") == (1 if after else 2)
+
+
 def test_failed_upload_could_not_submit_is_detected_and_retried(kaggle_emulator, tmp_path):
     # the client answers a refused PUT with "Could not submit to competition", not an exception
     kaggle_emulator.fail("/upload/", "500")
