@@ -467,7 +467,7 @@ def train(cfg: ScratchConfig, resume: Path | str | None = None, progress: bool =
     else:
         validate(cfg)
         run = None
-    threads = cfg.threads or len(os.sched_getaffinity(0))
+    threads = cfg.threads or cpu_cores()
     _keep_freed_memory()
 
     ds, sp = data.load_split()
@@ -478,7 +478,14 @@ def train(cfg: ScratchConfig, resume: Path | str | None = None, progress: bool =
     if run is None:
         run = runs.create(MODEL, cfg.seed)
         run.write_config({**dataclasses.asdict(cfg), "threads": threads, "model": MODEL,
-                          "seed": cfg.seed, "preset": cfg.preset})
+                          "seed": cfg.seed, "preset": cfg.preset,
+                          "data_checksum": ds.checksum, "split_hash": sp.hash})
+    else:
+        saved = run.config
+        if (saved.get("data_checksum"), saved.get("split_hash")) != (ds.checksum, sp.hash):
+            raise KitError(f"{run.path} was trained on other data (checksum {saved.get('data_checksum')}, "
+                           f"split {saved.get('split_hash')}; now {ds.checksum}, {sp.hash}): it cannot be "
+                           f"resumed on this data; start a new run")
 
     with threadpool_limits(limits=threads, user_api="blas"):
         state = _fit(cfg, run, X_train_img, y_train, X_val, y_val, input_scale, progress)
@@ -503,6 +510,11 @@ def train(cfg: ScratchConfig, resume: Path | str | None = None, progress: bool =
     })
     run.file(CHECKPOINT).unlink(missing_ok=True)  # finished: nothing left to resume
     return run
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _keep_freed_memory() -> None:

@@ -43,7 +43,9 @@ print(json.dumps({"metrics": run.metrics, "history": run.history().to_dict("list
 
 
 def _threads() -> int:
-    return len(os.sched_getaffinity(0))
+    from kit.scratch import cpu_cores
+
+    return cpu_cores()
 
 
 def peak_gflops(repeats: int = 7) -> float:

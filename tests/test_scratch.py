@@ -381,3 +381,15 @@ def test_cli_trains_and_reports_the_run(fixture_data):
     assert f"run folder: {run.path}\n" in result.output
     assert result.output.startswith(f"val accuracy {run.metrics['val_accuracy']:.4f}")
     assert json.loads(run.file("config.json").read_text())["batch_size"] == 128
+
+
+def test_resume_refuses_a_finished_run_and_other_data(fixture_data):
+    run = scratch.train(tiny(epochs=1), progress=False)
+    with pytest.raises(KitError, match="already finished; there is nothing to resume"):
+        scratch.train(None, resume=run.path, progress=False)
+    # an unfinished run whose data was another competition's
+    broken = runs.create("scratch", 1)
+    broken.write_config({**run.config, "data_checksum": "0123456789abcdef"})
+    (broken.path / scratch.CHECKPOINT).write_bytes(b"")
+    with pytest.raises(KitError, match="was trained on other data"):
+        scratch.train(None, resume=broken.path, progress=False)
