@@ -205,6 +205,80 @@ def train_scratch(preset: str, resume: Path | None, report: bool, quiet: bool, *
 # ---------------------------------------------------------------------------- train cnn
 # (owned by the CNN; see kit/cnn.py)
 
+def _cnn_hparam_options(f):
+    """One option per CNNConfig field (--batch-size, --lr-schedule, --augment/--no-augment, ...),
+    default None = keep the architecture's preset. Help comes from the dataclass metadata."""
+    import dataclasses
+
+    from kit.cnn import ARCH_PRESETS, CNNConfig
+
+    defaults = CNNConfig()
+    for fld in reversed(dataclasses.fields(CNNConfig)):
+        if not fld.metadata.get("cli", True):
+            continue
+        flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
+        per_arch = {a: str(p.get(fld.name, value)) for a, p in ARCH_PRESETS.items()}
+        if len(set(per_arch.values())) == 1:
+            help_ = f"{fld.metadata['help']}  [default: {value}]"
+        else:
+            help_ = f"{fld.metadata['help']}  [{', '.join(f'{a}: {v}' for a, v in per_arch.items())}]"
+        if isinstance(value, bool):
+            opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
+        elif "choices" in fld.metadata:
+            opt = click.option(flag, fld.name, default=None, help=help_,
+                               type=click.Choice(fld.metadata["choices"]))
+        else:
+            opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
+        f = opt(f)
+    return f
+
+
+@train.command("cnn")
+@click.option("--arch", default=None, metavar="NAME",
+              help="Architecture: default (batch-norm, strided convs) or seed (the reference kernel).  "
+                   "[default: default]")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@_cnn_hparam_options
+@click.option("--resume", default=None, metavar="RUN",
+              help="Continue an interrupted cnn run (folder or name) after its last saved epoch, "
+                   "with its saved settings.")
+@click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@data_dir_option
+@competition_option
+def train_cnn(arch: str | None, seed: int, resume: str | None, report: bool, quiet: bool, **hparams):
+    """Train the augmented Keras CNN (kit/cnn.py) and write a run folder."""
+    from kit import cnn
+
+    ctx = click.get_current_context()
+    if resume is not None:
+        given = [n for n in [*hparams, "seed"]
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise KitError(f"--resume continues a run with the settings it was started with; "
+                           f"drop {flags} (or start a new run without --resume)")
+        # --arch is allowed with --resume: it is checked against the run's checkpoint
+        cfg = cnn.make_config(arch) if arch is not None else None
+    else:
+        cfg = cnn.make_config(arch or "default", seed=seed, **hparams)
+    run = cnn.train(cfg, resume=resume, verbose=0 if quiet else None)
+    m = run.metrics
+    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
+               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m['train_time_s']:.1f}s")
+    click.echo(f"run folder: {run.path}")
+    if report:
+        try:
+            from kit import report as report_mod
+
+            out = report_mod.build([run.path])
+        except KitError:
+            raise
+        except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
+            raise KitError(f"the run finished ({run.path}) but its report failed: "
+                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
+        click.echo(f"report: {out}")
+
 # ============================================================================ ensemble, submissions, ledger
 # (owned by kit/ensemble.py, kit/submit.py, kit/ledger.py)
 

@@ -1,0 +1,294 @@
+"""The Keras CNN (kit/cnn.py) on the fixture competition: tiny widths, 1-3 epochs.
+
+Each test checks behaviour against something independent of the code under test: the
+labels from kit.data, the closed-form schedule, a second identical run, exact CLI output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from kit import cnn, data, runs
+from kit.cli import cli
+from kit.errors import KitError
+
+TINY = dict(width=4, batch_size=32, max_train=256, patience=0)
+
+
+def tiny(arch="default", **kw):
+    return cnn.make_config(arch, **{**TINY, **kw})
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("arch", cnn.ARCHS)
+def test_each_arch_maps_images_to_class_probabilities(arch):
+    model = cnn.build_model(tiny(arch))
+    x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    p = np.asarray(model(x, training=False))
+    assert p.shape == (3, 10) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    assert model.name == f"cnn_{arch}"
+
+
+def test_default_arch_at_full_width_has_about_300k_parameters():
+    n = cnn.build_model(cnn.make_config()).count_params()
+    assert 250_000 < n < 400_000, n
+
+
+@pytest.mark.parametrize("arch", cnn.ARCHS)
+def test_training_steps_lower_the_loss(arch, fixture_data):
+    cfg = tiny(arch, width=8, dropout=0.0, lr=3e-3, optimizer="adam")
+    cnn.setup(cfg)
+    ds, sp = data.load_split()
+    idx = sp.train_idx[:64]
+    x = ds.X_train[idx].astype(np.float32)[..., None] / 255
+    y = np.eye(10, dtype=np.float32)[ds.y_train[idx]]
+    model = cnn.build_model(cfg)
+    cnn.compile_model(model, cfg)
+
+    def loss():  # cross-entropy in numpy; training mode, so batch-norm uses this batch's statistics
+        p = np.asarray(model(x, training=True))
+        return -np.mean(np.log(p[np.arange(len(x)), ds.y_train[idx]]))
+
+    before = loss()
+    for _ in range(15):
+        model.train_on_batch(x, y)
+    after = loss()
+    assert after < 0.8 * before, (before, after)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def test_augmentation_is_the_named_reference_pipeline():
+    aug = cnn.augmentation(cnn.CNNConfig())
+    assert aug.name == "augmentation"
+    rot, zoom, shift = aug.layers
+    assert [type(l).__name__ for l in aug.layers] == ["RandomRotation", "RandomZoom", "RandomTranslation"]
+    assert math.isclose(rot.factor[1] * 360, 10.0)             # +-10 degrees, as the reference
+    assert (zoom.height_lower, zoom.height_upper) == pytest.approx((-0.1, 0.1))
+    assert (shift.height_lower, shift.height_upper, shift.width_lower, shift.width_upper) == \
+        pytest.approx((-0.1, 0.1, -0.1, 0.1))
+
+
+def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fixture_data):
+    ds, _ = data.load_split()
+    x = ds.X_train[:16].astype(np.float32)[..., None] / 255
+    aug = cnn.augmentation(cnn.CNNConfig(seed=3))
+    trained = np.asarray(aug(x, training=True))
+    assert trained.shape == x.shape and trained.dtype == np.float32
+    assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0        # every image moved
+    np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
+
+
+def test_augmented_examples_shape_range_and_seed(fixture_data):
+    ds, _ = data.load_split()
+    ex = cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
+    assert ex.shape == (5, 3, 28, 28) and ex.dtype == np.float32
+    assert 0.0 <= ex.min() and ex.max() <= 1.0
+    assert not np.array_equal(ex[:, 0], ex[:, 1])                   # variants differ
+    np.testing.assert_array_equal(ex, cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1))
+
+
+def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
+    ds, sp = data.load_split()
+    cfg = tiny(seed=2)
+    cnn.setup(cfg)
+    X, y = ds.X_train[sp.train_idx[:96]], ds.y_train[sp.train_idx[:96]]
+    pipe = cnn.train_dataset(X, y, cfg, 32, cfg.seed, cnn.augmentation(cfg))
+    epochs = [[(xb.numpy(), yb.numpy()) for xb, yb in pipe] for _ in range(2)]
+    for batches in epochs:
+        xs = np.concatenate([b[0] for b in batches])
+        ys = np.concatenate([b[1] for b in batches]).argmax(1)
+        assert xs.shape == (96, 28, 28, 1) and xs.dtype == np.float32 and 0 <= xs.min() and xs.max() <= 1
+        assert sorted(ys) == sorted(y)                               # every image once per epoch
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def test_cosine_schedule_closed_form():
+    cfg = cnn.make_config(lr=1e-2, lr_min=0.0, epochs=10)
+    assert cnn.lr_at(cfg, 0) == pytest.approx(1e-2)
+    assert cnn.lr_at(cfg, 5) == pytest.approx(5e-3)                 # half-way: half the rate
+    assert cnn.lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
+    exp = cnn.make_config(lr=1e-2, lr_schedule="exponential", lr_decay=0.5, lr_min=1e-3)
+    assert [cnn.lr_at(exp, k) for k in range(5)] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 1e-3])
+
+
+def test_plateau_schedule_watches_a_metric_keras_produces():
+    """The reference annealer watched `val_acc`, which Keras never logs: the rate never fell."""
+    cfg = tiny("seed", lr=1e-3, lr_decay=0.5, plateau_patience=2)
+    model = cnn.build_model(cfg)
+    cnn.compile_model(model, cfg)
+    (plateau,) = [c for c in cnn._callbacks(runs.Run(None), cfg, [], {}) if "Plateau" in type(c).__name__]
+    assert plateau.monitor == "val_accuracy"
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    rates = []
+    for epoch, acc in enumerate([0.5, 0.6, 0.6, 0.6, 0.6, 0.6]):
+        plateau.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": 1.0})
+        rates.append(float(np.asarray(model.optimizer.learning_rate)))
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.fixture
+def trained(fixture_data):
+    """One tiny finished run (3 epochs) and its config."""
+    cfg = tiny(seed=5, epochs=3, lr=5e-3)
+    return cnn.train(cfg, verbose=0), cfg
+
+
+def test_run_folder_follows_the_format(trained):
+    run, cfg = trained
+    ds, sp = data.load_split()
+    conf = run.config
+    assert conf["model"] == "cnn" and conf["arch"] == "default" and conf["seed"] == 5
+    assert {f.name for f in dataclasses.fields(cnn.CNNConfig)} <= set(conf)
+    hist = pd.read_csv(run.file(runs.HISTORY))
+    assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert hist["epoch"].tolist() == [1, 2, 3] and hist.notna().all().all()
+    val, test = run.val_proba(), run.test_proba()
+    assert val.shape == (len(sp.val_idx), 10) and val.dtype == np.float32
+    assert test.shape == (len(ds.X_test), 10) and test.dtype == np.float32
+    np.testing.assert_allclose(val.sum(1), 1, rtol=1e-4)
+    m = run.metrics
+    for key in ("model", "seed", "arch", "val_accuracy", "val_loss", "wall_time_s", "data_checksum",
+                "split_hash", "n_val", "n_test", "epochs_run", "best_epoch", "inference_s"):
+        assert key in m, key
+    assert "time_to_99_4_s" in m
+    # independent check: accuracy and log-loss recomputed from the labels in split order
+    y_val = ds.y_train[sp.val_idx]
+    assert m["val_accuracy"] == pytest.approx(np.mean(val.argmax(1) == y_val))
+    assert m["val_loss"] == pytest.approx(-np.mean(np.log(val[np.arange(len(y_val)), y_val])), rel=1e-5)
+    assert (m["data_checksum"], m["split_hash"]) == (ds.checksum, sp.hash)
+    assert m["epochs_run"] == 3 and m["best_epoch"] == hist["val_loss"].idxmin() + 1
+    assert run.file(cnn.MODEL_FILE).exists()
+    assert not run.file(cnn.CHECKPOINT).exists()      # a finished run keeps only the final model
+    assert runs.latest("cnn") == run
+
+
+def test_logged_learning_rate_is_the_schedules(trained):
+    run, cfg = trained
+    lrs = run.history()["lr"].tolist()
+    assert lrs == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
+    assert lrs[0] > lrs[1] > lrs[2]                       # it really changes
+
+
+def test_same_seed_same_predictions(trained):
+    run, cfg = trained
+    again = cnn.train(cfg, verbose=0)
+    np.testing.assert_array_equal(run.test_proba(), again.test_proba())
+    np.testing.assert_array_equal(run.val_proba(), again.val_proba())
+    other = cnn.train(dataclasses.replace(cfg, seed=6), verbose=0)
+    assert not np.array_equal(run.test_proba(), other.test_proba())
+
+
+def test_saved_model_reproduces_the_test_predictions(trained):
+    import keras
+
+    run, _ = trained
+    ds, _ = data.load_split()
+    model = keras.models.load_model(run.file(cnn.MODEL_FILE))
+    np.testing.assert_allclose(cnn.predict_proba(model, ds.X_test), run.test_proba(), atol=1e-6)
+
+
+def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch):
+    import keras
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    real = cnn._callbacks
+    monkeypatch.setattr(cnn, "_callbacks", lambda *a: [*real(*a), CtrlC()])
+    cfg = tiny(seed=7, epochs=3)
+    with pytest.raises(KitError, match=r"interrupted after epoch 1 of 3; continue with: kit train cnn --resume "):
+        cnn.train(cfg, verbose=0)
+    (run,) = runs.all_runs(model="cnn", finished=False)
+    first = run.history()
+    assert first["epoch"].tolist() == [1] and run.file(cnn.CHECKPOINT).exists() and not run.finished
+
+    monkeypatch.setattr(cnn, "_callbacks", real)
+    result = invoke("train", "cnn", "--resume", str(run.path), "--quiet")
+    assert result.exit_code == 0, result.output
+    hist = run.history()
+    assert hist["epoch"].tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(hist.iloc[:1], first)             # epoch 1 kept, not redone
+    assert hist["lr"].tolist() == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
+    assert run.metrics["epochs_run"] == 3 and run.finished
+    assert f"run folder: {run.path}" in result.output
+
+
+# ----------------------------------------------------------------------------- CLI errors
+
+
+def test_cli_trains_and_prints_the_run(fixture_data):
+    result = invoke("train", "cnn", "--width", "4", "--epochs", "1", "--max-train", "128", "--quiet")
+    assert result.exit_code == 0, result.output
+    run = runs.latest("cnn")
+    m = run.metrics
+    assert result.output.splitlines()[-1] == f"run folder: {run.path}"
+    assert result.output.startswith(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  ")
+    assert run.config["width"] == 4 and run.config["epochs"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "resnet"], "Error: unknown architecture 'resnet'; choose one of: default, seed\n"),
+    (["--lr", "0"], "Error: invalid --lr 0.0: must be > 0\n"),
+    (["--epochs", "0"], "Error: invalid --epochs 0: must be at least 1\n"),
+    (["--dropout", "1.5"], "Error: invalid --dropout 1.5: must be in [0, 1)\n"),
+    (["--lr-min", "1"], "Error: invalid --lr-min 1.0: must be between 0 and --lr (0.002)\n"),
+])
+def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
+    result = invoke("train", "cnn", *args)
+    assert result.exit_code == 1 and result.output == message
+
+
+def test_cli_mirrored_without_gpu_is_refused(fixture_data):
+    if cnn.gpus():
+        pytest.skip("a GPU is visible")
+    result = invoke("train", "cnn", "--strategy", "mirrored", "--width", "4", "--epochs", "1")
+    assert result.exit_code == 1
+    assert result.output == ("Error: --strategy mirrored needs a GPU, and TensorFlow sees none; drop the "
+                             "option to train on the CPU, or install the GPU build: pip install -e '.[gpu]'\n")
+    assert runs.all_runs(model="cnn", finished=False) == []        # refused before any folder
+
+
+def test_resume_refuses_other_models_archs_options_and_finished_runs(trained, tmp_path):
+    run, _ = trained
+    result = invoke("train", "cnn", "--resume", str(run.path))
+    assert result.output == f"Error: {run.path} already finished; start a new run instead of resuming it\n"
+
+    unfinished = runs.create("cnn", 1)
+    unfinished.write_config({"model": "cnn", **dataclasses.asdict(tiny())})
+    result = invoke("train", "cnn", "--resume", str(unfinished.path), "--arch", "seed")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {unfinished.path} holds a checkpoint of architecture 'default', not "
+                             f"'seed'; resume it without --arch or start a new run\n")
+
+    result = invoke("train", "cnn", "--resume", str(unfinished.path), "--epochs", "9", "--seed", "2")
+    assert result.output == ("Error: --resume continues a run with the settings it was started with; "
+                             "drop --epochs, --seed (or start a new run without --resume)\n")
+
+    scratch = runs.create("scratch", 0)
+    scratch.write_config({"model": "scratch"})
+    result = invoke("train", "cnn", "--resume", str(scratch.path))
+    assert result.output == f"Error: {scratch.path} is a 'scratch' run, not a 'cnn' run\n"
