@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -251,14 +252,19 @@ def _unzip(zip_path: Path, dest: Path, comp: config.Competition) -> None:
                            f"{', '.join(sorted(members)) or 'nothing'}). {REDOWNLOAD}")
         written = 0
         for name in FILES:
-            with zf.open(members[name]) as src, open(dest / name, "wb") as out:
-                while chunk := src.read(CHUNK):
-                    written += len(chunk)
-                    if written > comp.max_unzipped_bytes:
-                        raise KitError(f"{zip_path} unpacks to more than the "
-                                       f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; "
-                                       f"refusing it (zip bomb?). {REDOWNLOAD}")
-                    out.write(chunk)
+            try:
+                with zf.open(members[name]) as src, open(dest / name, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        if written > comp.max_unzipped_bytes:
+                            raise KitError(f"{zip_path} unpacks to more than the "
+                                           f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; "
+                                           f"refusing it (zip bomb?). {REDOWNLOAD}")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                # a corrupted download: bad CRC, broken deflate stream, cut short, odd method
+                raise KitError(f"{zip_path} is damaged: {name} cannot be unpacked ({e}). "
+                               f"{REDOWNLOAD}") from None
 
 
 def _copy_folder(folder: Path, dest: Path, comp: config.Competition) -> None:

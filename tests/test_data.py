@@ -219,6 +219,25 @@ def test_disk_full_is_a_clean_error(fixture_data, fixture_competition, monkeypat
     assert snapshot(fixture_data) == before
 
 
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_damaged_archive_is_a_clean_error(method, fixture_data, fixture_competition, tmp_path):
+    source = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(source, "w", method) as zf:
+        for name, content in members(fixture_competition).items():
+            zf.writestr(name, content)
+    with zipfile.ZipFile(source) as zf:
+        info = zf.getinfo("train.csv")
+    damaged = bytearray(source.read_bytes())
+    damaged[info.header_offset + 30 + len("train.csv") + info.compress_size // 2] ^= 0xFF  # mid-member
+    source.write_bytes(bytes(damaged))
+    before = snapshot(fixture_data)
+    with pytest.raises(KitError) as e:
+        data.install(source, echo=quiet)
+    assert re.fullmatch(rf"{re.escape(str(source))} is damaged: train.csv cannot be unpacked \(.+\)\. "
+                        rf"{re.escape(data.REDOWNLOAD)}", str(e.value))
+    assert snapshot(fixture_data) == before
+
+
 def test_not_a_zip(isolated_dirs, tmp_path):
     source = tmp_path / "x.zip"
     source.write_text("<html>rate limited</html>")
