@@ -242,6 +242,48 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
     return layers.Activation("relu")(x)
 
 
+def inference_model(model):
+    """The same network for prediction only: every batch-norm folded into the convolution before
+    it, dropout removed. Same outputs up to float32 rounding, two fewer passes over each
+    activation map (the 2-core CPU spends them in memory traffic, not arithmetic).
+
+    For a convolution W, b followed by batch-norm (gamma, beta, moving mean mu, variance var):
+        s = gamma / sqrt(var + eps)  (per output channel);  W' = W * s;  b' = (b - mu) * s + beta
+    Only for a chain of layers (both archs are one).
+    """
+    import keras
+    from keras import layers
+
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    x = inputs = keras.Input(model.input_shape[1:], name="image")
+    i = 0
+    while i < len(chain):
+        layer = chain[i]
+        nxt = chain[i + 1] if i + 1 < len(chain) else None
+        if isinstance(layer, layers.Dropout):
+            i += 1
+            continue
+        if isinstance(layer, layers.Conv2D) and isinstance(nxt, layers.BatchNormalization):
+            assert nxt.scale and nxt.center and layer.activation.__name__ == "linear"
+            gamma, beta, mu, var = (np.asarray(w, dtype=np.float64) for w in nxt.get_weights())
+            kernel, *bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+            s = gamma / np.sqrt(var + nxt.epsilon)
+            b = ((bias[0] if bias else 0.0) - mu) * s + beta
+            after = chain[i + 2] if i + 2 < len(chain) else None
+            activation = after.get_config()["activation"] if isinstance(after, layers.Activation) else None
+            conv = layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                                 activation=activation, name=layer.name)
+            x = conv(x)
+            conv.set_weights([(kernel * s).astype(np.float32), b.astype(np.float32)])
+            i += 3 if activation else 2
+            continue
+        clone = layer.__class__.from_config(layer.get_config())
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
+        i += 1
+    return keras.Model(inputs, x, name=f"{model.name}_inference")
+
+
 def make_optimizer(cfg: CNNConfig):
     import keras
 
@@ -523,9 +565,10 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
     with _atomic_keras(run.file(MODEL_FILE)) as tmp:
         model.save(tmp)
 
-    val_proba = predict_proba(model, X_val, cfg.tta, cfg)
+    net = inference_model(model)
+    val_proba = predict_proba(net, X_val, cfg.tta, cfg)
     t_inf = time.perf_counter()
-    test_proba = predict_proba(model, ds.X_test, cfg.tta, cfg)
+    test_proba = predict_proba(net, ds.X_test, cfg.tta, cfg)
     inference_s = time.perf_counter() - t_inf
     run.write_predictions(val_proba, test_proba)
 

@@ -48,6 +48,24 @@ def test_default_arch_at_full_width_has_about_300k_parameters():
 
 
 @pytest.mark.parametrize("arch", cnn.ARCHS)
+def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
+    import keras
+
+    model = cnn.build_model(tiny(arch, width=8))
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # non-trivial statistics, else folding is the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shapes = [w.shape for w in layer.get_weights()]
+            layer.set_weights([rng.uniform(0.5, 2, shapes[0]), rng.normal(0, 0.5, shapes[1]),
+                               rng.normal(0, 0.5, shapes[2]), rng.uniform(0.2, 3, shapes[3])])
+    folded = cnn.inference_model(model)
+    kinds = {type(layer).__name__ for layer in folded.layers}
+    assert "BatchNormalization" not in kinds and "Dropout" not in kinds
+    X = rng.integers(0, 256, (32, 28, 28), dtype=np.uint8)
+    np.testing.assert_allclose(cnn.predict_proba(folded, X), cnn.predict_proba(model, X), atol=2e-6)
+
+
+@pytest.mark.parametrize("arch", cnn.ARCHS)
 def test_training_steps_lower_the_loss(arch, fixture_data):
     cfg = tiny(arch, width=8, dropout=0.0, lr=3e-3, optimizer="adam")
     cnn.setup(cfg)

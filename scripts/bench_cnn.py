@@ -1,0 +1,125 @@
+"""`make bench` section `cnn`: the Keras CNN's accuracy, training time and inference speed.
+
+    python scripts/bench.py cnn
+    BENCH_CNN=inference python scripts/bench.py cnn        # only some parts
+    BENCH_CNN_SEED=1 ...                                   # the training seed (default 1)
+
+Parts (in this order, all by default):
+    default    `kit.cnn.train` with the `default` arch on the real data: val accuracy, val loss,
+               training seconds, seconds to reach 99.4 % val accuracy, epochs, test inference
+    seed       the `seed` arch (the reference kernel with its schedule fixed), the same numbers
+    inference  seconds to predict the 28,000 test images with the default model as trained and
+               with batch-norm folded into the convolutions (what `train` predicts with); weights
+               do not change the time, so an untrained model is used; best of 3 after a warm-up
+    precision  GPU only: training images/s with mixed precision off and on (skipped on a CPU)
+
+Each training part runs in a fresh Python process (seeds, threads and precision are process-wide)
+and keeps its run folder under bench/runs/ (not the user's runs/, so `kit ensemble` never picks a
+bench run by accident). Training parts take ~20 min each on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ["default", "seed", "inference", "precision"]
+RUNS = ROOT / "bench" / "runs"
+INFERENCE_REPEATS = 3
+PRECISION_STEPS = 50
+
+CHILD = """
+import json, sys
+from kit import cnn
+run = cnn.train(cnn.make_config(sys.argv[1], seed=int(sys.argv[2])), verbose=2)
+print("BENCH_RESULT " + json.dumps({"run": str(run.path), "metrics": run.metrics,
+                                    "history": run.history().to_dict("list")}))
+"""
+
+
+def _train(arch: str, seed: int) -> dict:
+    env = {**os.environ, "KIT_RUNS_DIR": str(RUNS)}
+    proc = subprocess.run([sys.executable, "-c", CHILD, arch, str(seed)], env=env, cwd=ROOT,
+                          stdout=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, f"training {arch} failed (exit {proc.returncode})"
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")][-1]
+    res = json.loads(line.removeprefix("BENCH_RESULT "))
+    m = res["metrics"]
+    return {"run": res["run"], "val_accuracy": m["val_accuracy"], "val_loss": round(m["val_loss"], 4),
+            "train_time_s": m["train_time_s"], "time_to_99_4_s": m["time_to_99_4_s"],
+            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"], "n_params": m["n_params"],
+            "inference_s": m["inference_s"], "device": m["device"],
+            "val_accuracy_per_epoch": res["history"]["val_accuracy"],
+            "lr_per_epoch": res["history"]["lr"]}
+
+
+def inference() -> dict:
+    from kit import cnn, data
+
+    cfg = cnn.make_config("default")
+    cnn.setup(cfg)
+    ds = data.load()
+    trained = cnn.build_model(cfg)
+    out = {"n_test": len(ds.X_test)}
+    for name, model in (("as_trained", trained), ("batchnorm_folded", cnn.inference_model(trained))):
+        cnn.predict_proba(model, ds.X_test[:2048])  # trace the predict function once
+        times = []
+        for _ in range(INFERENCE_REPEATS):
+            t = time.perf_counter()
+            cnn.predict_proba(model, ds.X_test)
+            times.append(time.perf_counter() - t)
+        out[name] = {"seconds_best": round(min(times), 3), "seconds_all": [round(t, 3) for t in times],
+                     "images_per_s": round(len(ds.X_test) / min(times))}
+    out["speedup_folded"] = round(out["as_trained"]["seconds_best"] / out["batchnorm_folded"]["seconds_best"], 2)
+    return out
+
+
+def precision() -> dict:
+    from kit import cnn
+
+    if not cnn.gpus():
+        return {"skipped": "no GPU visible to TensorFlow"}
+    out = {}
+    for mixed in (False, True):
+        code = f"""
+import json, time, numpy as np
+from kit import cnn, data
+cfg = cnn.make_config("default", mixed_precision={mixed})
+cnn.setup(cfg)
+import tensorflow as tf
+ds, sp = data.load_split()
+X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
+pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
+m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
+m.fit(pipe, epochs=1, steps_per_epoch=10, verbose=0)
+t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch={PRECISION_STEPS}, verbose=0)
+print("BENCH_RESULT " + json.dumps({PRECISION_STEPS} * cfg.batch_size / (time.perf_counter() - t)))
+"""
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert proc.returncode == 0, "precision bench failed"
+        rate = json.loads(proc.stdout.split("BENCH_RESULT ")[-1])
+        out["mixed_images_per_s" if mixed else "float32_images_per_s"] = round(rate)
+    out["gpu"] = [g.name for g in cnn.gpus()]
+    return out
+
+
+def run() -> dict:
+    parts = [p for p in os.environ.get("BENCH_CNN", ",".join(PARTS)).split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    assert not unknown, f"unknown BENCH_CNN part(s) {unknown}; choose from {PARTS}"
+    seed = int(os.environ.get("BENCH_CNN_SEED", "1"))
+    out: dict = {"cpu_cores": os.cpu_count()}
+    for part in parts:
+        if part in ("default", "seed"):
+            out[part] = _train(part, seed)
+        else:
+            out[part] = globals()[part]()
+    if "default" in out and "seed" in out:
+        out["val_accuracy_gain_default_over_seed"] = round(
+            out["default"]["val_accuracy"] - out["seed"]["val_accuracy"], 4)
+    return out
