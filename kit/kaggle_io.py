@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import stat
@@ -125,7 +126,7 @@ def _warn_if_readable(path: Path) -> None:
         mode = path.stat().st_mode
     except OSError:
         return
-    if os.name != "nt" and mode & (stat.S_IRWXG | stat.S_IRWXO) and str(path) not in _warned_permissions:
+    if os.name != "nt" and mode & (stat.S_IRGRP | stat.S_IROTH) and str(path) not in _warned_permissions:
         _warned_permissions.add(str(path))
         print(f"Warning: {path} is readable by other users of this machine; "
               f"run `chmod 600 {path}`.", file=sys.stderr)
@@ -135,7 +136,6 @@ def _secrets() -> list[str]:
     """Every credential value we might have to scrub from a message."""
     values = [os.environ.get("KAGGLE_KEY", ""), os.environ.get("KAGGLE_API_TOKEN", "")]
     try:
-        import json
         values.append(str(json.loads((_config_dir() / "kaggle.json").read_text()).get("key", "")))
     except (OSError, ValueError, AttributeError):
         pass
@@ -160,7 +160,6 @@ def _configured_username() -> str:
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
     try:
-        import json
         return str(json.loads((_config_dir() / "kaggle.json").read_text()).get("username", "?"))
     except (OSError, ValueError, AttributeError):
         return "?"
