@@ -532,7 +532,7 @@ def _keep_freed_memory() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        libc.mallopt(M_MMAP_THRESHOLD, 256 * 2**20)   # blocks up to 256 MB come from the heap
+        libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)    # blocks up to 32 MB (glibc's maximum) come from the heap
         libc.mallopt(M_TRIM_THRESHOLD, 1024 * 2**20)  # and stay there once freed
     except (OSError, AttributeError):
         pass
