@@ -315,9 +315,37 @@ def download(force: bool = False, echo=print) -> str:
 
     slug = _slug()
     if data.is_installed() and not force:
-        return f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+        return _already(slug)
     api = _client()
     user = api.config_values.get("username", "?")
+    config.data_dir().mkdir(parents=True, exist_ok=True)
+    with _exclusive(config.data_dir() / f".download-{slug}.lock"):
+        # another `kit download` may have finished while we waited for the lock
+        if data.is_installed() and not force:
+            return _already(slug)
+        return _download_locked(api, slug, user, force, echo)
+
+
+def _already(slug: str) -> str:
+    return f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One download per data folder at a time (two terminals running `make download`)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _download_locked(api, slug: str, user: str, force: bool, echo) -> str:
+    from kit import data
+
     partial = config.data_dir() / f".download-{slug}"
     if force:  # a fresh copy; otherwise a partial file left by an earlier try is resumed
         shutil.rmtree(partial, ignore_errors=True)

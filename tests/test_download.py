@@ -8,6 +8,9 @@ file passes as complete while the fault lasts), and the CLI's exact output.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -199,3 +202,12 @@ def test_cli_download_exact_output(kaggle_emulator):
     assert second.exit_code == 0
     assert second.stdout == (f"{SLUG}: data already installed and verified in {config.raw_dir()} "
                              "(use --force to download again)\n")
+
+
+def test_two_concurrent_downloads_fetch_once(kaggle_emulator):
+    procs = [subprocess.Popen([sys.executable, "-m", "kit.cli", "download"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert _calls(kaggle_emulator, ZIP_URL_PATH) == 1  # the second waited, then found it installed
+    assert data.is_installed()
