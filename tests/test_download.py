@@ -211,3 +211,17 @@ def test_two_concurrent_downloads_fetch_once(kaggle_emulator):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _calls(kaggle_emulator, ZIP_URL_PATH) == 1  # the second waited, then found it installed
     assert data.is_installed()
+
+
+def test_missing_credentials_in_a_fresh_process(kaggle_emulator, monkeypatch, tmp_path):
+    # kaggle 2.x authenticates at `import kaggle` and prints its own help: a fresh process
+    # shows that only our one-line error comes out
+    env = {k: v for k, v in os.environ.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    proc = subprocess.run([sys.executable, "-m", "kit.cli", "download"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"Error: no Kaggle credentials found (KAGGLE_CONFIG_DIR points at {tmp_path / 'kaggle-config'}, "
+        f"so kaggle.json is looked for there): {TOKEN_HELP}.\n")
+    assert kaggle_emulator.requests == []
