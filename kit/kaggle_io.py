@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import stat
@@ -151,9 +152,16 @@ def scrub(text: str) -> str:
 
 @contextlib.contextmanager
 def _quiet():
-    """Swallow what the client prints on stdout (its progress bars go to stderr and stay)."""
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        yield out
+    """Swallow what the client prints on stdout (its progress bars go to stderr and stay),
+    and urllib3's per-retry warnings during uploads: our own retry messages say enough."""
+    log = logging.getLogger("urllib3")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            yield out
+    finally:
+        log.setLevel(level)
 
 
 def _configured_username() -> str:
@@ -362,6 +370,9 @@ def _download_locked(api, slug: str, user: str, force: bool, echo) -> str:
 
     _with_retries(fetch, f"downloading {slug}")
     zip_path = partial / f"{slug}.zip"
+    if not zip_path.is_file():  # the client names the file after the URL's extension
+        found = [p for p in partial.glob(f"{slug}.*") if p.suffix != ".kaggle-partial"]
+        zip_path = found[0] if len(found) == 1 else zip_path
     if not zip_path.is_file():
         raise KitError(f"the kaggle client finished but {zip_path} is missing; run the command again.")
     try:
