@@ -225,3 +225,10 @@ def test_missing_credentials_in_a_fresh_process(kaggle_emulator, monkeypatch, tm
         f"Error: no Kaggle credentials found (KAGGLE_CONFIG_DIR points at {tmp_path / 'kaggle-config'}, "
         f"so kaggle.json is looked for there): {TOKEN_HELP}.\n")
     assert kaggle_emulator.requests == []
+
+
+def test_scrub_hides_every_credential(kaggle_emulator, monkeypatch, tmp_path):
+    (tmp_path / "kaggle-config" / "kaggle.json").write_text(json.dumps({"username": "u", "key": "file-key-123"}))
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "token-456789")
+    text = f"a {EMULATOR_KEY} b file-key-123 c token-456789 d"
+    assert kaggle_io.scrub(text) == "a *** b *** c *** d"
