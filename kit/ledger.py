@@ -141,6 +141,20 @@ def update(id: int, path: Path | None = None, **fields) -> None:
         assert cur.rowcount == 1, f"no ledger record {id}"
 
 
+def attach_ref(id: int, kaggle_ref: int, message: str, path: Path | None = None) -> None:
+    """Record that ledger `id` was uploaded as Kaggle submission `kaggle_ref` (status 'submitted').
+
+    A `kit scores --sync` running between the upload and this call may already have added the
+    submission as one "made elsewhere" (no sha256): that row is folded into ours, not duplicated.
+    """
+    with _write(path) as conn:
+        conn.execute("DELETE FROM submissions WHERE kaggle_ref = ? AND id != ? AND sha256 IS NULL",
+                     (kaggle_ref, id))
+        cur = conn.execute("UPDATE submissions SET status = 'submitted', kaggle_ref = ?, message = ?,"
+                           " error = NULL WHERE id = ?", (kaggle_ref, message, id))
+        assert cur.rowcount == 1, f"no ledger record {id}"
+
+
 def sync(kaggle_submissions: list, path: Path | None = None) -> tuple[int, int]:
     """Merge Kaggle's submission list (kaggle_io.Submission objects) into the ledger.
 

@@ -273,7 +273,7 @@ def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
         if match:
             s = match[0]
             remote.remove(s)
-            ledger.update(rec["id"], status="submitted", kaggle_ref=s.ref, error=None)
+            ledger.attach_ref(rec["id"], s.ref, rec["message"])
             echo(f"ledger #{rec['id']} {Path(rec['file']).name} was already uploaded (Kaggle ref {s.ref})")
             done.append(_wait_and_record(ledger.get(rec["id"]), wait, wait_cfg, echo))
             continue
@@ -309,7 +309,7 @@ def _upload(rec: dict, message: str, wait: bool, wait_cfg: WaitConfig | None,
     except KitError as e:
         ledger.update(rec["id"], error=str(e))
         raise KitError(f"{e}{keep}") from None
-    ledger.update(rec["id"], status="submitted", kaggle_ref=int(ref), message=message, error=None)
+    ledger.attach_ref(rec["id"], int(ref), message)
     echo(f"submitted: Kaggle ref {ref}, ledger #{rec['id']}")
     return _wait_and_record(ledger.get(rec["id"]), wait, wait_cfg, echo)
 

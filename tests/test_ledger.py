@@ -80,3 +80,13 @@ def test_corrupt_ledger_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(KitError, match="not a usable SQLite ledger"):
         ledger.read_all(path)
+
+
+def test_attach_ref_folds_in_a_row_sync_added_meanwhile(tmp_path):
+    path = tmp_path / "ledger.db"
+    rid = ledger.add("ours.csv", "s1", "m", ["cnn-1"], 0.9, path=path)
+    ledger.sync([_Sub(42, "pending", file_name="ours.csv")], path=path)  # sync saw the upload first
+    assert len(ledger.records(path)) == 2
+    ledger.attach_ref(rid, 42, "m", path=path)
+    (row,) = ledger.records(path)
+    assert (row["id"], row["kaggle_ref"], row["status"], row["sha256"]) == (rid, 42, "submitted", "s1")
