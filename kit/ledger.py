@@ -239,6 +239,7 @@ def table(path: Path | None = None):
 def plot(path: Path | None = None, out: Path | None = None) -> Path:
     """Validation accuracy vs public score of every submission over time -> PNG (default submissions/scores.png)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -250,19 +251,23 @@ def plot(path: Path | None = None, out: Path | None = None) -> Path:
     if df.empty:
         raise KitError("no submissions in the ledger yet: nothing to plot (`kit submit` first)")
     out = Path(out or config.submissions_dir() / "scores.png")
+    # one x position per submission, in order (times are uneven: several a day, then none for weeks)
     when = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(when, df["val_accuracy"].astype(float), "o--", label="validation accuracy")
-    ax.plot(when, df["public_score"].astype(float), "s-", label="public leaderboard score")
-    for t, v, s in zip(when, df["val_accuracy"], df["public_score"]):
-        if pd.notna(v) and pd.notna(s):  # link each submission's two numbers
-            ax.plot([t, t], [v, s], color="grey", linewidth=0.8)
-    ax.set_xlabel("submission time (UTC)")
+    x = np.arange(len(df))
+    val, public = df["val_accuracy"].astype(float), df["public_score"].astype(float)
+    fig, ax = plt.subplots(figsize=(min(max(6.0, 0.6 * len(df) + 3), 20.0), 4.5))
+    ax.vlines(x, np.fmin(val, public), np.fmax(val, public), color="grey", linewidth=0.8)
+    ax.plot(x, val, "o--", label="validation accuracy")
+    ax.plot(x, public, "s-", label="public leaderboard score")
+    step = max(1, len(df) // 25)  # at most ~25 labelled ticks
+    ax.set_xticks(x[::step], [f"#{i}\n{t:%m-%d %H:%M}" for i, t in zip(df["id"][::step], when[::step])],
+                  fontsize=8)
+    ax.set_xlim(-0.5, len(df) - 0.5)
+    ax.set_xlabel("submission (ledger id, UTC time)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{config.competition().slug}: validation vs leaderboard")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.autofmt_xdate()
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=120)
