@@ -393,3 +393,21 @@ def test_resume_refuses_a_finished_run_and_other_data(fixture_data):
     (broken.path / scratch.CHECKPOINT).write_bytes(b"")
     with pytest.raises(KitError, match="was trained on other data"):
         scratch.train(None, resume=broken.path, progress=False)
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(fixture_data, monkeypatch):
+    # validation losses scripted: best at epoch 2, then worse for `patience` = 2 epochs -> stop at 4
+    def scripted(losses):
+        it = iter(losses)
+        return lambda params, X, y: (next(it, 9.0), 0.5)
+
+    common = dict(patience=2, schedule="constant", warmup_epochs=0.0)
+    monkeypatch.setattr(scratch, "evaluate", scripted([1.0, 0.5, 0.6, 0.7, 0.8]))
+    stopped = scratch.train(tiny(epochs=10, **common), progress=False)
+    assert (stopped.metrics["epochs_run"], stopped.metrics["best_epoch"]) == (4, 2)
+    assert len(stopped.history()) == 4
+    # a constant learning rate makes epochs 1-2 of any run the same: a 2-epoch run ends on them
+    monkeypatch.setattr(scratch, "evaluate", scripted([1.0, 0.5]))
+    two = scratch.train(tiny(epochs=2, **common), progress=False)
+    a, b = arrays(stopped), arrays(two)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
