@@ -277,11 +277,11 @@ def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
             echo(f"ledger #{rec['id']} {Path(rec['file']).name} was already uploaded (Kaggle ref {s.ref})")
             done.append(_wait_and_record(ledger.get(rec["id"]), wait, wait_cfg, echo))
             continue
-        if not Path(rec["file"]).is_file():
-            raise KitError(f"pending ledger #{rec['id']}: {rec['file']} no longer exists; "
-                           f"write it again with `kit predict`")
-        if ledger.by_sha256(rec["sha256"]) and any(
-                r["status"] in ("submitted", "complete") for r in ledger.by_sha256(rec["sha256"])):
+        if not Path(rec["file"]).is_file():  # the others can still go
+            echo(f"skipping pending ledger #{rec['id']}: {rec['file']} no longer exists "
+                 f"(write a new one with `kit predict`)")
+            continue
+        if any(r["status"] in ("submitted", "complete") for r in ledger.by_sha256(rec["sha256"])):
             echo(f"ledger #{rec['id']}: the same file was submitted since; skipping it")
             ledger.update(rec["id"], status="error", error="duplicate of a later submission; not sent")
             continue
