@@ -490,16 +490,19 @@ def train(cfg: ScratchConfig, resume: Path | str | None = None, progress: bool =
 
     with threadpool_limits(limits=threads, user_api="blas"):
         state = _fit(cfg, run, X_train_img, y_train, X_val, y_val, input_scale, progress)
-        best = state["best_params"]
-        weights = {**best, "input_scale": np.float32(input_scale)}
-        with runs.atomic_path(run.file(WEIGHTS)) as tmp:
-            np.savez(tmp, **weights)
-        val_proba = predict_proba(weights, ds.X_train[sp.val_idx])
-        test_proba = predict_proba(weights, ds.X_test)
-
-    run.write_history(state["history"])
-    run.write_predictions(val_proba, test_proba)
-    val_loss, val_acc = evaluate(best, X_val, y_val)
+        try:  # the last checkpoint holds the finished training: a resume only redoes what follows
+            best = state["best_params"]
+            weights = {**best, "input_scale": np.float32(input_scale)}
+            with runs.atomic_path(run.file(WEIGHTS)) as tmp:
+                np.savez(tmp, **weights)
+            val_proba = predict_proba(weights, ds.X_train[sp.val_idx])
+            test_proba = predict_proba(weights, ds.X_test)
+            run.write_history(state["history"])
+            run.write_predictions(val_proba, test_proba)
+            val_loss, val_acc = evaluate(best, X_val, y_val)
+        except KeyboardInterrupt:
+            raise KitError(f"interrupted after training, while writing predictions; the checkpoint is kept "
+                           f"in {run.path}. Finish it with: kit train scratch --resume {run.path}") from None
     run.finish({
         "model": MODEL, "seed": cfg.seed, "preset": cfg.preset,
         "val_accuracy": val_acc, "val_loss": val_loss,

@@ -411,3 +411,20 @@ def test_early_stopping_keeps_the_best_epochs_weights(fixture_data, monkeypatch)
     two = scratch.train(tiny(epochs=2, **common), progress=False)
     a, b = arrays(stopped), arrays(two)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_interrupt_while_writing_predictions_resumes_to_the_same_run(fixture_data, monkeypatch):
+    cfg = tiny(epochs=2)
+    whole = scratch.train(cfg, progress=False)
+    real = scratch.predict_proba
+
+    def interrupt(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scratch, "predict_proba", interrupt)
+    with pytest.raises(KitError, match="interrupted after training, while writing predictions"):
+        scratch.train(cfg, progress=False)
+    monkeypatch.setattr(scratch, "predict_proba", real)
+    resumed = scratch.train(None, resume=runs.all_runs(finished=False)[-1].path, progress=False)
+    a, b = arrays(whole), arrays(resumed)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
