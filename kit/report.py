@@ -488,8 +488,9 @@ body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px auto
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 20px; margin-top: 36px;
 border-bottom: 2px solid #ddd; padding-bottom: 4px; } h3 { font-size: 16px; margin-top: 22px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.wrap { white-space: normal; }
 th { background: #f2f2f2; }
 .note { background: #fff6d6; border-left: 4px solid #e0b000; padding: 4px 10px; margin: 6px 0;
         font-size: 14px; }
@@ -514,11 +515,14 @@ def _img(name: str, size: str | tuple[float, float], alt: str) -> str:
     return f'<img src="{_e(name)}" width="{w}" height="{h}" alt="{_e(alt)}">'
 
 
-def _table(header: list[str], rows: list[list], num: set[int] = frozenset()) -> str:
+def _table(header: list[str], rows: list[list], num: set[int] = frozenset(),
+           wrap: set[int] = frozenset()) -> str:
+    """Cells stay on one line except columns in `wrap`; `num` columns align right."""
+    def cls(j):
+        return ' class="num"' if j in num else ' class="wrap"' if j in wrap else ""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if j in num else f"<td>{_e(c)}</td>"
-                         for j, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td{cls(j)}>{_e(c)}</td>" for j, c in enumerate(r)) + "</tr>"
+                   for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -697,10 +701,11 @@ def _leaderboard_section(out: Path) -> str:
         except (TypeError, json.JSONDecodeError):
             run_names = str(r["runs"])
         fmt = lambda x: "—" if x is None or x != x else f"{float(x):.5f}"  # noqa: E731 (x != x: NaN)
-        rows.append([r["id"], r["created_utc"], r["message"] or "", run_names,
+        created = str(r["created_utc"] or "")[:16].replace("T", " ")  # minutes are enough to read
+        rows.append([r["id"], created, r["message"] or "", run_names,
                      fmt(r["val_accuracy"]), fmt(r["public_score"]), r["status"]])
     parts.append(_table(["#", "created (UTC)", "message", "runs", "val accuracy", "public score",
-                         "status"], rows, num={4, 5}))
+                         "status"], rows, num={4, 5}, wrap={2, 3}))
     return "\n".join(parts)
 
 
