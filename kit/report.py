@@ -22,6 +22,7 @@ folder and renamed into place: a crash never leaves half a report.
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import os
@@ -739,7 +740,7 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", v.run.name)
         v.slug = slug if slug not in seen else f"{slug}-{i + 1}"
         seen.add(v.slug)
-    out = _out_dir(out)
+    chosen_out, out = out is not None, _out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -755,7 +756,14 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
                 f"generated {_e(stamp)} · {len(views)} run(s)</p>\n{body}\n</body></html>\n")
         (tmp / "index.html").write_text(page, encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a report is meant to be shared
-        os.replace(tmp, out)  # atomic; replaces only an empty folder
+        try:
+            os.replace(tmp, out)  # atomic; replaces only an empty folder
+        except OSError as e:
+            if not chosen_out and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                out = _out_dir(None)  # another `kit report` took this second's name: next one
+                os.replace(tmp, out)
+            else:
+                raise KitError(f"cannot write the report to {out}: {e.strerror}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -353,3 +353,27 @@ def test_the_same_run_twice_is_reported_once(fixture_data):
     run = _fake_run("scratch", 1)
     page = _Page(report.build(["scratch", run.name, str(run.path)]).read_text())
     assert [r[0] for r in page.rows[1:] if r and r[0].startswith("scratch-")] == [run.name]
+
+
+def test_two_reports_in_the_same_second_both_land(fixture_data, monkeypatch):
+    run = _fake_run("scratch", 1)
+    monkeypatch.setattr(runs, "utc_stamp", lambda now=None: "20260101-000000")
+    first = report.build([run.name]).parent
+    # a racing report claimed the second name between our choice and our rename
+    real_out_dir = report._out_dir
+    calls = []
+
+    def racy(out):
+        chosen = real_out_dir(out)
+        if not calls:
+            chosen.mkdir()
+            (chosen / "index.html").write_text("the other report")
+        calls.append(chosen)
+        return chosen
+    monkeypatch.setattr(report, "_out_dir", racy)
+    second = report.build([run.name]).parent
+    assert first.name == "20260101-000000"
+    assert [c.name for c in calls] == ["20260101-000000-2", "20260101-000000-3"]
+    assert second == calls[1] and (calls[0] / "index.html").read_text() == "the other report"
+    assert sorted(p.name for p in config.reports_dir().iterdir()) == [
+        "20260101-000000", "20260101-000000-2", "20260101-000000-3"]
