@@ -55,6 +55,7 @@ CHECKPOINT = "checkpoint.keras"      # full model + optimizer state after the la
 BEST_WEIGHTS = "best.weights.h5"     # weights of the best epoch so far (val_loss)
 MODEL_FILE = "model.keras"           # the final model (best weights)
 PREDICT_BATCH = 1024                 # inference batch: big enough to amortise per-batch overhead
+RESUME_SEED_STRIDE = 7919           # a resumed run shuffles/augments from seed + stride * epoch
 TARGET_ACCURACY = 0.994              # metrics.json reports the seconds until val accuracy reached this
 
 
@@ -427,7 +428,7 @@ def _callbacks(run: runs.Run, cfg: CNNConfig, history: list[dict], best: dict):
             logs = logs or {}
             row = dict(epoch=epoch + 1, loss=logs.get("loss"), accuracy=logs.get("accuracy"),
                        val_loss=logs.get("val_loss"), val_accuracy=logs.get("val_accuracy"),
-                       lr=float(np.asarray(self.model.optimizer.learning_rate)),
+                       lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                        seconds=round(time.perf_counter() - self.t0, 3))
             history.append(row)
             if row["val_loss"] is not None and row["val_loss"] < best["val_loss"]:
@@ -544,10 +545,10 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
         else:
             model = build_model(cfg)
             compile_model(model, cfg)
-        aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + 7919 * start_epoch)) if cfg.augment else None
+        aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + RESUME_SEED_STRIDE * start_epoch)) if cfg.augment else None
     # a resumed run reshuffles from a seed of its own: deterministic, but not the exact
     # batches an uninterrupted run would have seen
-    train_ds = train_dataset(X_tr, y_tr, cfg, global_batch, cfg.seed + 7919 * start_epoch, aug)
+    train_ds = train_dataset(X_tr, y_tr, cfg, global_batch, cfg.seed + RESUME_SEED_STRIDE * start_epoch, aug)
     val_ds = eval_dataset(X_val, y_val)
 
     if start_epoch < cfg.epochs:

@@ -5,6 +5,8 @@
     BENCH_CNN_SEED=1 ...                                   # the training seed (default 1)
 
 Parts (in this order, all by default):
+    onednn     training images/s (default arch, batch 128, augmented tf.data input) and test
+               inference seconds with TensorFlow's oneDNN kernels off and on, fresh process each
     default    `kit.cnn.train` with the `default` arch on the real data: val accuracy, val loss,
                training seconds, seconds to reach 99.4 % val accuracy, epochs, test inference
     seed       the `seed` arch (the reference kernel with its schedule fixed), the same numbers
@@ -28,10 +30,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ["default", "seed", "inference", "precision"]
+PARTS = ["onednn", "inference", "default", "seed", "precision"]
 RUNS = ROOT / "bench" / "runs"
 INFERENCE_REPEATS = 3
 PRECISION_STEPS = 50
+ONEDNN_STEPS = 40
+
+ONEDNN_CHILD = """
+import json, time, numpy as np
+from kit import cnn, data
+cfg = cnn.make_config("default")
+cnn.setup(cfg)
+ds, sp = data.load_split()
+X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
+pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
+m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
+m.fit(pipe, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
+t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0, shuffle=False)
+train = %d * cfg.batch_size / (time.perf_counter() - t)
+net = cnn.inference_model(m); cnn.predict_proba(net, ds.X_test[:2048])
+t = time.perf_counter(); cnn.predict_proba(net, ds.X_test); infer = time.perf_counter() - t
+print("BENCH_RESULT " + json.dumps({"train_images_per_s": round(train), "test_inference_s": round(infer, 3)}))
+"""
 
 CHILD = """
 import json, sys
@@ -56,6 +76,21 @@ def _train(arch: str, seed: int) -> dict:
             "inference_s": m["inference_s"], "device": m["device"],
             "val_accuracy_per_epoch": res["history"]["val_accuracy"],
             "lr_per_epoch": res["history"]["lr"]}
+
+
+def onednn() -> dict:
+    """Training images/s and test inference seconds with TensorFlow's oneDNN kernels off, then on
+    (TF_ENABLE_ONEDNN_OPTS is read when TensorFlow loads: one fresh process each)."""
+    out = {}
+    for flag in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag}
+        code = ONEDNN_CHILD % (ONEDNN_STEPS, ONEDNN_STEPS)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert proc.returncode == 0, "onednn bench failed"
+        out["on" if flag == "1" else "off"] = json.loads(proc.stdout.split("BENCH_RESULT ")[-1])
+    out["train_speedup"] = round(out["on"]["train_images_per_s"] / out["off"]["train_images_per_s"], 2)
+    out["inference_speedup"] = round(out["off"]["test_inference_s"] / out["on"]["test_inference_s"], 2)
+    return out
 
 
 def inference() -> dict:
