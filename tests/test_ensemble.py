@@ -102,6 +102,10 @@ def test_never_worse_than_best_member_on_random_members(labels, seed):
     best = max(ensemble.accuracy(v, y) for v in val)
     assert ensemble.accuracy(ens, y) >= best
     assert method in ("fitted", "equal", "best-member")
+    # fitted weights are only kept when they do not cost accuracy against equal weights
+    equal = ensemble.combine(val, np.full(len(val), 1 / len(val)))
+    if method == "fitted":
+        assert ensemble.accuracy(ens, y) >= ensemble.accuracy(equal, y)
 
 
 def test_falls_back_to_the_best_member_when_mixing_costs_accuracy(labels):
