@@ -44,6 +44,10 @@ TOKEN_HELP = ("create a token on kaggle.com (Settings -> API -> Create New Token
 PAGE_SIZE = 100  # submissions / leaderboard rows per request
 MAX_PAGES = 50
 RETRY_AFTER_CAP_S = 120.0
+# seconds a single request may wait for the server (connect, or between bytes read). The client
+# sends some requests (the submission file's PUT among them) with no timeout at all, so one
+# stalled connection would hang `kit submit` forever; env KIT_NET_TIMEOUT_S overrides.
+NET_TIMEOUT_S = 60.0
 BACKOFF_CAP_S = 30.0
 # how Kaggle words a refusal at the daily limit ("... used its daily Submission allowance ...")
 LIMIT_WORDS = ("allowance", "daily submission", "submission limit")
@@ -106,6 +110,34 @@ def retry_base_s() -> float:
 
 
 # ============================================================================ the client
+
+def net_timeout_s() -> float:
+    return float(os.environ.get("KIT_NET_TIMEOUT_S", NET_TIMEOUT_S))
+
+
+@contextlib.contextmanager
+def _request_timeout():
+    """Give every request the client makes inside this block a timeout (where it set none).
+
+    kaggle 2.x uploads the submission file with `requests.Session.put(url, data=reader)` and
+    no timeout, so a server that stops answering would hold `kit submit` for ever. With a
+    timeout the stall becomes a `requests.Timeout`, a KaggleTransientError our retries handle.
+    """
+    import requests
+
+    original = requests.Session.request
+
+    def request(self, method, url, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = net_timeout_s()
+        return original(self, method, url, **kwargs)
+
+    requests.Session.request = request
+    try:
+        yield
+    finally:
+        requests.Session.request = original
+
 
 def _config_dir() -> Path:
     """Where KaggleApi looks for kaggle.json (same rule as kaggle 2.x, evaluated now)."""
@@ -279,7 +311,8 @@ def _with_retries(fn, doing: str):
 
     def once():
         try:
-            return fn()
+            with _request_timeout():
+                return fn()
         except Exception as e:
             raise _translate(e, doing) from None
 

@@ -31,6 +31,7 @@ def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("KIT_RETRY_BASE_S", "0.01")
     monkeypatch.setenv("KIT_RETRY_ATTEMPTS", "3")
+    monkeypatch.setenv("KIT_NET_TIMEOUT_S", "3")  # a stalled request fails fast in tests
     emulator = Emulator(fixture_competition / "digit-recognizer-fixture.zip", fixture_competition / "answers.csv",
                         username=EMULATOR_USER, key=EMULATOR_KEY, scoring_delay_s=0.3,
                         teams=[("alice", 0.99), ("bob", 0.5)])

@@ -311,3 +311,22 @@ def test_leaderboard_shows_our_rank(csv_file, kaggle_emulator, fixture_competiti
     score = expected_score(fixture_competition)
     # the fixture's teams: alice 0.99, bob 0.5; ours lies between
     assert f"you (demo) are ranked 2 of 3 with {score:.5f}" in result.output
+
+
+def test_a_stalled_upload_times_out_instead_of_hanging(csv_file, kaggle_emulator, monkeypatch):
+    """The client PUTs the file with no timeout; kaggle_io gives every request one (KIT_NET_TIMEOUT_S)."""
+    import time
+
+    import urllib3
+
+    from kit import kaggle_io
+
+    monkeypatch.setenv("KIT_NET_TIMEOUT_S", "0.5")
+    # urllib3's own PUT retries back off for minutes; no need to wait for them here
+    monkeypatch.setattr(urllib3.util.retry.Retry, "get_backoff_time", lambda self: 0)
+    kaggle_emulator.fail("/upload/", "slow", times=1000, seconds=5)
+    start = time.monotonic()
+    with pytest.raises(kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of .*Read timed out"):
+        kaggle_io.submit(csv_file, "stalled")
+    assert time.monotonic() - start < 60
+    assert kaggle_emulator.submissions == []
