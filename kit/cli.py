@@ -113,38 +113,81 @@ def train():
 
 # `kit train scratch` (kit.scratch) and `kit train cnn` (kit.cnn) are defined below.
 
+# ---------------------------------------------------------------------------- shared by the train commands
+
+def _refuse_overrides_on_resume(names: list[str]) -> None:
+    """--resume continues with the run's saved settings: refuse any also given on the command line."""
+    ctx = click.get_current_context()
+    given = [n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise KitError(f"--resume continues a run with the settings it was started with; "
+                       f"drop {flags} (or start a new run without --resume)")
+
+
+def _after_training(run: runs.Run, time_key: str, report: bool) -> None:
+    """Print a finished run's headline numbers and folder; write its report if asked."""
+    m = run.metrics
+    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
+               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m[time_key]:.1f}s")
+    click.echo(f"run folder: {run.path}")
+    if report:
+        try:
+            from kit import report as report_mod
+
+            out = report_mod.build([run.path])
+        except KitError:
+            raise
+        except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
+            raise KitError(f"the run finished ({run.path}) but its report failed: "
+                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
+        click.echo(f"report: {out}")
+
 # ---------------------------------------------------------------------------- train scratch
 # (owned by the scratch network; see kit/scratch.py)
 
-def _scratch_hparam_options(f):
-    """One option per ScratchConfig field (--batch-size, --hidden 1024,1024, --raw-pixels/...),
-    default None = keep the preset's value. The dataclass is the one home of every setting."""
+def _hparam_options(config_cls, presets: dict):
+    """A decorator adding one option per field of a model's config dataclass (--batch-size,
+    --hidden 1024,1024, --augment/--no-augment, ...), default None = keep the preset's value.
+    The dataclass is the one home of every setting; the help shows each preset's value."""
     import dataclasses
 
+    def decorate(f):
+        defaults = config_cls()
+        for fld in reversed(dataclasses.fields(config_cls)):
+            if not fld.metadata.get("cli", True):
+                continue
+            flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
+            per_preset = {p: _fmt_hparam(v.get(fld.name, value)) for p, v in presets.items()}
+            if len(set(per_preset.values())) == 1:
+                help_ = f"{fld.metadata['help']}  [default: {_fmt_hparam(value)}]"
+            else:
+                help_ = f"{fld.metadata['help']}  [{', '.join(f'{p}: {v}' for p, v in per_preset.items())}]"
+            if isinstance(value, bool):
+                opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
+            elif isinstance(value, tuple):
+                opt = click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_,
+                                   callback=_parse_widths)
+            elif "choices" in fld.metadata:
+                opt = click.option(flag, fld.name, default=None, help=help_,
+                                   type=click.Choice(fld.metadata["choices"]))
+            else:
+                opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
+            f = opt(f)
+        return f
+    return decorate
+
+
+def _scratch_config():
     from kit.scratch import PRESETS, ScratchConfig
 
-    defaults = ScratchConfig()
-    for fld in reversed(dataclasses.fields(ScratchConfig)):
-        if not fld.metadata.get("cli", True):
-            continue
-        flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
-        per_preset = {p: _fmt_hparam(v.get(fld.name, value)) for p, v in PRESETS.items()}
-        if len(set(per_preset.values())) == 1:
-            help_ = f"{fld.metadata['help']}  [default: {_fmt_hparam(value)}]"
-        else:
-            help_ = f"{fld.metadata['help']}  [{', '.join(f'{p}: {v}' for p, v in per_preset.items())}]"
-        if isinstance(value, bool):
-            opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
-        elif isinstance(value, tuple):
-            opt = click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_,
-                               callback=_parse_widths)
-        elif "choices" in fld.metadata:
-            opt = click.option(flag, fld.name, default=None, help=help_,
-                               type=click.Choice(fld.metadata["choices"]))
-        else:
-            opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
-        f = opt(f)
-    return f
+    return ScratchConfig, PRESETS
+
+
+def _cnn_config():
+    from kit.cnn import ARCH_PRESETS, CNNConfig
+
+    return CNNConfig, ARCH_PRESETS
 
 
 def _fmt_hparam(v) -> str:
@@ -163,7 +206,7 @@ def _parse_widths(ctx, param, value):
 @train.command("scratch")
 @click.option("--preset", default="default", show_default=True,
               help="Starting hyper-parameters: seed (the reference recipe), default (fast), best (slow, strongest).")
-@_scratch_hparam_options
+@_hparam_options(*_scratch_config())
 @click.option("--resume", type=click.Path(path_type=Path), default=None,
               help="Continue an interrupted scratch run folder from its last checkpoint (uses its saved settings).")
 @click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends.")
@@ -174,71 +217,23 @@ def train_scratch(preset: str, resume: Path | None, report: bool, quiet: bool, *
     """Train the from-scratch NumPy network (kit/scratch.py) and write a run folder."""
     from kit import scratch
 
-    ctx = click.get_current_context()
     if resume is not None:
-        given = [n for n in [*hparams, "preset"]
-                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            flags = ", ".join("--" + n.replace("_", "-") for n in given)
-            raise KitError(f"--resume continues a run with the settings it was started with; "
-                           f"drop {flags} (or start a new run without --resume)")
+        _refuse_overrides_on_resume([*hparams, "preset"])
         cfg = None
     else:
         cfg = scratch.make_config(preset, **hparams)
     run = scratch.train(cfg, resume=resume, progress=not quiet)
-    m = run.metrics
-    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m['wall_time_s']:.1f}s")
-    click.echo(f"run folder: {run.path}")
-    if report:
-        try:
-            from kit import report as report_mod
-
-            out = report_mod.build([run.path])
-        except KitError:
-            raise
-        except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
-            raise KitError(f"the run finished ({run.path}) but its report failed: "
-                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
-        click.echo(f"report: {out}")
+    _after_training(run, 'wall_time_s', report)
 
 # ---------------------------------------------------------------------------- train cnn
 # (owned by the CNN; see kit/cnn.py)
-
-def _cnn_hparam_options(f):
-    """One option per CNNConfig field (--batch-size, --lr-schedule, --augment/--no-augment, ...),
-    default None = keep the architecture's preset. Help comes from the dataclass metadata."""
-    import dataclasses
-
-    from kit.cnn import ARCH_PRESETS, CNNConfig
-
-    defaults = CNNConfig()
-    for fld in reversed(dataclasses.fields(CNNConfig)):
-        if not fld.metadata.get("cli", True):
-            continue
-        flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
-        per_arch = {a: str(p.get(fld.name, value)) for a, p in ARCH_PRESETS.items()}
-        if len(set(per_arch.values())) == 1:
-            help_ = f"{fld.metadata['help']}  [default: {value}]"
-        else:
-            help_ = f"{fld.metadata['help']}  [{', '.join(f'{a}: {v}' for a, v in per_arch.items())}]"
-        if isinstance(value, bool):
-            opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
-        elif "choices" in fld.metadata:
-            opt = click.option(flag, fld.name, default=None, help=help_,
-                               type=click.Choice(fld.metadata["choices"]))
-        else:
-            opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
-        f = opt(f)
-    return f
-
 
 @train.command("cnn")
 @click.option("--arch", default=None, metavar="NAME",
               help="Architecture: default (batch-norm, strided convs) or seed (the reference kernel).  "
                    "[default: default]")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-@_cnn_hparam_options
+@_hparam_options(*_cnn_config())
 @click.option("--resume", default=None, metavar="RUN",
               help="Continue an interrupted cnn run (folder or name) after its last saved epoch, "
                    "with its saved settings.")
@@ -250,34 +245,14 @@ def train_cnn(arch: str | None, seed: int, resume: str | None, report: bool, qui
     """Train the augmented Keras CNN (kit/cnn.py) and write a run folder."""
     from kit import cnn
 
-    ctx = click.get_current_context()
     if resume is not None:
-        given = [n for n in [*hparams, "seed"]
-                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            flags = ", ".join("--" + n.replace("_", "-") for n in given)
-            raise KitError(f"--resume continues a run with the settings it was started with; "
-                           f"drop {flags} (or start a new run without --resume)")
+        _refuse_overrides_on_resume([*hparams, "seed"])
         # --arch is allowed with --resume: it is checked against the run's checkpoint
         cfg = cnn.make_config(arch) if arch is not None else None
     else:
         cfg = cnn.make_config(arch or "default", seed=seed, **hparams)
     run = cnn.train(cfg, resume=resume, verbose=0 if quiet else None)
-    m = run.metrics
-    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m['train_time_s']:.1f}s")
-    click.echo(f"run folder: {run.path}")
-    if report:
-        try:
-            from kit import report as report_mod
-
-            out = report_mod.build([run.path])
-        except KitError:
-            raise
-        except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
-            raise KitError(f"the run finished ({run.path}) but its report failed: "
-                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
-        click.echo(f"report: {out}")
+    _after_training(run, 'train_time_s', report)
 
 # ============================================================================ ensemble, submissions, ledger
 # (owned by kit/ensemble.py, kit/submit.py, kit/ledger.py)
