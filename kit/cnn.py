@@ -29,7 +29,6 @@ import os
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -433,11 +432,11 @@ def _callbacks(run: runs.Run, cfg: CNNConfig, history: list[dict], best: dict):
             history.append(row)
             if row["val_loss"] is not None and row["val_loss"] < best["val_loss"]:
                 best.update(val_loss=row["val_loss"], epoch=epoch + 1)
-                with _atomic_keras(run.file(BEST_WEIGHTS)) as tmp:
+                with runs.atomic_path(run.file(BEST_WEIGHTS)) as tmp:
                     self.model.save_weights(tmp)
             # the checkpoint first, then the history that points at it: a crash in between
             # leaves a checkpoint one epoch ahead of history, and resume trusts the history
-            with _atomic_keras(run.file(CHECKPOINT)) as tmp:
+            with runs.atomic_path(run.file(CHECKPOINT)) as tmp:
                 self.model.save(tmp)
             run.write_history(history)
 
@@ -468,18 +467,6 @@ def _early_stopping(cfg: CNNConfig, history: list[dict], best: dict):
                 self.wait = history[-1]["epoch"] - best["epoch"]
 
     return ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-
-
-@contextmanager
-def _atomic_keras(path: Path):
-    """Like runs.atomic_path, but the temporary name ends with the whole real name
-    (`.tmp-<pid>-best.weights.h5`): Keras checks the `.weights.h5` / `.keras` suffix."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _verbosity(verbose: int | None) -> int:
@@ -568,7 +555,7 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
                        f"lower --lr (now {cfg.lr})")
     if run.file(BEST_WEIGHTS).exists():
         model.load_weights(run.file(BEST_WEIGHTS))  # the best epoch over the whole run, resumes included
-    with _atomic_keras(run.file(MODEL_FILE)) as tmp:
+    with runs.atomic_path(run.file(MODEL_FILE)) as tmp:
         model.save(tmp)
 
     net = inference_model(model)

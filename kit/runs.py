@@ -53,13 +53,16 @@ def utc_iso(now: datetime | None = None) -> str:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
 
-    The temporary name keeps the suffix (np.save and Keras look at it).
+    The temporary name (`.tmp-XXXX-<name>`) ends with the whole real name, because np.save and
+    Keras look at the suffix (`.npy`, `.keras`, `.weights.h5`); it is hidden, so a crash never
+    leaves a file that looks finished. Files get ordinary 0644 permissions, not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
