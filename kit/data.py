@@ -38,14 +38,14 @@ import numpy as np
 
 from kit import config
 from kit.errors import KitError
-from kit.runs import save_npy, utc_iso, write_json
+from kit.runs import save_npy, sha256_file, utc_iso, write_json
 
 TRAIN, TEST, SAMPLE = "train.csv", "test.csv", "sample_submission.csv"
 FILES = (TRAIN, TEST, SAMPLE)
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 CACHE_VERSION = 1  # bump when the cache layout changes: old caches are then ignored
-CHUNK = 1 << 20  # bytes per read when copying/hashing
+CHUNK = 1 << 20  # bytes per read when copying
 
 PIXELS = [f"pixel{i}" for i in range(config.N_PIXELS)]
 HEADERS = {TRAIN: ["label", *PIXELS], TEST: PIXELS, SAMPLE: ["ImageId", "Label"]}
@@ -197,14 +197,6 @@ def read_csv(path: Path, name: str, comp: config.Competition | None = None) -> n
 
 # ----------------------------------------------------------------------------- install
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _combined(shas: dict[str, str]) -> str:
     """The data checksum every run records: one short hash over train.csv and test.csv."""
     text = "".join(f"{name}:{shas[name]}\n" for name in (TRAIN, TEST))
@@ -332,11 +324,11 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
     raw = config.raw_dir()
     with _lock():
         _recover()
-        source_sha = _sha256(source) if source.is_file() else None
+        source_sha = sha256_file(source) if source.is_file() else None
         manifest = read_manifest()
         if not force and manifest and is_installed():
             same = (manifest.get("source_sha256") == source_sha if source_sha else
-                    all((source / n).is_file() and manifest["files"][n]["sha256"] == _sha256(source / n)
+                    all((source / n).is_file() and manifest["files"][n]["sha256"] == sha256_file(source / n)
                         for n in FILES))
             if same:
                 return (f"already verified: {raw} holds {comp.slug} (checksum "
@@ -359,7 +351,7 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
                 except KitError as e:
                     raise KitError(f"{e}\n(in {source}) Nothing was installed; {kept}. "
                                    f"{REDOWNLOAD}") from None
-                shas[name] = _sha256(tmp / name)
+                shas[name] = sha256_file(tmp / name)
                 if name == TRAIN:
                     arrays = {"y_train": values[:, 0].astype(np.uint8),
                               "X_train": _images(values[:, 1:])}
@@ -431,7 +423,7 @@ def _check_files(manifest: dict, deep: bool) -> str | None:
         if st.st_size != entry["size"]:
             return f"{name} changed size since it was verified"
         if deep or st.st_mtime_ns != entry["mtime_ns"]:
-            if _sha256(path) != entry["sha256"]:
+            if sha256_file(path) != entry["sha256"]:
                 return f"{name} changed since it was verified (sha256 differs)"
             if st.st_mtime_ns != entry["mtime_ns"]:
                 moved[name] = st.st_mtime_ns

@@ -19,7 +19,6 @@ A failure after 'pending' leaves the CSV and the record: `kit submit --retry` se
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -104,14 +103,6 @@ def validate(path: Path, n_test: int | None = None) -> int:
     return len(df)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- writing
 
 def default_run() -> Run:
@@ -164,7 +155,7 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
     m = run.metrics
     runs.write_json(path.with_suffix(".json"), {
         "file": path.name,
-        "sha256": sha256_of(path),
+        "sha256": runs.sha256_file(path),
         "created_utc": runs.utc_iso(),
         "competition": config.competition().slug,
         "runs": names,
@@ -234,7 +225,7 @@ def submit(path: Path | None = None, message: str | None = None, force: bool = F
             echo(f"wrote {path}")
     path = Path(path)
     validate(path)
-    sha = sha256_of(path)
+    sha = runs.sha256_file(path)
     message = message or default_message(path)
 
     previous = ledger.by_sha256(sha)

@@ -425,8 +425,8 @@ def test_copied_folder_is_rehashed_once(fixture_data, monkeypatch):
     for name in data.FILES:
         os.utime(raw / name, ns=(0, 10**18))  # as after `cp` without -p: new mtimes, same bytes
     hashed = []
-    real = data._sha256
-    monkeypatch.setattr(data, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    real = data.sha256_file
+    monkeypatch.setattr(data, "sha256_file", lambda p: hashed.append(p.name) or real(p))
     data.load()
     assert sorted(hashed) == sorted(data.FILES)  # re-hashed, found unchanged, mtimes recorded
     data.load()
