@@ -45,9 +45,22 @@ def test_each_arch_maps_images_to_class_probabilities(arch):
     assert model.name == f"cnn_{arch}"
 
 
-def test_default_arch_at_full_width_has_about_300k_parameters():
+def test_default_arch_at_full_width_has_about_170k_parameters():
     n = cnn.build_model(cnn.make_config()).count_params()
-    assert 250_000 < n < 400_000, n
+    assert 150_000 < n < 200_000, n
+
+
+def test_growth_sets_the_second_block_and_the_seed_preset_keeps_the_reference_widths():
+    import keras
+
+    def conv_filters(cfg):
+        return [layer.filters for layer in cnn.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)]
+
+    assert conv_filters(cnn.make_config(width=8, growth=2)) == [8, 8, 8, 16, 16, 16, 32]
+    assert conv_filters(cnn.make_config("seed")) == [32, 32, 64, 64]
+    dense = [layer.units for layer in cnn.build_model(cnn.make_config("seed")).layers
+             if isinstance(layer, keras.layers.Dense)]
+    assert dense == [256, 10]
 
 
 @pytest.mark.parametrize("arch", cnn.ARCHS)
@@ -277,6 +290,7 @@ def test_cli_trains_and_prints_the_run(fixture_data):
     (["--arch", "resnet"], "Error: unknown architecture 'resnet'; choose one of: default, seed\n"),
     (["--lr", "0"], "Error: invalid --lr 0.0: must be > 0\n"),
     (["--epochs", "0"], "Error: invalid --epochs 0: must be at least 1\n"),
+    (["--growth", "0"], "Error: invalid --growth 0: must be at least 1\n"),
     (["--dropout", "1.5"], "Error: invalid --dropout 1.5: must be in [0, 1)\n"),
     (["--lr-min", "1"], "Error: invalid --lr-min 1.0: must be between 0 and --lr (0.002)\n"),
 ])
