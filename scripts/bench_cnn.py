@@ -48,8 +48,8 @@ m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
 m.fit(pipe, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
 t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0, shuffle=False)
 train = %d * cfg.batch_size / (time.perf_counter() - t)
-net = cnn.inference_model(m); cnn.predict_proba(net, ds.X_test[:2048])
-t = time.perf_counter(); cnn.predict_proba(net, ds.X_test); infer = time.perf_counter() - t
+net = cnn.inference_model(m); cnn.predict_proba(net, ds.X_test[:2048], cfg=cfg)
+t = time.perf_counter(); cnn.predict_proba(net, ds.X_test, cfg=cfg); infer = time.perf_counter() - t
 print("BENCH_RESULT " + json.dumps({"train_images_per_s": round(train), "test_inference_s": round(infer, 3)}))
 """
 
@@ -102,11 +102,11 @@ def inference() -> dict:
     trained = cnn.build_model(cfg)
     out = {"n_test": len(ds.X_test)}
     for name, model in (("as_trained", trained), ("batchnorm_folded", cnn.inference_model(trained))):
-        cnn.predict_proba(model, ds.X_test[:2048])  # trace the predict function once
+        cnn.predict_proba(model, ds.X_test[:2048], cfg=cfg)  # trace the predict function once
         times = []
         for _ in range(INFERENCE_REPEATS):
             t = time.perf_counter()
-            cnn.predict_proba(model, ds.X_test)
+            cnn.predict_proba(model, ds.X_test, cfg=cfg)  # with the blur, as train() predicts
             times.append(time.perf_counter() - t)
         out[name] = {"seconds_best": round(min(times), 3), "seconds_all": [round(t, 3) for t in times],
                      "images_per_s": round(len(ds.X_test) / min(times))}

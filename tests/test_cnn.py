@@ -127,6 +127,36 @@ def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fi
     np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
 
 
+def test_eval_blur_is_the_separable_kernel_and_conserves_ink():
+    b = 0.25
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    x[0, 10, 20, 0] = 1.0                      # an impulse: its response is the kernel itself
+    x[0, 0, 0, 0] = 1.0                        # a corner pixel: the zero border takes the rest
+    y = np.asarray(cnn._blur(x, b))[0, :, :, 0]
+    k = np.array([b, 1 - 2 * b, b])
+    np.testing.assert_allclose(y[9:12, 19:22], np.outer(k, k), atol=1e-7)
+    np.testing.assert_allclose(y[:2, :2], np.outer(k[1:], k[1:]), atol=1e-7)
+    assert y.sum() == pytest.approx(1.0 + (1 - b) ** 2, abs=1e-6)
+
+
+def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture_data):
+    ds, _ = data.load_split()
+    X = ds.X_test[:64]
+    model = cnn.build_model(tiny())
+    sharp = model.predict(cnn.eval_dataset(X), verbose=0)
+    assert cnn.eval_blur(tiny()) == 0.25 and cnn.eval_blur(tiny(augment=False)) == 0.0
+    assert cnn.eval_blur(cnn.make_config("seed")) == 0.0          # the reference kernel stays as it was
+    np.testing.assert_allclose(cnn.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
+    # the same smoothing done independently in NumPy: a separable [b, 1-2b, b] pass per axis
+    b, x = 0.25, np.pad(X.astype(np.float64) / 255, ((0, 0), (1, 1), (1, 1)))
+    x = b * x[:, :-2] + (1 - 2 * b) * x[:, 1:-1] + b * x[:, 2:]
+    x = b * x[:, :, :-2] + (1 - 2 * b) * x[:, :, 1:-1] + b * x[:, :, 2:]
+    expected = model.predict(x.astype(np.float32)[..., None], verbose=0)
+    blurred = cnn.predict_proba(model, X, cfg=tiny())
+    np.testing.assert_allclose(blurred, expected, atol=1e-6)
+    assert np.abs(blurred - sharp).max() > 1e-5
+
+
 def test_augmented_examples_shape_range_and_seed(fixture_data):
     ds, _ = data.load_split()
     ex = cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
@@ -239,10 +269,10 @@ def test_same_seed_same_predictions(trained):
 def test_saved_model_reproduces_the_test_predictions(trained):
     import keras
 
-    run, _ = trained
+    run, cfg = trained
     ds, _ = data.load_split()
     model = keras.models.load_model(run.file(cnn.MODEL_FILE))
-    np.testing.assert_allclose(cnn.predict_proba(model, ds.X_test), run.test_proba(), atol=1e-6)
+    np.testing.assert_allclose(cnn.predict_proba(model, ds.X_test, cfg=cfg), run.test_proba(), atol=1e-6)
 
 
 def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch):
@@ -292,6 +322,7 @@ def test_cli_trains_and_prints_the_run(fixture_data):
     (["--epochs", "0"], "Error: invalid --epochs 0: must be at least 1\n"),
     (["--growth", "0"], "Error: invalid --growth 0: must be at least 1\n"),
     (["--dropout", "1.5"], "Error: invalid --dropout 1.5: must be in [0, 1)\n"),
+    (["--blur", "0.5"], "Error: invalid --blur 0.5: must be between 0 and 1/3 (1/3: a 3x3 box filter)\n"),
     (["--lr-min", "1"], "Error: invalid --lr-min 1.0: must be between 0 and --lr (0.002)\n"),
 ])
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
