@@ -13,6 +13,9 @@ Parts (in this order, all by default):
     inference  seconds to predict the 28,000 test images with the default model as trained and
                with batch-norm folded into the convolutions (what `train` predicts with); weights
                do not change the time, so an untrained model is used; best of 3 after a warm-up
+    blur       validation errors of trained CNN runs with the eval blur at 0 (sharp images),
+               0.15, 0.2, 0.25, 0.3, 1/3, and with 4 TTA passes on top: the default run of this
+               bench invocation, else BENCH_CNN_RUNS (comma-separated run folders)
     precision  GPU only: training images/s with mixed precision off and on (skipped on a CPU)
 
 Each training part runs in a fresh Python process (seeds, threads and precision are process-wide)
@@ -30,7 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ["onednn", "inference", "default", "seed", "precision"]
+PARTS = ["onednn", "inference", "default", "seed", "blur", "precision"]
+BLURS = [0.0, 0.15, 0.2, 0.25, 0.3, 1 / 3]
 RUNS = ROOT / "bench" / "runs"
 INFERENCE_REPEATS = 3
 PRECISION_STEPS = 50
@@ -114,6 +118,31 @@ def inference() -> dict:
     return out
 
 
+def blur(paths: list[str]) -> dict:
+    """Errors on the validation split per eval blur, for each run in `paths` (its own config)."""
+    import dataclasses
+
+    import keras
+    from kit import cnn, data, runs
+
+    ds, sp = data.load_split()
+    X, y = ds.X_train[sp.val_idx], ds.y_train[sp.val_idx]
+    out = {}
+    for path in paths:
+        run = runs.require_run(runs.resolve(str(path)), model=cnn.MODEL)
+        fields = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
+        cfg = cnn.make_config(**{k: v for k, v in run.config.items() if k in fields})
+        net = cnn.inference_model(keras.models.load_model(run.file(cnn.MODEL_FILE)))
+        errors = {}
+        for b in BLURS:
+            p = cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b, augment=True))
+            errors[f"blur_{b:.3g}"] = int((p.argmax(1) != y).sum())
+        p = cnn.predict_proba(net, X, 4, dataclasses.replace(cfg, blur=0.25, augment=True))
+        errors["blur_0.25_tta_4"] = int((p.argmax(1) != y).sum())
+        out[run.path.name] = {"filters": [cfg.width, cfg.growth * cfg.width], "n_val": len(y), "errors": errors}
+    return out
+
+
 def precision() -> dict:
     from kit import cnn
 
@@ -152,6 +181,10 @@ def run() -> dict:
     for part in parts:
         if part in ("default", "seed"):
             out[part] = _train(part, seed)
+        elif part == "blur":
+            paths = [out["default"]["run"]] if "default" in out else \
+                [p for p in os.environ.get("BENCH_CNN_RUNS", "").split(",") if p]
+            out[part] = blur(paths) if paths else {"skipped": "no default run here and no BENCH_CNN_RUNS"}
         else:
             out[part] = globals()[part]()
     if "default" in out and "seed" in out:
