@@ -663,10 +663,10 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
         from kit import cnn
     except ImportError as e:
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
-    import dataclasses
-
-    known = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
-    cfg = cnn.CNNConfig(**{k: x for k, x in v.config.items() if k in known})
+    try:
+        cfg = cnn.run_config(v.run)
+    except KitError as e:  # a hand-edited config.json: say so, show the rest of the report
+        return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
     parts.append(f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
                  f'±{cfg.shift:g} of the side'
                  + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)") + "</p>")

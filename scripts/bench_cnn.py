@@ -130,15 +130,15 @@ def blur(paths: list[str]) -> dict:
     out = {}
     for path in paths:
         run = runs.require_run(runs.resolve(str(path)), model=cnn.MODEL)
-        fields = {f.name for f in dataclasses.fields(cnn.CNNConfig)}
-        cfg = cnn.make_config(**{k: v for k, v in run.config.items() if k in fields})
+        cfg = cnn.run_config(run)
         net = cnn.inference_model(keras.models.load_model(run.file(cnn.MODEL_FILE)))
         errors = {}
         for b in BLURS:
             p = cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b, augment=True))
             errors[f"blur_{b:.3g}"] = int((p.argmax(1) != y).sum())
-        p = cnn.predict_proba(net, X, 4, dataclasses.replace(cfg, blur=0.25, augment=True))
-        errors["blur_0.25_tta_4"] = int((p.argmax(1) != y).sum())
+        # augment=True above and here: eval_blur only blurs for runs trained with augmentation
+        p = cnn.predict_proba(net, X, 4, dataclasses.replace(cfg, augment=True))
+        errors[f"blur_{cfg.blur:.3g}_tta_4"] = int((p.argmax(1) != y).sum())
         out[run.path.name] = {"filters": [cfg.width, cfg.growth * cfg.width], "n_val": len(y), "errors": errors}
     return out
 
