@@ -20,8 +20,8 @@ augmentation's bilinear resampling smooths every training image, so a sharp digi
 network has never seen.
 
 A run folder (kit.runs) gets config.json, history.csv (one row per epoch, `lr` is the rate
-used in that epoch), checkpoint.keras after every epoch (for --resume), model.keras (the best
-weights by validation loss), val_proba.npy, test_proba.npy and metrics.json last.
+used in that epoch), checkpoint.keras after every epoch (for --resume), model.keras (the weights after the last
+epoch, or the best by validation loss with --keep best; batch-norm statistics refreshed), val_proba.npy, test_proba.npy and metrics.json last.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ ARCHS = ("default", "seed")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "mirrored")
+KEEPS = ("last", "best")
 
 CHECKPOINT = "checkpoint.keras"      # full model + optimizer state after the last finished epoch
 BEST_WEIGHTS = "best.weights.h5"     # weights of the best epoch so far (val_loss)
@@ -90,10 +91,17 @@ class CNNConfig:
     plateau_patience: int = _f(3, "Epochs without val_accuracy gain before the plateau schedule cuts.")
     label_smoothing: float = _f(0.0, "Label smoothing of the cross-entropy (0 = off).")
     augment: bool = _f(True, "Random rotation/zoom/shift of every training batch.")
+    clean_fraction: float = _f(0.2, "Share of each training batch left un-augmented: sharp digits, like the "
+                               "test set's (0 = augment every image).")
     rotation: float = _f(10.0, "Augmentation: rotate up to +-this many degrees.")
     zoom: float = _f(0.1, "Augmentation: zoom in or out by up to this fraction.")
     shift: float = _f(0.1, "Augmentation: shift up to this fraction of the side, each axis.")
-    patience: int = _f(10, "Early stopping: epochs without a val_loss gain (0 = off); restores the best weights.")
+    patience: int = _f(10, "Early stopping: epochs without a val_loss gain (0 = off).")
+    keep: str = _f("last", "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
+                   "without looking at validation) or best (the epoch of lowest val_loss, "
+                   "EarlyStopping's restore_best_weights).", choices=KEEPS)
+    bn_refresh: int = _f(8192, "After training, re-estimate every batch-norm mean/variance on this many "
+                         "augmented training images with dropout off (0 = keep the running averages).")
     blur: float = _f(0.25, "Prediction and validation: smooth each image with the 3x3 kernel [b, 1-2b, b] "
                       "x [b, 1-2b, b] first, because augmentation's bilinear resampling smooths every "
                       "training image (0 = off; unused without --augment).")
@@ -108,7 +116,8 @@ class CNNConfig:
 # The reference kernel's own settings, with its schedule fixed; applied under explicit overrides.
 ARCH_PRESETS: dict[str, dict] = {
     "default": {},
-    "seed": dict(width=32, growth=2, blur=0.0, dropout=0.25, epochs=10, batch_size=86, optimizer="rmsprop", lr=1e-3,
+    "seed": dict(width=32, growth=2, blur=0.0, clean_fraction=0.0, keep="best", bn_refresh=0,
+                 dropout=0.25, epochs=10, batch_size=86, optimizer="rmsprop", lr=1e-3,
                  lr_schedule="plateau", lr_decay=0.5, plateau_patience=3, patience=10),
 }
 
@@ -141,13 +150,14 @@ def validate(cfg: CNNConfig) -> None:
 
     if cfg.arch not in ARCHS:
         raise KitError(f"unknown architecture {cfg.arch!r}; choose one of: {', '.join(ARCHS)}")
-    for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES)):
+    for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
+                          ("keep", KEEPS)):
         if getattr(cfg, name) not in choices:
             bad(name, f"choose one of: {', '.join(choices)}")
     for name in ("width", "growth", "epochs", "batch_size"):
         if getattr(cfg, name) < 1:
             bad(name, "must be at least 1")
-    for name in ("patience", "plateau_patience", "tta", "threads", "max_train"):
+    for name in ("patience", "plateau_patience", "tta", "threads", "max_train", "bn_refresh"):
         if getattr(cfg, name) < 0:
             bad(name, "must be 0 or more")
     if not cfg.lr > 0:
@@ -156,7 +166,7 @@ def validate(cfg: CNNConfig) -> None:
         bad("lr_min", f"must be between 0 and --lr ({cfg.lr})")
     if not 0 < cfg.lr_decay <= 1:
         bad("lr_decay", "must be in (0, 1]")
-    for name in ("dropout", "label_smoothing"):
+    for name in ("dropout", "label_smoothing", "clean_fraction"):
         if not 0 <= getattr(cfg, name) < 1:
             bad(name, "must be in [0, 1)")
     if not 0 <= cfg.rotation <= 180:
@@ -309,6 +319,38 @@ def inference_model(model):
     return keras.Model(inputs, x, name=f"{model.name}_inference")
 
 
+def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
+    """Re-estimate every batch-norm layer's moving mean and variance, in place, as the exact
+    per-channel mean and (biased) variance of its input over cfg.bn_refresh augmented images of
+    X, with dropout off (inference mode), one layer after another (each sees the refreshed
+    layers before it). X: (N, 28, 28) uint8 training images.
+
+    Why: during training a batch-norm after a dropout layer sees dropout's extra variance, and its
+    running averages remember it; at prediction there is no dropout, so the normalisation is off
+    (the "variance shift" of dropout before batch-norm). Measured on two 28-epoch runs: validation
+    log-loss 0.0156 -> 0.0140 and 0.0152 -> 0.0143, 2-3 fewer errors (README, CNN section).
+    The images are augmented because that is what the network trained on.
+    """
+    import keras
+    from keras import layers
+
+    bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    if not cfg.bn_refresh or not bns:
+        return
+    rng = np.random.default_rng(cfg.seed)
+    pick = rng.choice(len(X), min(cfg.bn_refresh, len(X)), replace=False)
+    aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + 2000)) if cfg.augment else None
+    images = np.concatenate([
+        np.asarray(aug(_scale(X[pick[i:i + PREDICT_BATCH]]), training=True) if aug
+                   else _scale(X[pick[i:i + PREDICT_BATCH]]))
+        for i in range(0, len(pick), PREDICT_BATCH)])
+    for bn in bns:
+        a = keras.Model(model.input, bn.input).predict(images, batch_size=PREDICT_BATCH, verbose=0)
+        a = a.astype(np.float64).reshape(-1, a.shape[-1])
+        gamma, beta, _, _ = bn.get_weights()
+        bn.set_weights([gamma, beta, a.mean(0).astype(np.float32), a.var(0).astype(np.float32)])
+
+
 def make_optimizer(cfg: CNNConfig):
     import keras
 
@@ -386,18 +428,22 @@ def train_dataset(X, y, cfg: CNNConfig, batch_size: int, shuffle_seed: int, aug=
     """tf.data of (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10) float32), augmented.
 
     X: (N, 28, 28) uint8, y: (N,) integer labels. Batches are augmented as a whole (one call
-    per batch, not per image), `num_parallel_calls` batches at a time.
+    per batch, not per image), `num_parallel_calls` batches at a time. The first
+    round(cfg.clean_fraction * batch_size) images of each (shuffled, so random) batch skip the
+    augmentation: the network also sees sharp digits, as the test set's are.
     """
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((X, y))
     ds = ds.shuffle(len(X), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     n_classes = config.N_CLASSES
+    n_clean = int(round(cfg.clean_fraction * batch_size))
 
     def prepare(xb, yb):
         xb = _scale(xb)
         if aug is not None:
-            xb = aug(xb, training=True)
+            xb = tf.concat([xb[:n_clean], aug(xb[n_clean:], training=True)], axis=0) if n_clean \
+                else aug(xb, training=True)
         return xb, tf.one_hot(tf.cast(yb, tf.int32), n_classes)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -513,7 +559,8 @@ def _early_stopping(cfg: CNNConfig, history: list[dict], best: dict):
                 self.best = best["val_loss"]
                 self.wait = history[-1]["epoch"] - best["epoch"]
 
-    return ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    return ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                  restore_best_weights=cfg.keep == "best")
 
 
 def _verbosity(verbose: int | None) -> int:
@@ -600,8 +647,10 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
     if any(not math.isfinite(r["loss"]) for r in history):
         raise KitError(f"training diverged (loss became NaN) at epoch {history[-1]['epoch']}; "
                        f"lower --lr (now {cfg.lr})")
-    if run.file(BEST_WEIGHTS).exists():
+    if cfg.keep == "best" and run.file(BEST_WEIGHTS).exists():
         model.load_weights(run.file(BEST_WEIGHTS))  # the best epoch over the whole run, resumes included
+    kept_epoch = best["epoch"] if cfg.keep == "best" else history[-1]["epoch"]
+    refresh_batchnorm(model, X_tr, cfg)
     with runs.atomic_path(run.file(MODEL_FILE)) as tmp:
         model.save(tmp)
 
@@ -624,7 +673,7 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
         train_time_s=round(train_s, 3),
         data_checksum=ds.checksum, split_hash=sp.hash, n_train=len(X_tr),
         n_val=len(X_val), n_test=len(ds.X_test),
-        epochs_run=history[-1]["epoch"], best_epoch=best["epoch"],
+        epochs_run=history[-1]["epoch"], best_epoch=best["epoch"], kept_epoch=kept_epoch,
         time_to_99_4_s=round(float(reached[0]), 3) if reached else None,
         inference_s=round(inference_s, 3),
         n_params=int(model.count_params()), device="GPU" if gpus() else "CPU",
