@@ -128,8 +128,10 @@ def _refuse_overrides_on_resume(names: list[str]) -> None:
 def _after_training(run: runs.Run, time_key: str, report: bool) -> None:
     """Print a finished run's headline numbers and folder; write its report if asked."""
     m = run.metrics
+    # the CNN may keep the last epoch rather than the best (--keep); say which one the model is
+    kept = f"kept epoch {m['kept_epoch']}" if "kept_epoch" in m else f"best epoch {m['best_epoch']}"
     click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-               f"best epoch {m['best_epoch']}/{m['epochs_run']}  training {m[time_key]:.1f}s")
+               f"{kept}/{m['epochs_run']}  training {m[time_key]:.1f}s")
     click.echo(f"run folder: {run.path}")
     if report:
         try:

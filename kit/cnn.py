@@ -650,7 +650,9 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
     if cfg.keep == "best" and run.file(BEST_WEIGHTS).exists():
         model.load_weights(run.file(BEST_WEIGHTS))  # the best epoch over the whole run, resumes included
     kept_epoch = best["epoch"] if cfg.keep == "best" else history[-1]["epoch"]
+    t_refresh = time.perf_counter()
     refresh_batchnorm(model, X_tr, cfg)
+    bn_refresh_s = time.perf_counter() - t_refresh
     with runs.atomic_path(run.file(MODEL_FILE)) as tmp:
         model.save(tmp)
 
@@ -675,7 +677,7 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
         n_val=len(X_val), n_test=len(ds.X_test),
         epochs_run=history[-1]["epoch"], best_epoch=best["epoch"], kept_epoch=kept_epoch,
         time_to_99_4_s=round(float(reached[0]), 3) if reached else None,
-        inference_s=round(inference_s, 3),
+        inference_s=round(inference_s, 3), bn_refresh_s=round(bn_refresh_s, 3),
         n_params=int(model.count_params()), device="GPU" if gpus() else "CPU",
         replicas=strategy.num_replicas_in_sync,
     )

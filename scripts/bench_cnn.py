@@ -76,7 +76,8 @@ def _train(arch: str, seed: int) -> dict:
     m = res["metrics"]
     return {"run": res["run"], "val_accuracy": m["val_accuracy"], "val_loss": round(m["val_loss"], 4),
             "train_time_s": m["train_time_s"], "time_to_99_4_s": m["time_to_99_4_s"],
-            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"], "n_params": m["n_params"],
+            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
+            "kept_epoch": m.get("kept_epoch"), "bn_refresh_s": m.get("bn_refresh_s"), "n_params": m["n_params"],
             "inference_s": m["inference_s"], "device": m["device"],
             "val_accuracy_per_epoch": res["history"]["val_accuracy"],
             "lr_per_epoch": res["history"]["lr"]}

@@ -128,6 +128,39 @@ def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fi
     np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
 
 
+def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
+    ds, _ = data.load_split()
+    X, y = ds.X_train[:64], ds.y_train[:64]
+    originals = X.astype(np.float32) / 255
+    cfg = tiny(clean_fraction=0.25, batch_size=16, seed=4)
+    for xb, _ in cnn.train_dataset(X, y, cfg, 16, 0, cnn.augmentation(cfg)):
+        xb = np.asarray(xb)[..., 0]
+        # distance of each image in the batch to its nearest original
+        nearest = np.abs(xb[:, None] - originals[None]).max(axis=(2, 3)).min(axis=1)
+        assert (nearest[:4] < 1e-6).all()       # round(0.25 * 16) = 4 sharp training images
+        assert (nearest[4:] > 1e-3).all()       # the rest augmented
+
+
+def test_bn_refresh_normalises_each_layers_input_on_the_refresh_images(fixture_data):
+    ds, _ = data.load_split()
+    X = ds.X_train[:200]
+    cfg = tiny(augment=False, bn_refresh=1000, dropout=0.5)   # all 200 images, un-augmented
+    model = cnn.build_model(cfg)
+    cnn.refresh_batchnorm(model, X, cfg)
+    import keras
+    images = X.astype(np.float32)[..., None] / 255
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 7
+    for bn in bns:
+        # the defining property: in inference mode, each channel's output over these images has
+        # mean beta and variance gamma^2 (up to epsilon); gamma=1, beta=0 when untrained
+        out = keras.Model(model.input, bn.output).predict(images, verbose=0).reshape(-1, bn.output.shape[-1])
+        gamma, beta, _, var = bn.get_weights()
+        live = var > 1e-3                       # channels a ReLU left all-zero have no variance to fix
+        np.testing.assert_allclose(out.mean(0), beta, atol=1e-4)
+        np.testing.assert_allclose(out.var(0)[live], (gamma ** 2 * var / (var + bn.epsilon))[live], rtol=1e-3)
+
+
 def test_eval_blur_is_the_separable_kernel_and_conserves_ink():
     b = 0.25
     x = np.zeros((1, 28, 28, 1), np.float32)
@@ -246,6 +279,7 @@ def test_run_folder_follows_the_format(trained):
     assert m["val_loss"] == pytest.approx(-np.mean(np.log(val[np.arange(len(y_val)), y_val])), rel=1e-5)
     assert (m["data_checksum"], m["split_hash"]) == (ds.checksum, sp.hash)
     assert m["epochs_run"] == 3 and m["best_epoch"] == hist["val_loss"].idxmin() + 1
+    assert m["kept_epoch"] == 3                            # --keep last, the default
     assert run.file(cnn.MODEL_FILE).exists()
     assert not run.file(cnn.CHECKPOINT).exists()      # a finished run keeps only the final model
     assert runs.latest("cnn") == run
@@ -313,7 +347,8 @@ def test_cli_trains_and_prints_the_run(fixture_data):
     run = runs.latest("cnn")
     m = run.metrics
     assert result.output.splitlines()[-1] == f"run folder: {run.path}"
-    assert result.output.startswith(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  ")
+    assert result.output.startswith(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
+                                    f"kept epoch 1/1  training ")
     assert run.config["width"] == 4 and run.config["epochs"] == 1
 
 
@@ -325,6 +360,8 @@ def test_cli_trains_and_prints_the_run(fixture_data):
     (["--dropout", "1.5"], "Error: invalid --dropout 1.5: must be in [0, 1)\n"),
     (["--blur", "0.5"], "Error: invalid --blur 0.5: must be between 0 and 1/3 (1/3: a 3x3 box filter)\n"),
     (["--lr-min", "1"], "Error: invalid --lr-min 1.0: must be between 0 and --lr (0.002)\n"),
+    (["--clean-fraction", "1"], "Error: invalid --clean-fraction 1.0: must be in [0, 1)\n"),
+    (["--bn-refresh", "-1"], "Error: invalid --bn-refresh -1: must be 0 or more\n"),
 ])
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
     result = invoke("train", "cnn", *args)
