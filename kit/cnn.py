@@ -20,8 +20,9 @@ augmentation's bilinear resampling smooths every training image, so a sharp digi
 network has never seen.
 
 A run folder (kit.runs) gets config.json, history.csv (one row per epoch, `lr` is the rate
-used in that epoch), checkpoint.keras after every epoch (for --resume), model.keras (the weights after the last
-epoch, or the best by validation loss with --keep best; batch-norm statistics refreshed), val_proba.npy, test_proba.npy and metrics.json last.
+used in that epoch), checkpoint.keras after every epoch (for --resume), model.keras (the weights
+after the last epoch, or the best by validation loss with --keep best; batch-norm statistics
+refreshed), val_proba.npy, test_proba.npy and metrics.json last.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ BEST_WEIGHTS = "best.weights.h5"     # weights of the best epoch so far (val_los
 MODEL_FILE = "model.keras"           # the final model (best weights)
 PREDICT_BATCH = 1024                 # inference batch: big enough to amortise per-batch overhead
 RESUME_SEED_STRIDE = 7919           # a resumed run shuffles/augments from seed + stride * epoch
+TTA_SEED_OFFSET = 1000              # test-time augmentation draws from seed + this
+BN_REFRESH_SEED_OFFSET = 2000       # the batch-norm refresh augments its images from seed + this
 TARGET_ACCURACY = 0.994              # metrics.json reports the seconds until val accuracy reached this
 
 
@@ -322,8 +325,9 @@ def inference_model(model):
 def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
     """Re-estimate every batch-norm layer's moving mean and variance, in place, as the exact
     per-channel mean and (biased) variance of its input over cfg.bn_refresh augmented images of
-    X, with dropout off (inference mode), one layer after another (each sees the refreshed
-    layers before it). X: (N, 28, 28) uint8 training images.
+    X, with dropout off (inference mode). One pass down the chain of layers (both archs are
+    one): each batch-norm is refreshed before the images go through it, so it sees the
+    refreshed layers before it. X: (N, 28, 28) uint8 training images.
 
     Why: during training a batch-norm after a dropout layer sees dropout's extra variance, and its
     running averages remember it; at prediction there is no dropout, so the normalisation is off
@@ -335,21 +339,25 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
     import keras
     from keras import layers
 
-    bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
-    if not cfg.bn_refresh or not bns:
+    chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    n_bn = sum(isinstance(layer, layers.BatchNormalization) for layer in chain)
+    if not cfg.bn_refresh or not n_bn:
         return
     rng = np.random.default_rng(cfg.seed)
     pick = rng.choice(len(X), min(cfg.bn_refresh, len(X)), replace=False)
-    aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + 2000)) if cfg.augment else None
-    images = np.concatenate([
-        np.asarray(aug(_scale(X[pick[i:i + PREDICT_BATCH]]), training=True) if aug
-                   else _scale(X[pick[i:i + PREDICT_BATCH]]))
-        for i in range(0, len(pick), PREDICT_BATCH)])
-    for bn in bns:
-        a = keras.Model(model.input, bn.input).predict(images, batch_size=PREDICT_BATCH, verbose=0)
-        a = a.astype(np.float64).reshape(-1, a.shape[-1])
-        gamma, beta, _, _ = bn.get_weights()
-        bn.set_weights([gamma, beta, a.mean(0).astype(np.float32), a.var(0).astype(np.float32)])
+    aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + BN_REFRESH_SEED_OFFSET)) if cfg.augment else None
+    # augmented PREDICT_BATCH images per call, as measured (each call draws its own transforms)
+    x = [_scale(X[pick[i:i + PREDICT_BATCH]]) for i in range(0, len(pick), PREDICT_BATCH)]
+    x = keras.ops.concatenate([aug(xb, training=True) for xb in x] if aug is not None else x, axis=0)
+    for layer in chain:
+        if isinstance(layer, layers.BatchNormalization):
+            a = keras.ops.convert_to_numpy(x).astype(np.float64).reshape(-1, x.shape[-1])
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, a.mean(0).astype(np.float32), a.var(0).astype(np.float32)])
+            n_bn -= 1
+            if not n_bn:
+                return  # nothing after the last batch-norm needs the images
+        x = layer(x, training=False)
 
 
 def make_optimizer(cfg: CNNConfig):
@@ -443,8 +451,8 @@ def train_dataset(X, y, cfg: CNNConfig, batch_size: int, shuffle_seed: int, aug=
     def prepare(xb, yb):
         xb = _scale(xb)
         if aug is not None:
-            xb = tf.concat([xb[:n_clean], aug(xb[n_clean:], training=True)], axis=0) if n_clean \
-                else aug(xb, training=True)
+            # the sharp head, then the augmented rest (n_clean = 0: an empty head)
+            xb = tf.concat([xb[:n_clean], aug(xb[n_clean:], training=True)], axis=0)
         return xb, tf.one_hot(tf.cast(yb, tf.int32), n_classes)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -497,7 +505,7 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: CNNConfig | None = No
     tf = _tf()
     proba = model.predict(eval_dataset(X, blur=eval_blur(cfg)), verbose=0).astype(np.float32)
     if tta:
-        aug = augmentation(dataclasses.replace(cfg or CNNConfig(), seed=(cfg.seed if cfg else 0) + 1000))
+        aug = augmentation(dataclasses.replace(cfg or CNNConfig(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET))
         for _ in range(tta):
             ds = tf.data.Dataset.from_tensor_slices(X).batch(PREDICT_BATCH).map(
                 lambda xb: aug(_scale(xb), training=True))
