@@ -141,14 +141,27 @@ def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
         assert (nearest[4:] > 1e-3).all()       # the rest augmented
 
 
-def test_bn_refresh_normalises_each_layers_input_on_the_refresh_images(fixture_data):
+def _numpy_blur(images: np.ndarray, b: float) -> np.ndarray:
+    """(N, 28, 28) float -> the same convolved with [b, 1-2b, b] per axis, zero border (independent of cnn._blur)."""
+    k = np.array([b, 1 - 2 * b, b])
+    p = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    rows = k[0] * p[:, :-2, :] + k[1] * p[:, 1:-1, :] + k[2] * p[:, 2:, :]
+    return k[0] * rows[:, :, :-2] + k[1] * rows[:, :, 1:-1] + k[2] * rows[:, :, 2:]
+
+
+@pytest.mark.parametrize("augment, blur", [(False, 0.25), (True, 0.25), (True, 0.0)])
+def test_bn_refresh_normalises_each_layers_input_on_the_images_predictions_see(fixture_data, augment, blur):
     ds, _ = data.load_split()
     X = ds.X_train[:200]
-    cfg = tiny(augment=False, bn_refresh=1000, dropout=0.5)   # all 200 images, un-augmented
+    cfg = tiny(augment=augment, blur=blur, bn_refresh=1000, dropout=0.5)   # all 200 images
     model = cnn.build_model(cfg)
     cnn.refresh_batchnorm(model, X, cfg)
     import keras
-    images = X.astype(np.float32)[..., None] / 255
+    # what predictions see: never augmented; smoothed by the eval blur, which is off without augmentation
+    images = X.astype(np.float64) / 255
+    if augment and blur:
+        images = _numpy_blur(images, blur)
+    images = images.astype(np.float32)[..., None]
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bns) == 7
     for bn in bns:
