@@ -342,22 +342,17 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
     from keras import layers
 
     chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    n_bn = sum(isinstance(layer, layers.BatchNormalization) for layer in chain)
-    if not cfg.bn_refresh or not n_bn:
+    bn_at = [i for i, layer in enumerate(chain) if isinstance(layer, layers.BatchNormalization)]
+    if not cfg.bn_refresh or not bn_at:
         return
     rng = np.random.default_rng(cfg.seed)
     pick = rng.choice(len(X), min(cfg.bn_refresh, len(X)), replace=False)
-    b = eval_blur(cfg)
-    x = _scale(X[pick])
-    x = _blur(x, b) if b else x
-    for layer in chain:
+    x = _eval_images(X[pick], eval_blur(cfg))
+    for layer in chain[:bn_at[-1] + 1]:   # nothing after the last batch-norm needs the images
         if isinstance(layer, layers.BatchNormalization):
             a = keras.ops.convert_to_numpy(x).astype(np.float64).reshape(-1, x.shape[-1])
             gamma, beta, _, _ = layer.get_weights()
             layer.set_weights([gamma, beta, a.mean(0).astype(np.float32), a.var(0).astype(np.float32)])
-            n_bn -= 1
-            if not n_bn:
-                return  # nothing after the last batch-norm needs the images
         x = layer(x, training=False)
 
 
@@ -479,21 +474,24 @@ def _blur(x, b: float):
     return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
 
 
+def _eval_images(xb, blur: float):
+    """uint8 (B, 28, 28) -> float32 (B, 28, 28, 1) as every prediction sees them: scaled to
+    [0, 1], then smoothed by `_blur` when blur > 0. Never augmented."""
+    xb = _scale(xb)
+    return _blur(xb, blur) if blur else xb
+
+
 def eval_dataset(X, y=None, batch_size: int = PREDICT_BATCH, blur: float = 0.0):
     """tf.data of scaled images (and one-hot labels if y is given), in order, no augmentation;
     smoothed by `_blur` when blur > 0."""
     tf = _tf()
     n_classes = config.N_CLASSES
 
-    def prepare(xb):
-        xb = _scale(xb)
-        return _blur(xb, blur) if blur else xb
-
     if y is None:
-        ds = tf.data.Dataset.from_tensor_slices(X).batch(batch_size).map(prepare)
+        ds = tf.data.Dataset.from_tensor_slices(X).batch(batch_size).map(lambda xb: _eval_images(xb, blur))
     else:
         ds = tf.data.Dataset.from_tensor_slices((X, y)).batch(batch_size).map(
-            lambda xb, yb: (prepare(xb), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
+            lambda xb, yb: (_eval_images(xb, blur), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
