@@ -334,10 +334,8 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
     prediction feeds it. Training adds dropout's extra variance (a batch-norm after a dropout
     layer remembers it; predictions run without dropout) and mixes augmented, resampled digits
     with sharp ones; predictions see sharp digits smoothed by the eval blur. Normalising with the
-    statistics of exactly that input removes both mismatches. Measured on nine seeds of the
-    default (README, CNN section): 168 validation errors in all as trained, 155 refreshed on
-    these; on the seven of them also refreshed on augmented images (the previous version):
-    131 / 125 / 120. Not better on every seed.
+    statistics of exactly that input removes both mismatches. Measured over nine seeds in the
+    README's CNN section (the numbers' one home): fewer validation errors in total, not on every seed.
     """
     import keras
     from keras import layers
