@@ -17,8 +17,11 @@ RUN ?=
 MSG ?=
 ARGS ?=
 
-.PHONY: help setup test download train-scratch train-cnn train-all train-ensemble ensemble \
-        submission submit scores leaderboard report demo bench fixture clean
+# What `make lint` and `make format` look at.
+LINT_PATHS := kit tests scripts
+
+.PHONY: help setup test test-fast lint format download train-scratch train-cnn train-all train-ensemble \
+        ensemble submission submit scores leaderboard report demo bench fixture clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,10 +32,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the kit (done automatically by every target)
+setup: $(STAMP) ## Create .venv and install the kit with its dev tools (pytest, ruff); every target does it first
 
-test: $(STAMP) ## Run the test suite (the README's test command)
+test: $(STAMP) ## Run the whole test suite, what CI runs (ARGS="-k ensemble" to pick tests)
 	$(BIN)/pytest $(ARGS)
+
+test-fast: $(STAMP) ## The inner loop: the tests not marked slow (no TensorFlow training, no demo)
+	$(BIN)/pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff: lint and check the formatting (CI runs it before the tests)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: $(STAMP) ## ruff: apply the safe lint fixes, format, then list what is left to fix by hand
+	$(BIN)/ruff check --fix-only $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
 
 download: $(STAMP) ## Download and verify the competition data (FROM=zip-or-folder to use a local copy)
 	$(KIT) download $(if $(FROM),--from "$(FROM)") $(ARGS)
@@ -40,7 +55,7 @@ download: $(STAMP) ## Download and verify the competition data (FROM=zip-or-fold
 train-scratch: $(STAMP) ## Train the from-scratch NumPy network (ARGS="--preset best")
 	$(KIT) train scratch $(ARGS)
 
-train-cnn: $(STAMP) ## Train the augmented Keras CNN (ARGS="--arch seed --epochs 5")
+train-cnn: $(STAMP) ## Train the augmented Keras CNN (ARGS="--preset reference --epochs 5")
 	$(KIT) train cnn $(ARGS)
 
 train-all: train-scratch train-cnn ## Train the NumPy network, then the CNN
@@ -50,7 +65,7 @@ train-ensemble: $(STAMP) ## Train SEEDS CNN seeds and the NumPy network, then en
 	for s in $$(seq 1 $(SEEDS)); do $(KIT) train cnn --seed $$s || exit 1; done
 	$(KIT) ensemble --cnn-seeds $(SEEDS)
 
-ensemble: $(STAMP) ## Ensemble the latest run of each model
+ensemble: $(STAMP) ## Ensemble the latest run of each model (RUN="run run ..." to choose the members)
 	$(KIT) ensemble $(RUN)
 
 submission: $(STAMP) ## Write a timestamped submission CSV from RUN (default: latest ensemble, else latest run)
@@ -65,13 +80,13 @@ scores: $(STAMP) ## Every submission with its leaderboard score (table and submi
 leaderboard: $(STAMP) ## Our rank on the competition leaderboard
 	$(KIT) leaderboard
 
-report: $(STAMP) ## Write an HTML report of the latest runs to reports/
+report: $(STAMP) ## Write an HTML report of the latest runs to reports/ (RUN="run ..." to choose)
 	$(KIT) report $(RUN)
 
 demo: $(STAMP) ## The whole flow offline against the local Kaggle emulator (fixture data)
 	$(BIN)/python scripts/demo.py
 
-bench: $(STAMP) ## Benchmarks: loading, NumPy network, CNN (needs the real data: make download)
+bench: $(STAMP) ## Benchmarks into docs/bench/*.json and docs/benchmarks.md (ARGS="load"; needs the real data)
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 fixture: $(STAMP) ## Build the small fixture competition from scikit-learn's digits
