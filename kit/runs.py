@@ -17,19 +17,15 @@ crashed run has no metrics.json and is skipped by `latest()` (but can be `--resu
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 
 from kit import config
 from kit.errors import KitError
+from kit.io import free_name, read_json, save_npy, utc_iso, utc_stamp, write_json, write_text
 
 METRICS = "metrics.json"
 CONFIG = "config.json"
@@ -37,83 +33,9 @@ HISTORY = "history.csv"
 VAL_PROBA = "val_proba.npy"
 TEST_PROBA = "test_proba.npy"
 
-
-def utc_stamp(now: datetime | None = None) -> str:
-    """UTC time as YYYYmmdd-HHMMSS, the kit's timestamp everywhere in names."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
-
-
-def utc_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-
-
-# ----------------------------------------------------------------------------- atomic writes
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
-
-    The temporary name (`.tmp-XXXX-<name>`) ends with the whole real name, because np.save and
-    Keras look at the suffix (`.npy`, `.keras`, `.weights.h5`); it is hidden, so a crash never
-    leaves a file that looks finished. Files get ordinary 0644 permissions, not mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB pieces (the data CSVs are ~120 MB)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
+# transition: remove once models import kit.io (write_json, save_npy, utc_stamp, ... are
+# imported above for the run folder's own use)
+from kit.io import atomic_path, sha256_file, write_bytes  # noqa: E402, F401
 
 # ----------------------------------------------------------------------------- runs
 
@@ -137,11 +59,11 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return _read_json(self.path / CONFIG)
+        return read_json(self.path / CONFIG)
 
     @property
     def metrics(self) -> dict:
-        return _read_json(self.path / METRICS)
+        return read_json(self.path / METRICS)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -182,29 +104,19 @@ class Run:
         write_json(self.path / METRICS, {"finished_utc": utc_iso(), **metrics})
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise KitError(f"{path}: line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
-
-
 def create(model: str, seed: int, root: Path | None = None, now: datetime | None = None) -> Run:
-    """Make a new, empty run folder `<root>/<model>-<UTC stamp>-s<seed>/` and return it."""
+    """Make a new, empty run folder `<root>/<model>-<UTC stamp>-s<seed>/` and return it.
+
+    Two runs started in the same second (tests, scripts) get `-2`, `-3`, ... after the seed.
+    """
     root = Path(root or config.runs_dir())
     root.mkdir(parents=True, exist_ok=True)
-    base = f"{model}-{utc_stamp(now)}-s{seed}"
-    # two runs in the same second (tests, scripts) get -2, -3, ...
-    for i in range(1, 1000):
-        path = root / (base if i == 1 else f"{base}-{i}")
-        try:
-            path.mkdir()
-            return Run(path)
-        except FileExistsError:
-            continue
-    raise AssertionError("could not find a free run name")
+
+    def make(name: str) -> Run:
+        (root / name).mkdir()  # atomic: of two processes, one gets the name
+        return Run(root / name)
+
+    return free_name(make, f"{model}-{utc_stamp(now)}-s{seed}")
 
 
 def all_runs(root: Path | None = None, model: str | None = None, finished: bool = True) -> list[Run]:
