@@ -20,29 +20,27 @@ Layout of the data folder (config.data_dir()):
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 import zipfile
 import zlib
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 import numpy as np
 
 from kit import config
 from kit.errors import KitError
-from kit.runs import save_npy, sha256_file, utc_iso, write_json
+from kit.io import exclusive, read_json, save_npy, sha256_file, utc_iso, write_json
 
 TRAIN, TEST, SAMPLE = "train.csv", "test.csv", "sample_submission.csv"
 FILES = (TRAIN, TEST, SAMPLE)
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # in the data folder: one install at a time (two terminals running `make download`)
 MANIFEST_VERSION = 1
 CACHE_VERSION = 1  # bump when the cache layout changes: old caches are then ignored
 CHUNK = 1 << 20  # bytes per read when copying
@@ -139,7 +137,7 @@ def _locate(path: Path, name: str, comp: config.Competition) -> None:
                 if len(row) < want:
                     short = _where(name, line, len(row))
                     continue
-                try:  # the common case, a good line, in C: 42,000 lines in ~4 s
+                try:  # the common case, a good line, checked in C rather than cell by cell
                     values = np.fromiter(map(int, row), np.int64, count=want)
                     if not ((values < lo) | (values > hi)).any():
                         continue
@@ -288,18 +286,6 @@ def _file_entry(path: Path, sha: str) -> dict:
     return {"size": st.st_size, "sha256": sha, "mtime_ns": st.st_mtime_ns}
 
 
-@contextmanager
-def _lock() -> Iterator[None]:
-    """One install at a time per data folder (two terminals running `make download`)."""
-    config.data_dir().mkdir(parents=True, exist_ok=True)
-    with open(config.data_dir() / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _recover() -> None:
     """Finish or undo an install that was killed between its two renames, drop leftovers."""
     data, raw = config.data_dir(), config.raw_dir()
@@ -322,58 +308,15 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
     comp = config.competition()
     source = _resolve_source(Path(source), comp)
     raw = config.raw_dir()
-    with _lock():
+    with exclusive(config.data_dir() / LOCK):
         _recover()
         source_sha = sha256_file(source) if source.is_file() else None
-        manifest = read_manifest()
-        if not force and manifest and is_installed():
-            same = (manifest.get("source_sha256") == source_sha if source_sha else
-                    all((source / n).is_file() and manifest["files"][n]["sha256"] == sha256_file(source / n)
-                        for n in FILES))
-            if same:
-                return (f"already verified: {raw} holds {comp.slug} (checksum "
-                        f"{manifest['checksum']}); nothing to do (--force verifies again)")
+        installed = None if force else _installed_from(source, source_sha)
+        if installed is not None:
+            return (f"already verified: {raw} holds {comp.slug} (checksum "
+                    f"{installed['checksum']}); nothing to do (--force verifies again)")
         t0 = time.perf_counter()
-        kept = f"{raw} is unchanged" if raw.exists() else f"{raw} was not created"
-        tmp = Path(tempfile.mkdtemp(prefix=".raw-new-", dir=config.data_dir()))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would hide the data from the user's other accounts
-        try:
-            echo(f"unpacking {source} ...")
-            if source.is_dir():
-                _copy_folder(source, tmp, comp)
-            else:
-                _unzip(source, tmp, comp)
-            shas = {}
-            for name in FILES:
-                echo(f"verifying {name} ...")
-                try:
-                    values = read_csv(tmp / name, name, comp)
-                except KitError as e:
-                    raise KitError(f"{e}\n(in {source}) Nothing was installed; {kept}. "
-                                   f"{REDOWNLOAD}") from None
-                shas[name] = sha256_file(tmp / name)
-                if name == TRAIN:
-                    arrays = {"y_train": values[:, 0].astype(np.uint8),
-                              "X_train": _images(values[:, 1:])}
-                elif name == TEST:
-                    arrays["X_test"] = _images(values)
-                del values
-            manifest = {
-                "version": MANIFEST_VERSION,
-                "competition": comp.slug,
-                "checksum": _combined(shas),
-                "source": str(source),
-                "source_sha256": source_sha,
-                "verified_utc": utc_iso(),
-                "files": {n: _file_entry(tmp / n, shas[n]) for n in FILES},
-            }
-            write_json(tmp / MANIFEST, manifest)
-            _swap(tmp, raw)
-        except OSError as e:  # disk full, permissions: the user's to fix, not a traceback
-            raise KitError(f"installing into {config.data_dir()} failed: {e}. Nothing was installed; "
-                           f"{kept}. Free some space or choose another --data-dir.") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        manifest, arrays = _install_new(source, source_sha, comp, echo)
         try:  # the parse is done: keep it, so the first load() is a cache hit
             _write_cache(_cache_path(manifest["checksum"]), arrays)
         except OSError:
@@ -381,6 +324,80 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
     seconds = time.perf_counter() - t0
     return (f"installed {comp.slug} into {raw}: {comp.n_train:,} train and {comp.n_test:,} test "
             f"images verified in {seconds:.1f}s (checksum {manifest['checksum']})")
+
+
+def _installed_from(source: Path, source_sha: str | None) -> dict | None:
+    """The manifest of the installed data if it is intact and came from these very files
+    (the same zip, by sha256, or a folder whose three CSVs hash as recorded), else None."""
+    manifest = read_manifest()
+    if not manifest or not is_installed():
+        return None
+    if source_sha is not None:
+        same = manifest.get("source_sha256") == source_sha
+    else:
+        same = all((source / n).is_file() and manifest["files"][n]["sha256"] == sha256_file(source / n)
+                   for n in FILES)
+    return manifest if same else None
+
+
+def _install_new(source: Path, source_sha: str | None, comp: config.Competition,
+                 echo: Callable[[str], None]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Unpack and verify `source` in a temporary folder, then swap it in for raw_dir.
+
+    Returns the new manifest and the parsed arrays (X_train, y_train, X_test, as `load` gives
+    them). On any failure nothing is installed and the message says raw_dir is as it was.
+    """
+    raw = config.raw_dir()
+    kept = f"{raw} is unchanged" if raw.exists() else f"{raw} was not created"
+    tmp = Path(tempfile.mkdtemp(prefix=".raw-new-", dir=config.data_dir()))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the data from the user's other accounts
+    try:
+        echo(f"unpacking {source} ...")
+        if source.is_dir():
+            _copy_folder(source, tmp, comp)
+        else:
+            _unzip(source, tmp, comp)
+        shas, arrays = _verify(tmp, comp, echo, failed=f"\n(in {source}) Nothing was installed; "
+                                                     f"{kept}. {REDOWNLOAD}")
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "competition": comp.slug,
+            "checksum": _combined(shas),
+            "source": str(source),
+            "source_sha256": source_sha,
+            "verified_utc": utc_iso(),
+            "files": {n: _file_entry(tmp / n, shas[n]) for n in FILES},
+        }
+        write_json(tmp / MANIFEST, manifest)
+        _swap(tmp, raw)
+    except OSError as e:  # disk full, permissions: the user's to fix, not a traceback
+        raise KitError(f"installing into {config.data_dir()} failed: {e}. Nothing was installed; "
+                       f"{kept}. Free some space or choose another --data-dir.") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest, arrays
+
+
+def _verify(folder: Path, comp: config.Competition, echo: Callable[[str], None],
+            failed: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Verify the three CSVs in `folder` (read_csv's rules); `failed` is appended to the error.
+
+    Returns each file's sha256 and the arrays parsed on the way (X_train, y_train, X_test).
+    """
+    shas, arrays = {}, {}
+    for name in FILES:
+        echo(f"verifying {name} ...")
+        try:
+            values = read_csv(folder / name, name, comp)
+        except KitError as e:
+            raise KitError(f"{e}{failed}") from None
+        shas[name] = sha256_file(folder / name)
+        if name == TRAIN:
+            arrays["y_train"], arrays["X_train"] = values[:, 0].astype(np.uint8), _images(values[:, 1:])
+        elif name == TEST:
+            arrays["X_test"] = _images(values)
+        del values  # int64, 8 bytes a cell: free it before parsing the next file
+    return shas, arrays
 
 
 def _swap(new: Path, raw: Path) -> None:
@@ -400,8 +417,8 @@ def _swap(new: Path, raw: Path) -> None:
 def read_manifest() -> dict | None:
     """raw_dir's manifest.json, or None if there is none (or it is unreadable)."""
     try:
-        return json.loads((config.raw_dir() / MANIFEST).read_text())
-    except (OSError, ValueError):
+        return read_json(config.raw_dir() / MANIFEST) or None
+    except (OSError, UnicodeDecodeError, KitError):
         return None
 
 
