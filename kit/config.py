@@ -1,7 +1,7 @@
 """Every path and competition setting of the kit, in one place.
 
-Paths are read from the environment on each call (not frozen at import) so that the
-CLI's options and the tests can move them:
+The settings live in one frozen `Settings`, built from the environment by `Settings.from_env`,
+the only code that reads the KIT_* variables:
 
     KIT_DATA_DIR         the data folder (raw CSVs, manifest, binary cache)  [./data]
     KIT_RUNS_DIR         training runs                                        [./runs]
@@ -9,11 +9,21 @@ CLI's options and the tests can move them:
     KIT_REPORTS_DIR      HTML reports                                         [./reports]
     KIT_CACHE_DIR        generated fixture competition, misc caches           [./.cache]
     KIT_COMPETITION      which competition spec applies        [digit-recognizer]
+    KIT_RETRY_ATTEMPTS   attempts in all for a failing Kaggle request         [5]
+    KIT_RETRY_BASE_S     first backoff between them, seconds (doubles)        [1.0]
+    KIT_NET_TIMEOUT_S    seconds one request may wait for the server          [60]
+
+The CLI builds one Settings per command (the environment plus --data-dir / --competition)
+and `activate`s it for the command's duration; `settings()` returns it. With none active
+(the library used from a script, tests that set the variables) `settings()` reads the
+environment afresh on every call, so a changed variable takes effect at once.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +73,100 @@ COMPETITIONS = {
 DEFAULT_COMPETITION = "digit-recognizer"
 
 
+# Kaggle request policy (kit.kaggle_io). The client sends some requests, the submission file's
+# PUT among them, with no timeout at all: one stalled connection would hang `kit submit` for
+# ever, so every request gets NET_TIMEOUT_S (connect, or between bytes read).
+RETRY_ATTEMPTS = 5
+RETRY_BASE_S = 1.0
+NET_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the kit reads and writes, which competition applies, how Kaggle is retried.
+
+    data_dir, runs_dir, submissions_dir, reports_dir, cache_dir: folders (see the module docstring)
+    competition:    the name of a COMPETITIONS entry (checked when `competition()` is asked)
+    retry_attempts: attempts in all for a Kaggle request that keeps failing transiently (>= 1)
+    retry_base_s:   seconds before the first retry; each later wait doubles
+    net_timeout_s:  seconds one request may wait for the server
+    """
+
+    data_dir: Path
+    runs_dir: Path
+    submissions_dir: Path
+    reports_dir: Path
+    cache_dir: Path
+    competition: str
+    retry_attempts: int
+    retry_base_s: float
+    net_timeout_s: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides) -> Settings:
+        """Settings from the KIT_* variables of `environ` (defaults for those unset or empty),
+        with `overrides` (field=value) on top; an override of None counts as not given."""
+        values = {name: environ.get(var) or None for name, var in _ENV.items()}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(overrides) - set(_ENV)
+        assert not unknown, f"not a setting: {sorted(unknown)}"
+        return cls(
+            **{name: _path(values[name], ROOT / default) for name, default in _DIR_DEFAULTS.items()},
+            competition=str(values["competition"] or DEFAULT_COMPETITION),
+            retry_attempts=max(1, _number(values, "retry_attempts", int, RETRY_ATTEMPTS)),
+            retry_base_s=_number(values, "retry_base_s", float, RETRY_BASE_S),
+            net_timeout_s=_number(values, "net_timeout_s", float, NET_TIMEOUT_S),
+        )
+
+
+_ENV = {  # Settings field -> the variable it is read from
+    "data_dir": "KIT_DATA_DIR", "runs_dir": "KIT_RUNS_DIR", "submissions_dir": "KIT_SUBMISSIONS_DIR",
+    "reports_dir": "KIT_REPORTS_DIR", "cache_dir": "KIT_CACHE_DIR", "competition": "KIT_COMPETITION",
+    "retry_attempts": "KIT_RETRY_ATTEMPTS", "retry_base_s": "KIT_RETRY_BASE_S",
+    "net_timeout_s": "KIT_NET_TIMEOUT_S",
+}
+_DIR_DEFAULTS = {"data_dir": "data", "runs_dir": "runs", "submissions_dir": "submissions",
+                 "reports_dir": "reports", "cache_dir": ".cache"}  # under ROOT
+
+
+def _path(value, default: Path) -> Path:
+    return Path(value).expanduser() if value is not None else default
+
+
+def _number(values: dict, name: str, kind: type, default):
+    value = values[name]
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise KitError(f"{_ENV[name]} must be {'an integer' if kind is int else 'a number'}, "
+                       f"got {value!r}") from None
+
+
+# The active settings, innermost last: a plain list, not a ContextVar, so that threads a
+# command starts (data loaders, the emulator) see the same settings as the command.
+_active: list[Settings] = []
+
+
+@contextmanager
+def activate(s: Settings) -> Iterator[Settings]:
+    """Make `s` what `settings()` returns inside the block (nestable; the previous one is back after)."""
+    _active.append(s)
+    try:
+        yield s
+    finally:
+        _active.pop()  # `with` blocks nest, so the innermost one is ours
+
+
+def settings() -> Settings:
+    """The active Settings, or, with none active, Settings.from_env() read now."""
+    return _active[-1] if _active else Settings.from_env()
+
+
 def competition(name: str | None = None) -> Competition:
-    """The competition spec named by `name`, else $KIT_COMPETITION, else the real one."""
-    name = name or os.environ.get("KIT_COMPETITION") or DEFAULT_COMPETITION
+    """The competition spec named by `name`, else by the settings (KIT_COMPETITION), else the real one."""
+    name = name or settings().competition
     try:
         return COMPETITIONS[name]
     except KeyError:
@@ -73,13 +174,8 @@ def competition(name: str | None = None) -> Competition:
         raise KitError(f"unknown competition {name!r}; known: {known}") from None
 
 
-def _dir(env: str, default: Path) -> Path:
-    value = os.environ.get(env)
-    return Path(value).expanduser() if value else default
-
-
 def data_dir() -> Path:
-    return _dir("KIT_DATA_DIR", ROOT / "data")
+    return settings().data_dir
 
 
 def raw_dir() -> Path:
@@ -93,19 +189,19 @@ def array_cache_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    return _dir("KIT_RUNS_DIR", ROOT / "runs")
+    return settings().runs_dir
 
 
 def submissions_dir() -> Path:
-    return _dir("KIT_SUBMISSIONS_DIR", ROOT / "submissions")
+    return settings().submissions_dir
 
 
 def reports_dir() -> Path:
-    return _dir("KIT_REPORTS_DIR", ROOT / "reports")
+    return settings().reports_dir
 
 
 def cache_dir() -> Path:
-    return _dir("KIT_CACHE_DIR", ROOT / ".cache")
+    return settings().cache_dir
 
 
 def ledger_path() -> Path:
