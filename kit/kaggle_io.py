@@ -14,9 +14,11 @@ Faults become KitError subclasses with a message that says what to do:
     KaggleTransientError  HTTP 429 / 5xx / network error / dropped connection, still failing
                           after bounded retries with exponential backoff (Retry-After honoured)
 
-Retries: KIT_RETRY_ATTEMPTS attempts in all [5], waits KIT_RETRY_BASE_S * 2**n seconds
-[1 s, capped at 30 s] or what Retry-After asks (capped at 120 s). The client's own retry
-loop inside downloads is switched off so that this one policy applies everywhere.
+Retries: `retry_attempts` attempts in all, waits `retry_base_s` * 2**n seconds (capped at
+30 s) or what Retry-After asks (capped at 120 s); every request times out after
+`net_timeout_s` (all three are kit.config.Settings, env KIT_RETRY_ATTEMPTS, KIT_RETRY_BASE_S,
+KIT_NET_TIMEOUT_S). The client's own retry loop inside downloads is switched off so that this
+one policy applies everywhere.
 
 The API key is never printed: every message built from a client error is scrubbed.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from kit import config
 from kit.errors import KitError
+from kit.io import exclusive, utc_now
 
 TOKEN_HELP = ("create a token on kaggle.com (Settings -> API -> Create New Token), save the "
               "downloaded kaggle.json as ~/.kaggle/kaggle.json and run `chmod 600 ~/.kaggle/kaggle.json`; "
@@ -44,10 +47,6 @@ TOKEN_HELP = ("create a token on kaggle.com (Settings -> API -> Create New Token
 PAGE_SIZE = 100  # submissions / leaderboard rows per request
 MAX_PAGES = 50
 RETRY_AFTER_CAP_S = 120.0
-# seconds a single request may wait for the server (connect, or between bytes read). The client
-# sends some requests (the submission file's PUT among them) with no timeout at all, so one
-# stalled connection would hang `kit submit` forever; env KIT_NET_TIMEOUT_S overrides.
-NET_TIMEOUT_S = 60.0
 BACKOFF_CAP_S = 30.0
 # how Kaggle words a refusal at the daily limit ("... used its daily Submission allowance ...")
 LIMIT_WORDS = ("allowance", "daily submission", "submission limit")
@@ -99,25 +98,12 @@ def _slug() -> str:
     return config.competition().slug
 
 
-# ============================================================================ settings from the environment
-
-def retry_attempts() -> int:
-    return max(1, int(os.environ.get("KIT_RETRY_ATTEMPTS", "5")))
-
-
-def retry_base_s() -> float:
-    return float(os.environ.get("KIT_RETRY_BASE_S", "1.0"))
-
-
 # ============================================================================ the client
-
-def net_timeout_s() -> float:
-    return float(os.environ.get("KIT_NET_TIMEOUT_S", NET_TIMEOUT_S))
-
 
 @contextlib.contextmanager
 def _request_timeout():
-    """Give every request the client makes inside this block a timeout (where it set none).
+    """Give every request the client makes inside this block a timeout (where it set none):
+    the settings' net_timeout_s, in seconds.
 
     kaggle 2.x uploads the submission file with `requests.Session.put(url, data=reader)` and
     no timeout, so a server that stops answering would hold `kit submit` for ever. With a
@@ -126,10 +112,11 @@ def _request_timeout():
     import requests
 
     original = requests.Session.request
+    timeout_s = config.settings().net_timeout_s
 
     def request(self, method, url, **kwargs):
         if kwargs.get("timeout") is None:
-            kwargs["timeout"] = net_timeout_s()
+            kwargs["timeout"] = timeout_s
         return original(self, method, url, **kwargs)
 
     requests.Session.request = request
@@ -307,7 +294,8 @@ def _with_retries(fn, doing: str):
     """
     import tenacity
 
-    attempts = retry_attempts()
+    policy = config.settings()
+    attempts = policy.retry_attempts
 
     def once():
         try:
@@ -320,7 +308,7 @@ def _with_retries(fn, doing: str):
         err = state.outcome.exception()
         if isinstance(err, KaggleTransientError) and err.retry_after is not None:
             return min(err.retry_after, RETRY_AFTER_CAP_S)
-        return min(retry_base_s() * 2 ** (state.attempt_number - 1), BACKOFF_CAP_S)
+        return min(policy.retry_base_s * 2 ** (state.attempt_number - 1), BACKOFF_CAP_S)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         print(f"{state.outcome.exception()}; retrying in {state.next_action.sleep:.1f} s "
@@ -359,8 +347,8 @@ def download(force: bool = False, echo=print) -> str:
         return _already(slug)
     api = _client()
     user = api.config_values.get("username", "?")
-    config.data_dir().mkdir(parents=True, exist_ok=True)
-    with _exclusive(config.data_dir() / f".download-{slug}.lock"):
+    # one download per data folder at a time (two terminals running `make download`)
+    with exclusive(config.data_dir() / f".download-{slug}.lock"):
         # another `kit download` may have finished while we waited for the lock
         if data.is_installed() and not force:
             return _already(slug)
@@ -369,19 +357,6 @@ def download(force: bool = False, echo=print) -> str:
 
 def _already(slug: str) -> str:
     return f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """One download per data folder at a time (two terminals running `make download`)."""
-    import fcntl
-
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _download_locked(api, slug: str, user: str, force: bool, echo) -> str:
@@ -430,7 +405,7 @@ def submit(path: Path, message: str) -> int:
     api = _client()
     slug = _slug()
 
-    started = datetime.now(timezone.utc) - timedelta(seconds=RECENT_S)  # allow for clock skew
+    started = utc_now() - timedelta(seconds=RECENT_S)  # allow for clock skew
     attempts = [0]
 
     def once() -> int:
