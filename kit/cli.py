@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from kit import config, runs
+from kit import config, models, runs
 from kit.errors import KitError
 
 
@@ -90,7 +90,8 @@ def fixture(out: Path | None):
 
 
 @cli.command("runs")
-@click.option("--model", default=None, help="Only this model's runs.")
+@click.option("--model", default=None, type=click.Choice([*models.names(), "ensemble"]),
+              help="Only this model's runs.")
 @click.option("--all", "show_all", is_flag=True, help="Include unfinished (crashed or running) runs.")
 def list_runs(model: str | None, show_all: bool):
     """List training runs with their validation accuracy."""
@@ -111,10 +112,6 @@ def train():
     """Train a model; each run writes a folder under runs/."""
 
 
-# `kit train scratch` (kit.scratch) and `kit train cnn` (kit.cnn) are defined below.
-
-# ---------------------------------------------------------------------------- shared by the train commands
-
 def _refuse_overrides_on_resume(names: list[str]) -> None:
     """--resume continues with the run's saved settings: refuse any also given on the command line."""
     ctx = click.get_current_context()
@@ -125,13 +122,11 @@ def _refuse_overrides_on_resume(names: list[str]) -> None:
                        f"drop {flags} (or start a new run without --resume)")
 
 
-def _after_training(run: runs.Run, time_key: str, report: bool) -> None:
+def _after_training(run: runs.Run, report: bool) -> None:
     """Print a finished run's headline numbers and folder; write its report if asked."""
     m = run.metrics
-    # the CNN may keep the last epoch rather than the best (--keep); say which one the model is
-    kept = f"kept epoch {m['kept_epoch']}" if "kept_epoch" in m else f"best epoch {m['best_epoch']}"
     click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-               f"{kept}/{m['epochs_run']}  training {m[time_key]:.1f}s")
+               f"kept epoch {m['kept_epoch']}/{m['epochs_run']}  training {m['train_time_s']:.1f}s")
     click.echo(f"run folder: {run.path}")
     if report:
         try:
@@ -144,52 +139,6 @@ def _after_training(run: runs.Run, time_key: str, report: bool) -> None:
             raise KitError(f"the run finished ({run.path}) but its report failed: "
                            f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
         click.echo(f"report: {out}")
-
-# ---------------------------------------------------------------------------- train scratch
-# (owned by the scratch network; see kit/scratch.py)
-
-def _hparam_options(config_cls, presets: dict):
-    """A decorator adding one option per field of a model's config dataclass (--batch-size,
-    --hidden 1024,1024, --augment/--no-augment, ...), default None = keep the preset's value.
-    The dataclass is the one home of every setting; the help shows each preset's value."""
-    import dataclasses
-
-    def decorate(f):
-        defaults = config_cls()
-        for fld in reversed(dataclasses.fields(config_cls)):
-            if not fld.metadata.get("cli", True):
-                continue
-            flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
-            per_preset = {p: _fmt_hparam(v.get(fld.name, value)) for p, v in presets.items()}
-            if len(set(per_preset.values())) == 1:
-                help_ = f"{fld.metadata['help']}  [default: {_fmt_hparam(value)}]"
-            else:
-                help_ = f"{fld.metadata['help']}  [{', '.join(f'{p}: {v}' for p, v in per_preset.items())}]"
-            if isinstance(value, bool):
-                opt = click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
-            elif isinstance(value, tuple):
-                opt = click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_,
-                                   callback=_parse_widths)
-            elif "choices" in fld.metadata:
-                opt = click.option(flag, fld.name, default=None, help=help_,
-                                   type=click.Choice(fld.metadata["choices"]))
-            else:
-                opt = click.option(flag, fld.name, default=None, type=type(value), help=help_)
-            f = opt(f)
-        return f
-    return decorate
-
-
-def _scratch_config():
-    from kit.scratch import PRESETS, ScratchConfig
-
-    return ScratchConfig, PRESETS
-
-
-def _cnn_config():
-    from kit.cnn import ARCH_PRESETS, CNNConfig
-
-    return CNNConfig, ARCH_PRESETS
 
 
 def _fmt_hparam(v) -> str:
@@ -205,56 +154,59 @@ def _parse_widths(ctx, param, value):
         raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024")
 
 
-@train.command("scratch")
-@click.option("--preset", default="default", show_default=True,
-              help="Starting hyper-parameters: seed (the reference recipe), default (fast), best (slow, strongest).")
-@_hparam_options(*_scratch_config())
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue an interrupted scratch run folder from its last checkpoint (uses its saved settings).")
-@click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@data_dir_option
-@competition_option
-def train_scratch(preset: str, resume: Path | None, report: bool, quiet: bool, **hparams):
-    """Train the from-scratch NumPy network (kit/scratch.py) and write a run folder."""
-    from kit import scratch
-
-    if resume is not None:
-        _refuse_overrides_on_resume([*hparams, "preset"])
-        cfg = None
+def _hparam_option(fld, defaults, presets: dict):
+    """One option for one config field (--batch-size, --hidden 1024,1024, --augment/--no-augment),
+    default None = keep the preset's value; the help shows each preset's value where they differ."""
+    flag, value = "--" + fld.name.replace("_", "-"), getattr(defaults, fld.name)
+    per_preset = {p: _fmt_hparam(v.get(fld.name, value)) for p, v in presets.items()}
+    if len(set(per_preset.values())) == 1:
+        help_ = f"{fld.metadata['help']}  [default: {_fmt_hparam(value)}]"
     else:
-        cfg = scratch.make_config(preset, **hparams)
-    run = scratch.train(cfg, resume=resume, progress=not quiet)
-    _after_training(run, 'wall_time_s', report)
+        help_ = f"{fld.metadata['help']}  [{', '.join(f'{p}: {v}' for p, v in per_preset.items())}]"
+    if isinstance(value, bool):
+        return click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
+    if isinstance(value, tuple):
+        return click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_, callback=_parse_widths)
+    if fld.metadata.get("choices"):
+        return click.option(flag, fld.name, default=None, help=help_, type=click.Choice(fld.metadata["choices"]))
+    return click.option(flag, fld.name, default=None, type=type(value), help=help_)
 
-# ---------------------------------------------------------------------------- train cnn
-# (owned by the CNN; see kit/cnn.py)
 
-@train.command("cnn")
-@click.option("--arch", default=None, metavar="NAME",
-              help="Architecture: default (batch-norm, strided convs) or seed (the reference kernel).  "
-                   "[default: default]")
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-@_hparam_options(*_cnn_config())
-@click.option("--resume", default=None, metavar="RUN",
-              help="Continue an interrupted cnn run (folder or name) after its last saved epoch, "
-                   "with its saved settings.")
-@click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
-@data_dir_option
-@competition_option
-def train_cnn(arch: str | None, seed: int, resume: str | None, report: bool, quiet: bool, **hparams):
-    """Train the augmented Keras CNN (kit/cnn.py) and write a run folder."""
-    from kit import cnn
+def _train_command(model: models.Model) -> None:
+    """`kit train <model>`: an option per field of the model's config dataclass (its one home)."""
+    import dataclasses
 
-    if resume is not None:
-        _refuse_overrides_on_resume([*hparams, "seed"])
-        # --arch is allowed with --resume: it is checked against the run's checkpoint
-        cfg = cnn.make_config(arch) if arch is not None else None
-    else:
-        cfg = cnn.make_config(arch or "default", seed=seed, **hparams)
-    run = cnn.train(cfg, resume=resume, verbose=0 if quiet else None)
-    _after_training(run, 'train_time_s', report)
+    def command(preset: str, resume: str | None, report: bool, quiet: bool, **hparams):
+        from kit import training
+
+        if resume is not None:
+            _refuse_overrides_on_resume([*hparams, "preset"])
+            cfg = None
+        else:
+            cfg = model.make_config(preset, **hparams)
+        _after_training(training.train(model.name, cfg, resume=resume, progress=not quiet), report)
+
+    command.__doc__ = f"Train {model.summary} (kit/models/{model.name}.py) and write a run folder."
+    command.__name__ = f"train_{model.name}"
+    options = [
+        click.option("--preset", default="default", show_default=True, metavar="NAME",
+                     help=f"Starting hyper-parameters: {', '.join(model.presets)}."),
+        *[_hparam_option(f, model.config_cls(), model.presets)
+          for f in dataclasses.fields(model.config_cls) if f.metadata.get("cli", True)],
+        click.option("--resume", default=None, metavar="RUN",
+                     help=f"Continue an interrupted {model.name} run (folder or name) from its last "
+                          f"checkpoint, with its saved settings."),
+        click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends."),
+        click.option("--quiet", is_flag=True, help="No progress output."),
+        data_dir_option, competition_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    train.command(model.name)(command)
+
+
+for _model in models.MODELS.values():
+    _train_command(_model)
 
 # ============================================================================ ensemble, submissions, ledger
 # (owned by kit/ensemble.py, kit/submit.py, kit/ledger.py)

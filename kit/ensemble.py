@@ -33,32 +33,22 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kit import config, runs
+from kit import config, io, metrics, models, runs
 from kit.errors import KitError
+from kit.metrics import accuracy, log_loss
 from kit.runs import Run
 
 WEIGHTS = "weights.json"
-MODELS = ("scratch", "cnn")  # the models whose latest runs form the default ensemble
 
 
 @dataclass
 class EnsembleConfig:
     min_gain: float = 1e-4   # log-loss (nats) fitted weights must save over equal weights to be kept
-    eps: float = 1e-12       # floor under probabilities before log (a member can say exactly 0)
+    eps: float = metrics.EPS  # floor under probabilities before log (a member can say exactly 0)
     maxiter: int = 200       # L-BFGS iterations; K is tiny, it converges in tens
 
 
 # ----------------------------------------------------------------------------- maths
-
-def log_loss(proba: np.ndarray, y: np.ndarray, eps: float = EnsembleConfig.eps) -> float:
-    """Mean negative log-likelihood (nats). proba: (n, 10) float, y: (n,) int labels."""
-    return float(-np.mean(np.log(np.maximum(proba[np.arange(len(y)), y], eps))))
-
-
-def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows whose most probable class is the label. proba: (n, 10), y: (n,)."""
-    return float(np.mean(proba.argmax(axis=1) == y))
-
 
 def combine(probas: np.ndarray, w: np.ndarray) -> np.ndarray:
     """sum_k w_k P_k. probas: (K, n, 10), w: (K,) -> (n, 10) float64 (runs store float32)."""
@@ -100,7 +90,7 @@ def default_members(cnn_seeds: int | None = None) -> list[Run]:
                            f"finished; train more (`make train-ensemble SEEDS={cnn_seeds}`)")
         scratch = runs.latest("scratch")
         return ([scratch] if scratch else []) + cnn
-    return [r for r in (runs.latest(m) for m in MODELS) if r is not None]
+    return [r for r in (runs.latest(m) for m in models.names()) if r is not None]
 
 
 def check_compatible(members: Sequence[Run]) -> dict:
@@ -140,7 +130,7 @@ def _validation_labels(shared: dict) -> np.ndarray:
     from kit import data
 
     ds, sp = data.load_split()
-    if ds.checksum != shared["data_checksum"] or sp.hash != shared["split_hash"]:
+    if metrics.mismatch(shared, metrics.identity(ds.checksum, sp.hash)):
         raise KitError(
             f"the installed data (checksum {ds.checksum}, split {sp.hash}) is not what the runs were "
             f"trained on (checksum {shared['data_checksum']}, split {shared['split_hash']}); point "
@@ -216,7 +206,7 @@ def build(run_refs: Sequence[str] | None = None, cnn_seeds: int | None = None,
 
     run = runs.create("ensemble", seed=0)
     run.write_config({"model": "ensemble", "seed": 0, "members": names, **asdict(cfg)})
-    runs.write_json(run.file(WEIGHTS), {"method": method,
+    io.write_json(run.file(WEIGHTS), {"method": method,
                                         "weights": {n: float(wk) for n, wk in zip(names, w)}})
     run.write_predictions(val_proba, test_proba)
     run.finish({

@@ -1,4 +1,4 @@
-"""The Keras CNN (kit/cnn.py) on the fixture competition: tiny widths, 1-3 epochs.
+"""The Keras CNN (kit/models/cnn.py) on the fixture competition: tiny widths, 1-3 epochs.
 
 Each test checks behaviour against something independent of the code under test: the
 labels from kit.data, the closed-form schedule, a second identical run, exact CLI output.
@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from kit import cnn, data, runs
+from kit import data, models, runs, training
+from kit.models import cnn
 from kit.cli import cli
 from kit.errors import KitError
 
@@ -24,8 +25,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 TINY = dict(width=4, batch_size=32, max_train=256, patience=0)
 
 
-def tiny(arch="default", **kw):
-    return cnn.make_config(arch, **{**TINY, **kw})
+CNN = models.get("cnn")
+
+
+def tiny(preset="default", **kw):
+    return CNN.make_config(preset, **{**TINY, **kw})
+
+
+def train(cfg):
+    return training.train("cnn", cfg, progress=False)
 
 
 def invoke(*args):
@@ -46,20 +54,20 @@ def test_each_arch_maps_images_to_class_probabilities(arch):
 
 
 def test_default_arch_at_full_width_has_about_290k_parameters():
-    n = cnn.build_model(cnn.make_config()).count_params()
+    n = cnn.build_model(CNN.make_config()).count_params()
     assert 250_000 < n < 330_000, n
 
 
-def test_growth_sets_the_second_block_and_the_seed_preset_keeps_the_reference_widths():
+def test_growth_sets_the_second_block_and_the_reference_preset_keeps_the_reference_widths():
     import keras
 
     def conv_filters(cfg):
         return [layer.filters for layer in cnn.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)]
 
-    assert conv_filters(cnn.make_config(width=8, growth=2)) == [8, 8, 8, 16, 16, 16, 32]
-    assert conv_filters(cnn.make_config()) == [16, 16, 16, 64, 64, 64, 128]
-    assert conv_filters(cnn.make_config("seed")) == [32, 32, 64, 64]
-    dense = [layer.units for layer in cnn.build_model(cnn.make_config("seed")).layers
+    assert conv_filters(CNN.make_config("default", width=8, growth=2)) == [8, 8, 8, 16, 16, 16, 32]
+    assert conv_filters(CNN.make_config()) == [16, 16, 16, 64, 64, 64, 128]
+    assert conv_filters(CNN.make_config("reference")) == [32, 32, 64, 64]
+    dense = [layer.units for layer in cnn.build_model(CNN.make_config("reference")).layers
              if isinstance(layer, keras.layers.Dense)]
     assert dense == [256, 10]
 
@@ -108,7 +116,7 @@ def test_training_steps_lower_the_loss(arch, fixture_data):
 
 
 def test_augmentation_is_the_named_reference_pipeline():
-    aug = cnn.augmentation(cnn.CNNConfig())
+    aug = cnn.augmentation(cnn.Config())
     assert aug.name == "augmentation"
     rot, zoom, shift = aug.layers
     assert [type(l).__name__ for l in aug.layers] == ["RandomRotation", "RandomZoom", "RandomTranslation"]
@@ -121,7 +129,7 @@ def test_augmentation_is_the_named_reference_pipeline():
 def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fixture_data):
     ds, _ = data.load_split()
     x = ds.X_train[:16].astype(np.float32)[..., None] / 255
-    aug = cnn.augmentation(cnn.CNNConfig(seed=3))
+    aug = cnn.augmentation(cnn.Config(seed=3))
     trained = np.asarray(aug(x, training=True))
     assert trained.shape == x.shape and trained.dtype == np.float32
     assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0        # every image moved
@@ -192,7 +200,7 @@ def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture
     model = cnn.build_model(tiny())
     sharp = model.predict(cnn.eval_dataset(X), verbose=0)
     assert cnn.eval_blur(tiny()) == 0.25 and cnn.eval_blur(tiny(augment=False)) == 0.0
-    assert cnn.eval_blur(cnn.make_config("seed")) == 0.0          # the reference kernel stays as it was
+    assert cnn.eval_blur(CNN.make_config("reference")) == 0.0          # the reference kernel stays as it was
     np.testing.assert_allclose(cnn.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
     # the same smoothing done independently in NumPy: a separable [b, 1-2b, b] pass per axis
     b, x = 0.25, np.pad(X.astype(np.float64) / 255, ((0, 0), (1, 1), (1, 1)))
@@ -232,11 +240,11 @@ def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
 
 
 def test_cosine_schedule_closed_form():
-    cfg = cnn.make_config(lr=1e-2, lr_min=0.0, epochs=10)
+    cfg = CNN.make_config("default", lr=1e-2, lr_min=0.0, epochs=10)
     assert cnn.lr_at(cfg, 0) == pytest.approx(1e-2)
     assert cnn.lr_at(cfg, 5) == pytest.approx(5e-3)                 # half-way: half the rate
     assert cnn.lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
-    exp = cnn.make_config(lr=1e-2, lr_schedule="exponential", lr_decay=0.5, lr_min=1e-3)
+    exp = CNN.make_config("default", lr=1e-2, lr_schedule="exponential", lr_decay=0.5, lr_min=1e-3)
     assert [cnn.lr_at(exp, k) for k in range(5)] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 1e-3])
 
 
@@ -244,7 +252,7 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
     """The reference annealer watched `val_acc`, which Keras never logs: the rate never fell."""
     import keras
 
-    cfg = tiny("seed", lr=1e-3, lr_decay=0.5, plateau_patience=2)
+    cfg = tiny("reference", lr=1e-3, lr_decay=0.5, plateau_patience=2)
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
     (plateau,) = [c for c in cnn._callbacks(runs.Run(None), cfg, [], {}) if "Plateau" in type(c).__name__]
@@ -265,7 +273,7 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
 def trained(fixture_data):
     """One tiny finished run (3 epochs) and its config."""
     cfg = tiny(seed=5, epochs=3, lr=5e-3)
-    return cnn.train(cfg, verbose=0), cfg
+    return train(cfg), cfg
 
 
 def test_run_folder_follows_the_format(trained):
@@ -273,7 +281,7 @@ def test_run_folder_follows_the_format(trained):
     ds, sp = data.load_split()
     conf = run.config
     assert conf["model"] == "cnn" and conf["arch"] == "default" and conf["seed"] == 5
-    assert {f.name for f in dataclasses.fields(cnn.CNNConfig)} <= set(conf)
+    assert {f.name for f in dataclasses.fields(cnn.Config)} <= set(conf)
     hist = pd.read_csv(run.file(runs.HISTORY))
     assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert hist["epoch"].tolist() == [1, 2, 3] and hist.notna().all().all()
@@ -282,7 +290,7 @@ def test_run_folder_follows_the_format(trained):
     assert test.shape == (len(ds.X_test), 10) and test.dtype == np.float32
     np.testing.assert_allclose(val.sum(1), 1, rtol=1e-4)
     m = run.metrics
-    for key in ("model", "seed", "arch", "val_accuracy", "val_loss", "wall_time_s", "data_checksum",
+    for key in ("model", "seed", "arch", "val_accuracy", "val_loss", "wall_time_s", "train_time_s", "data_checksum",
                 "split_hash", "n_val", "n_test", "epochs_run", "best_epoch", "inference_s"):
         assert key in m, key
     assert "time_to_99_4_s" in m
@@ -307,10 +315,10 @@ def test_logged_learning_rate_is_the_schedules(trained):
 
 def test_same_seed_same_predictions(trained):
     run, cfg = trained
-    again = cnn.train(cfg, verbose=0)
+    again = train(cfg)
     np.testing.assert_array_equal(run.test_proba(), again.test_proba())
     np.testing.assert_array_equal(run.val_proba(), again.val_proba())
-    other = cnn.train(dataclasses.replace(cfg, seed=6), verbose=0)
+    other = train(dataclasses.replace(cfg, seed=6))
     assert not np.array_equal(run.test_proba(), other.test_proba())
 
 
@@ -335,7 +343,7 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
     monkeypatch.setattr(cnn, "_callbacks", lambda *a: [*real(*a), CtrlC()])
     cfg = tiny(seed=7, epochs=3)
     with pytest.raises(KitError, match=r"interrupted after epoch 1 of 3; continue with: kit train cnn --resume "):
-        cnn.train(cfg, verbose=0)
+        train(cfg)
     (run,) = runs.all_runs(model="cnn", finished=False)
     first = run.history()
     assert first["epoch"].tolist() == [1] and run.file(cnn.CHECKPOINT).exists() and not run.finished
@@ -366,15 +374,15 @@ def test_cli_trains_and_prints_the_run(fixture_data):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--arch", "resnet"], "Error: unknown architecture 'resnet'; choose one of: default, seed\n"),
-    (["--lr", "0"], "Error: invalid --lr 0.0: must be > 0\n"),
-    (["--epochs", "0"], "Error: invalid --epochs 0: must be at least 1\n"),
-    (["--growth", "0"], "Error: invalid --growth 0: must be at least 1\n"),
-    (["--dropout", "1.5"], "Error: invalid --dropout 1.5: must be in [0, 1)\n"),
-    (["--blur", "0.5"], "Error: invalid --blur 0.5: must be between 0 and 1/3 (1/3: a 3x3 box filter)\n"),
-    (["--lr-min", "1"], "Error: invalid --lr-min 1.0: must be between 0 and --lr (0.002)\n"),
-    (["--clean-fraction", "1"], "Error: invalid --clean-fraction 1.0: must be in [0, 1)\n"),
-    (["--bn-refresh", "-1"], "Error: invalid --bn-refresh -1: must be 0 or more\n"),
+    (["--preset", "resnet"], "Error: unknown preset 'resnet'; choose one of: reference, default, best\n"),
+    (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
+    (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
+    (["--growth", "0"], "Error: --growth must be at least 1 (got 0)\n"),
+    (["--dropout", "1.5"], "Error: --dropout must be in [0, 1) (got 1.5)\n"),
+    (["--blur", "0.5"], "Error: --blur must be between 0 and 1/3 (1/3: a 3x3 box filter) (got 0.5)\n"),
+    (["--lr-min", "1"], "Error: --lr-min must be between 0 and --lr (0.002) (got 1.0)\n"),
+    (["--clean-fraction", "1"], "Error: --clean-fraction must be in [0, 1) (got 1.0)\n"),
+    (["--bn-refresh", "-1"], "Error: --bn-refresh must be 0 or more (got -1)\n"),
 ])
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
     result = invoke("train", "cnn", *args)
@@ -394,14 +402,14 @@ def test_cli_mirrored_without_gpu_is_refused(fixture_data):
 def test_resume_refuses_other_models_archs_options_and_finished_runs(trained, tmp_path):
     run, _ = trained
     result = invoke("train", "cnn", "--resume", str(run.path))
-    assert result.output == f"Error: {run.path} already finished; start a new run instead of resuming it\n"
+    assert result.output == f"Error: {run.path} already finished; there is nothing to resume (start a new run)\n"
 
     unfinished = runs.create("cnn", 1)
     unfinished.write_config({"model": "cnn", **dataclasses.asdict(tiny())})
-    result = invoke("train", "cnn", "--resume", str(unfinished.path), "--arch", "seed")
+    result = invoke("train", "cnn", "--resume", str(unfinished.path), "--preset", "reference")
     assert result.exit_code == 1
-    assert result.output == (f"Error: {unfinished.path} holds a checkpoint of architecture 'default', not "
-                             f"'seed'; resume it without --arch or start a new run\n")
+    assert result.output == ("Error: --resume continues a run with the settings it was started with; "
+                             "drop --preset (or start a new run without --resume)\n")
 
     result = invoke("train", "cnn", "--resume", str(unfinished.path), "--epochs", "9", "--seed", "2")
     assert result.output == ("Error: --resume continues a run with the settings it was started with; "

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kit import runs, scratch
+from kit import models, runs, training
+from kit.models import scratch, scratch_augment
 from kit.cli import cli
 from kit.errors import KitError
 
@@ -173,7 +174,7 @@ def test_adam():
 
 
 def test_learning_rate_warmup_then_cosine():
-    cfg = scratch.make_config("default", lr=1.0, min_lr_ratio=0.0)
+    cfg = models.get("scratch").make_config("default", lr=1.0, min_lr_ratio=0.0)
     lrs = [scratch.learning_rate(s, 110, 10, cfg) for s in range(110)]
     assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
     assert lrs[10] == pytest.approx(1.0) and lrs[60] == pytest.approx(0.5)
@@ -192,30 +193,30 @@ def digits(n=16) -> np.ndarray:
 def test_zero_shift_is_the_identity():
     X = digits()
     zero = np.zeros(len(X), int)
-    assert np.array_equal(scratch.shift_images(X, zero, zero, 2), X)
+    assert np.array_equal(scratch_augment.shift_images(X, zero, zero, 2), X)
     zf = np.zeros(len(X), np.float32)
-    assert np.array_equal(scratch.affine_images(X, zf, zf + 1, zf, zf), X)
-    assert scratch.augment(X, np.random.default_rng(0), shift=0) is X
+    assert np.array_equal(scratch_augment.affine_images(X, zf, zf + 1, zf, zf), X)
+    assert scratch_augment.augment(X, np.random.default_rng(0), shift=0) is X
 
 
 def test_shift_moves_pixels_by_whole_pixels():
     X = digits(2)
-    out = scratch.shift_images(X, np.array([2, -1]), np.array([-2, 1]), 2)
+    out = scratch_augment.shift_images(X, np.array([2, -1]), np.array([-2, 1]), 2)
     assert np.array_equal(out[0, 2:, :-2], X[0, :-2, 2:]) and not out[0, :2].any()
     assert np.array_equal(out[1, :-1, 1:], X[1, 1:, :-1])
     # the affine path agrees with the exact shift for a pure translation
     one = np.ones(2, np.float32)
-    assert np.array_equal(scratch.affine_images(X, 0 * one, one, np.array([2, -1], np.float32),
+    assert np.array_equal(scratch_augment.affine_images(X, 0 * one, one, np.array([2, -1], np.float32),
                                                 np.array([-2, 1], np.float32)), out)
 
 
 def test_random_shifts_keep_shape_dtype_and_order():
     X = digits(32)
-    out = scratch.augment(X, np.random.default_rng(5), shift=2)
+    out = scratch_augment.augment(X, np.random.default_rng(5), shift=2)
     assert out.shape == X.shape and out.dtype == np.uint8
     # each output is its own input moved by some (dy, dx) in [-2, 2]^2: order (and labels) kept
     for i in range(len(X)):
-        candidates = [scratch.shift_images(X[i:i + 1], np.array([dy]), np.array([dx]), 2)[0]
+        candidates = [scratch_augment.shift_images(X[i:i + 1], np.array([dy]), np.array([dx]), 2)[0]
                       for dy in range(-2, 3) for dx in range(-2, 3)]
         assert any(np.array_equal(out[i], c) for c in candidates), i
     assert not np.array_equal(out, X)
@@ -230,7 +231,7 @@ def centre_of_mass(X: np.ndarray) -> np.ndarray:
 
 def test_random_affine_keeps_shape_dtype_and_order():
     X = digits(32)
-    out = scratch.augment(X, np.random.default_rng(5), shift=2, rotate=10, scale=0.1)
+    out = scratch_augment.augment(X, np.random.default_rng(5), shift=2, rotate=10, scale=0.1)
     assert out.shape == X.shape and out.dtype == np.uint8
     # image i stays digit i: ink within +-25 % (zoom 1 +- 0.1 scales area by at most 21 %),
     # centre moved by at most the shift plus what a 10-degree turn and 10 % zoom move it
@@ -246,8 +247,8 @@ def test_random_affine_keeps_shape_dtype_and_order():
 TINY = dict(hidden=(32,), epochs=3, batch_size=64, dropout=0.1, shift=2.0, warmup_epochs=0.5, threads=1)
 
 
-def tiny(**kw) -> scratch.ScratchConfig:
-    return scratch.make_config("default", **{**TINY, **kw})
+def tiny(**kw) -> scratch.Config:
+    return models.get("scratch").make_config("default", **{**TINY, **kw})
 
 
 def test_small_network_fits_200_samples(fixture_data):
@@ -270,10 +271,10 @@ def test_small_network_fits_200_samples(fixture_data):
 
 
 def test_run_folder_in_the_shared_format(fixture_data):
-    run = scratch.train(tiny(), progress=False)
+    run = training.train("scratch", tiny(), progress=False)
     assert run.finished and run.name.startswith("scratch-")
     m = run.metrics
-    for key in ("model", "seed", "preset", "val_accuracy", "val_loss", "wall_time_s", "data_checksum",
+    for key in ("model", "seed", "preset", "val_accuracy", "val_loss", "wall_time_s", "train_time_s", "data_checksum",
                 "split_hash", "n_val", "n_test", "epochs_run", "best_epoch"):
         assert key in m, key
     assert m["model"] == "scratch" and m["n_val"] == 120 and m["n_test"] == 597 and m["epochs_run"] == 3
@@ -302,14 +303,14 @@ def arrays(run: runs.Run) -> dict:
 
 
 def test_same_seed_same_bits_different_seed_differs(fixture_data):
-    a, b, c = (arrays(scratch.train(tiny(seed=s), progress=False)) for s in (7, 7, 8))
+    a, b, c = (arrays(training.train("scratch", tiny(seed=s), progress=False)) for s in (7, 7, 8))
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(a["W1"], c["W1"]) and not np.array_equal(a["val"], c["val"])
 
 
 def test_resume_after_interrupt_equals_the_uninterrupted_run(fixture_data, monkeypatch):
     cfg = tiny(epochs=4, optimizer="nesterov", lr=0.05)
-    whole = scratch.train(cfg, progress=False)
+    whole = training.train("scratch", cfg, progress=False)
 
     # Ctrl-C at the end of epoch 3, before its checkpoint: the resume must redo epoch 3
     real_evaluate, calls = scratch.evaluate, []
@@ -322,12 +323,12 @@ def test_resume_after_interrupt_equals_the_uninterrupted_run(fixture_data, monke
 
     monkeypatch.setattr(scratch, "evaluate", interrupt)
     with pytest.raises(KitError, match=r"interrupted during epoch 3; the checkpoint of epoch 2 is kept") as e:
-        scratch.train(cfg, progress=False)
+        training.train("scratch", cfg, progress=False)
     monkeypatch.setattr(scratch, "evaluate", real_evaluate)
     broken = runs.all_runs(finished=False)[-1]
     assert not broken.finished and f"--resume {broken.path}" in str(e.value)
 
-    resumed = scratch.train(None, resume=broken.path, progress=False)
+    resumed = training.train("scratch", resume=broken.path, progress=False)
     assert resumed.path == broken.path and resumed.finished
     a, b = arrays(whole), arrays(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -342,12 +343,12 @@ def invoke(*args):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--preset", "huge"], "Error: unknown preset 'huge'; choose one of: seed, default, best\n"),
-    (["--lr", "0"], "Error: --lr must be positive (got 0.0)\n"),
-    (["--epochs", "-3"], "Error: --epochs must be positive (got -3)\n"),
+    (["--preset", "huge"], "Error: unknown preset 'huge'; choose one of: reference, default, best\n"),
+    (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
+    (["--epochs", "-3"], "Error: --epochs must be at least 1 (got -3)\n"),
     (["--hidden", "512,0"], "Error: --hidden must be one or more positive layer widths, "
                             "e.g. 1024 or 1024,1024 (got (512, 0))\n"),
-    (["--batch-size", "-1"], "Error: --batch-size must not be negative (got -1)\n"),
+    (["--batch-size", "-1"], "Error: --batch-size must be 0 or more (got -1)\n"),
     (["--dropout", "1"], "Error: --dropout must be in [0, 1): it is the probability of dropping "
                          "a hidden unit (got 1.0)\n"),
     (["--dropout", "-0.1"], "Error: --dropout must be in [0, 1): it is the probability of dropping "
@@ -384,15 +385,15 @@ def test_cli_trains_and_reports_the_run(fixture_data):
 
 
 def test_resume_refuses_a_finished_run_and_other_data(fixture_data):
-    run = scratch.train(tiny(epochs=1), progress=False)
+    run = training.train("scratch", tiny(epochs=1), progress=False)
     with pytest.raises(KitError, match="already finished; there is nothing to resume"):
-        scratch.train(None, resume=run.path, progress=False)
+        training.train("scratch", resume=run.path, progress=False)
     # an unfinished run whose data was another competition's
     broken = runs.create("scratch", 1)
     broken.write_config({**run.config, "data_checksum": "0123456789abcdef"})
     (broken.path / scratch.CHECKPOINT).write_bytes(b"")
     with pytest.raises(KitError, match="was trained on other data"):
-        scratch.train(None, resume=broken.path, progress=False)
+        training.train("scratch", resume=broken.path, progress=False)
 
 
 def test_early_stopping_keeps_the_best_epochs_weights(fixture_data, monkeypatch):
@@ -403,19 +404,19 @@ def test_early_stopping_keeps_the_best_epochs_weights(fixture_data, monkeypatch)
 
     common = dict(patience=2, schedule="constant", warmup_epochs=0.0)
     monkeypatch.setattr(scratch, "evaluate", scripted([1.0, 0.5, 0.6, 0.7, 0.8]))
-    stopped = scratch.train(tiny(epochs=10, **common), progress=False)
+    stopped = training.train("scratch", tiny(epochs=10, **common), progress=False)
     assert (stopped.metrics["epochs_run"], stopped.metrics["best_epoch"]) == (4, 2)
     assert len(stopped.history()) == 4
     # a constant learning rate makes epochs 1-2 of any run the same: a 2-epoch run ends on them
     monkeypatch.setattr(scratch, "evaluate", scripted([1.0, 0.5]))
-    two = scratch.train(tiny(epochs=2, **common), progress=False)
+    two = training.train("scratch", tiny(epochs=2, **common), progress=False)
     a, b = arrays(stopped), arrays(two)
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_interrupt_while_writing_predictions_resumes_to_the_same_run(fixture_data, monkeypatch):
     cfg = tiny(epochs=2)
-    whole = scratch.train(cfg, progress=False)
+    whole = training.train("scratch", cfg, progress=False)
     real = scratch.predict_proba
 
     def interrupt(*a, **kw):
@@ -423,8 +424,8 @@ def test_interrupt_while_writing_predictions_resumes_to_the_same_run(fixture_dat
 
     monkeypatch.setattr(scratch, "predict_proba", interrupt)
     with pytest.raises(KitError, match="interrupted after training, while writing predictions"):
-        scratch.train(cfg, progress=False)
+        training.train("scratch", cfg, progress=False)
     monkeypatch.setattr(scratch, "predict_proba", real)
-    resumed = scratch.train(None, resume=runs.all_runs(finished=False)[-1].path, progress=False)
+    resumed = training.train("scratch", resume=runs.all_runs(finished=False)[-1].path, progress=False)
     a, b = arrays(whole), arrays(resumed)
     assert all(np.array_equal(a[k], b[k]) for k in a)

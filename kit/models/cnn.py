@@ -1,28 +1,26 @@
-"""The augmented Keras CNN: the kit's strong single model.
+"""The augmented Keras CNN: the kit's strong single model, read top to bottom as a keras-io
+example: settings, TensorFlow set-up, the network, the input pipeline and augmentation,
+prediction, then the training that kit.training calls (`fit`, `save`, `load`, `predict`).
 
-    cfg = cnn.make_config(arch="default", seed=1, epochs=30)
-    run = cnn.train(cfg)                       # -> runs/cnn-<stamp>-s1/
-    run = cnn.train(None, resume=run.path)     # continue a crashed / interrupted run
-
-Architectures (by name, `ARCHS`):
-    seed     the reference Kaggle kernel (Conv32 5x5 x2 -> pool -> Conv64 3x3 x2 -> pool ->
-             Dense 256), with its two bugs fixed: every epoch sees all the training images
-             (tf.data, no generator running dry) and ReduceLROnPlateau watches `val_accuracy`,
-             a metric that exists, so the learning rate really drops.
-    default  stacked 3x3 convolutions with batch-norm, strided 5x5 convolutions instead of
-             pooling, dropout 0.4, 16 then 64 filters (~290k parameters), Adam with a cosine schedule.
+Presets (`PRESETS`, `kit train cnn --preset NAME`):
+    reference  the Kaggle kernel this kit grew from (Conv32 5x5 x2 -> pool -> Conv64 3x3 x2 ->
+               pool -> Dense 256), with its two bugs fixed: every epoch sees all the training
+               images (tf.data, no generator running dry) and ReduceLROnPlateau watches
+               `val_accuracy`, a metric that exists, so the learning rate really drops.
+    default    stacked 3x3 convolutions with batch-norm, strided 5x5 convolutions instead of
+               pooling, dropout 0.4, 16 then 64 filters (~290k parameters), Adam with a cosine
+               schedule; keeps the last epoch, then re-estimates batch-norm statistics.
+    best       the default network wider (32 first-block filters) for 45 epochs: a GPU budget.
 
 Input pipeline (tf.data, all in-graph): uint8 (N, 28, 28) -> shuffle with the seed -> batch
--> scale to float32 [0, 1] -> `augmentation(cfg)` (a named keras.Sequential of
-RandomRotation / RandomZoom / RandomTranslation) mapped with parallel calls -> prefetch.
-Validation and test images are smoothed by a fixed 3x3 kernel (`--blur`, `eval_blur`): the
-augmentation's bilinear resampling smooths every training image, so a sharp digit is one the
-network has never seen.
+-> scale to float32 [0, 1] -> `augmentation(cfg)` (a keras.Sequential of RandomRotation /
+RandomZoom / RandomTranslation) mapped with parallel calls -> prefetch. Validation and test
+images are smoothed by a fixed 3x3 kernel (`--blur`, `eval_blur`): the augmentation's
+bilinear resampling smooths every training image, so a sharp digit is one the network has
+never seen. docs/decisions.md has the studies behind each choice.
 
-A run folder (kit.runs) gets config.json, history.csv (one row per epoch, `lr` is the rate
-used in that epoch), checkpoint.keras after every epoch (for --resume), model.keras (the weights
-after the last epoch, or the best by validation loss with --keep best; batch-norm statistics
-refreshed), val_proba.npy, test_proba.npy and metrics.json last.
+Run-folder files of this model: checkpoint.keras after every epoch (for --resume),
+best.weights.h5 (the best epoch so far), model.keras (the kept weights, batch-norm refreshed).
 """
 
 from __future__ import annotations
@@ -30,26 +28,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
-from kit import config, runs
+from kit import config, io
 from kit.errors import KitError
+from kit.hparams import ModelConfig, param
 
-# oneDNN's convolutions: TensorFlow only turns them on by default on CPUs with AVX-512 VNNI and
-# up; on this AVX2 box they train ~2x and predict ~1.5x faster than the Eigen kernels, and stay
-# deterministic run to run. Read once, when TensorFlow is first imported: set it before that
-# (TF_ENABLE_ONEDNN_OPTS=0 in the environment keeps the Eigen kernels).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is not for users
-
-MODEL = "cnn"
-ARCHS = ("default", "seed")
+ARCHS = ("default", "reference")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "mirrored")
@@ -57,141 +51,142 @@ KEEPS = ("last", "best")
 
 CHECKPOINT = "checkpoint.keras"      # full model + optimizer state after the last finished epoch
 BEST_WEIGHTS = "best.weights.h5"     # weights of the best epoch so far (val_loss)
-MODEL_FILE = "model.keras"           # the final model (best weights)
+MODEL_FILE = "model.keras"           # the final model (kept weights)
+RESUME_FILES = (CHECKPOINT, BEST_WEIGHTS)
 PREDICT_BATCH = 1024                 # inference batch: big enough to amortise per-batch overhead
 RESUME_SEED_STRIDE = 7919           # a resumed run shuffles/augments from seed + stride * epoch
 TTA_SEED_OFFSET = 1000              # test-time augmentation draws from seed + this
-TARGET_ACCURACY = 0.994              # metrics.json reports the seconds until val accuracy reached this
 
 
-def _f(default, help: str, **meta):
-    """A CNNConfig field with its CLI help (the dataclass is the one home of every setting)."""
-    return field(default=default, metadata={"help": help, **meta})
+def _blur_ok(b: float) -> bool:
+    return 0 <= b <= 1 / 3
 
 
 @dataclass
-class CNNConfig:
+class Config(ModelConfig):
     """Every hyper-parameter of a CNN run; saved in config.json, each one a `kit train cnn` option.
 
     Rates are per optimizer step; `rotation` in degrees; `zoom` and `shift` as fractions of the side.
     """
 
-    arch: str = _f("default", "Architecture.", cli=False)
-    seed: int = _f(0, "Random seed (weights, shuffling, augmentation, dropout).", cli=False)
-    width: int = _f(16, "Filters of the first block (at 28x28, where a filter costs the most).")
-    growth: int = _f(4, "The second block has growth x width filters, the last layer twice that.")
-    dropout: float = _f(0.4, "Dropout rate after each block.")
-    epochs: int = _f(28, "Epochs (full passes over the training rows).")
-    batch_size: int = _f(64, "Images per step, per replica (mirrored multiplies it by the GPUs).")
-    optimizer: str = _f("adam", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = _f(2e-3, "Peak (initial) learning rate.")
-    lr_schedule: str = _f("cosine", "cosine: lr_min + (lr - lr_min)(1 + cos(pi k/epochs))/2 at epoch k; "
-                          "exponential: lr * decay^k; plateau: x decay after plateau-patience epochs "
-                          "without a val_accuracy gain; constant.", choices=SCHEDULES)
-    lr_decay: float = _f(0.95, "Per-epoch factor (exponential) or cut factor (plateau).")
-    lr_min: float = _f(1e-5, "Floor of every schedule.")
-    plateau_patience: int = _f(3, "Epochs without val_accuracy gain before the plateau schedule cuts.")
-    label_smoothing: float = _f(0.0, "Label smoothing of the cross-entropy (0 = off).")
-    augment: bool = _f(True, "Random rotation/zoom/shift of every training batch.")
-    clean_fraction: float = _f(0.2, "Share of each training batch left un-augmented: sharp digits, like the "
-                               "test set's (0 = augment every image).")
-    rotation: float = _f(10.0, "Augmentation: rotate up to +-this many degrees.")
-    zoom: float = _f(0.1, "Augmentation: zoom in or out by up to this fraction.")
-    shift: float = _f(0.1, "Augmentation: shift up to this fraction of the side, each axis.")
-    patience: int = _f(10, "Early stopping: epochs without a val_loss gain (0 = off).")
-    keep: str = _f("last", "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
-                   "without looking at validation) or best (the epoch of lowest val_loss, "
-                   "EarlyStopping's restore_best_weights).", choices=KEEPS)
-    bn_refresh: int = _f(8192, "After training, re-estimate every batch-norm mean/variance on this many "
-                         "training images as predictions see them: un-augmented, eval blur, no dropout "
-                         "(0 = keep the running averages).")
-    blur: float = _f(0.25, "Prediction and validation: smooth each image with the 3x3 kernel [b, 1-2b, b] "
-                      "x [b, 1-2b, b] first, because augmentation's bilinear resampling smooths every "
-                      "training image (0 = off; unused without --augment).")
-    tta: int = _f(0, "Test-time augmentation: extra augmented passes averaged into predictions (0 = off).")
-    mixed_precision: bool = _f(False, "float16 compute with float32 weights (for GPUs with tensor cores).")
-    strategy: str = _f("auto", "auto: the default device (a GPU when TensorFlow sees one); "
-                       "mirrored: every GPU, batch scaled per replica.", choices=STRATEGIES)
-    threads: int = _f(0, "TensorFlow CPU threads (0 = one per core).")
-    max_train: int = _f(0, "Train on only the first N training rows (0 = all; for quick tuning).")
+    arch: str = param("default", "Architecture (set by the preset).", choices=ARCHS, cli=False)
+    width: int = param(16, "Filters of the first block (at 28x28, where a filter costs the most).", ge=1)
+    growth: int = param(4, "The second block has growth x width filters, the last layer twice that.", ge=1)
+    dropout: float = param(0.4, "Dropout rate after each block.", ge=0, lt=1)
+    epochs: int = param(28, "Epochs (full passes over the training rows).", ge=1)
+    batch_size: int = param(64, "Images per step, per replica (mirrored multiplies it by the GPUs).", ge=1)
+    optimizer: str = param("adam", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = param(2e-3, "Peak (initial) learning rate.", gt=0)
+    lr_schedule: str = param("cosine", "cosine: lr_min + (lr - lr_min)(1 + cos(pi k/epochs))/2 at epoch k; "
+                             "exponential: lr * decay^k; plateau: x decay after plateau-patience epochs "
+                             "without a val_accuracy gain; constant.", choices=SCHEDULES)
+    lr_decay: float = param(0.95, "Per-epoch factor (exponential) or cut factor (plateau).", gt=0, le=1)
+    lr_min: float = param(1e-5, "Floor of every schedule.", ge=0)
+    plateau_patience: int = param(3, "Epochs without val_accuracy gain before the plateau schedule cuts.", ge=0)
+    label_smoothing: float = param(0.0, "Label smoothing of the cross-entropy (0 = off).", ge=0, lt=1)
+    augment: bool = param(True, "Random rotation/zoom/shift of every training batch.")
+    clean_fraction: float = param(0.2, "Share of each training batch left un-augmented: sharp digits, like "
+                                  "the test set's (0 = augment every image).", ge=0, lt=1)
+    rotation: float = param(10.0, "Augmentation: rotate up to +-this many degrees.", ge=0, le=180)
+    zoom: float = param(0.1, "Augmentation: zoom in or out by up to this fraction.", ge=0, lt=1)
+    shift: float = param(0.1, "Augmentation: shift up to this fraction of the side, each axis.", ge=0, lt=1)
+    patience: int = param(10, "Early stopping: epochs without a val_loss gain (0 = off).", ge=0)
+    keep: str = param("last", "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
+                      "without looking at validation) or best (the epoch of lowest val_loss, "
+                      "EarlyStopping's restore_best_weights).", choices=KEEPS)
+    bn_refresh: int = param(8192, "After training, re-estimate every batch-norm mean/variance on this many "
+                            "training images as predictions see them: un-augmented, eval blur, no dropout "
+                            "(0 = keep the running averages).", ge=0)
+    blur: float = param(0.25, "Prediction and validation: smooth each image with the 3x3 kernel [b, 1-2b, b] "
+                        "x [b, 1-2b, b] first, because augmentation's bilinear resampling smooths every "
+                        "training image (0 = off; unused without --augment).",
+                        check=_blur_ok, rule="must be between 0 and 1/3 (1/3: a 3x3 box filter)")
+    tta: int = param(0, "Test-time augmentation: extra augmented passes averaged into predictions (0 = off).",
+                     ge=0)
+    mixed_precision: bool = param(False, "float16 compute with float32 weights (for GPUs with tensor cores).")
+    strategy: str = param("auto", "auto: the default device (a GPU when TensorFlow sees one); "
+                          "mirrored: every GPU, batch scaled per replica.", choices=STRATEGIES)
+    threads: int = param(0, "TensorFlow CPU threads (0 = one per core).", ge=0)
+    max_train: int = param(0, "Train on only the first N training rows (0 = all; for quick tuning).", ge=0)
+
+    def checks(self):
+        """Rules between fields, as (field, rule) pairs for what is wrong."""
+        if self.lr_min > self.lr:
+            yield "lr_min", f"must be between 0 and --lr ({self.lr})"
 
 
-# The reference kernel's own settings, with its schedule fixed; applied under explicit overrides.
-ARCH_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
+    "reference": dict(arch="reference", width=32, growth=2, blur=0.0, clean_fraction=0.0, keep="best",
+                      bn_refresh=0, dropout=0.25, epochs=10, batch_size=86, optimizer="rmsprop", lr=1e-3,
+                      lr_schedule="plateau", lr_decay=0.5, plateau_patience=3, patience=10),
     "default": {},
-    "seed": dict(width=32, growth=2, blur=0.0, clean_fraction=0.0, keep="best", bn_refresh=0,
-                 dropout=0.25, epochs=10, batch_size=86, optimizer="rmsprop", lr=1e-3,
-                 lr_schedule="plateau", lr_decay=0.5, plateau_patience=3, patience=10),
+    "best": dict(width=32, epochs=45),
 }
 
 
-def make_config(arch: str = "default", **overrides) -> CNNConfig:
-    """A validated CNNConfig: the arch's preset, then `overrides` (None values are ignored)."""
-    if arch not in ARCHS:
-        raise KitError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
-    fields = {f.name for f in dataclasses.fields(CNNConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise KitError(f"unknown CNN setting(s): {', '.join(unknown)}")
-    values = {**ARCH_PRESETS[arch], **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = CNNConfig(arch=arch, **values)
-    validate(cfg)
+def resolved(cfg: Config) -> Config:
+    """cfg as config.json records it (nothing machine-dependent to fix for the CNN)."""
     return cfg
-
-
-def run_config(run: runs.Run) -> CNNConfig:
-    """The validated CNNConfig a run was trained with, from its config.json (which also holds
-    non-config keys: model, data checksum, split hash); fields added since take the arch preset."""
-    fields = {f.name for f in dataclasses.fields(CNNConfig)}
-    return make_config(**{k: v for k, v in run.config.items() if k in fields})
-
-
-def validate(cfg: CNNConfig) -> None:
-    """Raise KitError naming the first invalid hyper-parameter and its valid range."""
-    def bad(name, rule):
-        raise KitError(f"invalid --{name.replace('_', '-')} {getattr(cfg, name)!r}: {rule}")
-
-    if cfg.arch not in ARCHS:
-        raise KitError(f"unknown architecture {cfg.arch!r}; choose one of: {', '.join(ARCHS)}")
-    for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
-                          ("keep", KEEPS)):
-        if getattr(cfg, name) not in choices:
-            bad(name, f"choose one of: {', '.join(choices)}")
-    for name in ("width", "growth", "epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
-            bad(name, "must be at least 1")
-    for name in ("patience", "plateau_patience", "tta", "threads", "max_train", "bn_refresh"):
-        if getattr(cfg, name) < 0:
-            bad(name, "must be 0 or more")
-    if not cfg.lr > 0:
-        bad("lr", "must be > 0")
-    if not 0 <= cfg.lr_min <= cfg.lr:
-        bad("lr_min", f"must be between 0 and --lr ({cfg.lr})")
-    if not 0 < cfg.lr_decay <= 1:
-        bad("lr_decay", "must be in (0, 1]")
-    for name in ("dropout", "label_smoothing", "clean_fraction"):
-        if not 0 <= getattr(cfg, name) < 1:
-            bad(name, "must be in [0, 1)")
-    if not 0 <= cfg.rotation <= 180:
-        bad("rotation", "must be between 0 and 180 degrees")
-    for name in ("zoom", "shift"):
-        if not 0 <= getattr(cfg, name) < 1:
-            bad(name, "must be in [0, 1)")
-    if not 0 <= cfg.blur <= 1 / 3:
-        bad("blur", "must be between 0 and 1/3 (1/3: a 3x3 box filter)")
 
 
 # ============================================================================ TensorFlow setup
 
+# TensorFlow's C++ start-up lines (absl's "WARNING: All log messages before absl::InitializeLog()",
+# "I0000 ... oneDNN custom operations are on", "E0000 ... NodeDef mentions attribute ...") are
+# written straight to file descriptor 2, before and regardless of TF_CPP_MIN_LOG_LEVEL: they are
+# not for users, and they look like failures.
+NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+                        r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
+
+
+@contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Run the block with file descriptor 2 captured; then pass on every line but TensorFlow's
+    native log lines (NATIVE_LOG). Python's own errors still surface, as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not NATIVE_LOG.match(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
 def _tf():
+    """TensorFlow, imported on first use with the kit's settings.
+
+    oneDNN's convolutions are on (TensorFlow enables them by default only on CPUs with AVX-512
+    VNNI): they train and predict faster than the Eigen kernels and stay deterministic run to
+    run. TF reads the variable once, at import; TF_ENABLE_ONEDNN_OPTS=0 keeps the Eigen kernels.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with quiet_native_logs():
+            import tensorflow  # noqa: F401
     import tensorflow as tf
     return tf
 
 
-def setup(cfg: CNNConfig) -> None:
+def _keras():
+    """Keras, after `_tf()` has set TensorFlow up."""
+    _tf()
+    import keras
+    return keras
+
+
+def setup(cfg: Config) -> None:
     """Seeds, determinism, CPU threads, precision; call before building anything."""
     tf = _tf()
-    import keras
+    keras = _keras()
 
     threads = cfg.threads or os.cpu_count() or 1
     try:
@@ -210,7 +205,7 @@ def gpus() -> list:
     return _tf().config.list_physical_devices("GPU")
 
 
-def distribution(cfg: CNNConfig):
+def distribution(cfg: Config):
     """The tf.distribute strategy for cfg.strategy.
 
     `mirrored` with no GPU is refused (not silently run on the CPU): a user who asked for
@@ -227,15 +222,15 @@ def distribution(cfg: CNNConfig):
 
 # ============================================================================ model
 
-def build_model(cfg: CNNConfig):
+def build_model(cfg: Config):
     """The network for cfg.arch: (B, 28, 28, 1) float32 in [0, 1] -> (B, 10) float32 probabilities."""
-    import keras
-    from keras import layers
+    keras = _keras()
+    layers = keras.layers
 
     side = config.IMAGE_SIDE
     inputs = keras.Input((side, side, 1), name="image")
     w1, w2, p = cfg.width, cfg.growth * cfg.width, cfg.dropout
-    if cfg.arch == "seed":
+    if cfg.arch == "reference":
         # Conv32(5x5) x2 -> max-pool -> Conv64(3x3) x2 -> max-pool -> Dense 256, as the reference
         x = layers.Conv2D(w1, 5, padding="same", activation="relu")(inputs)
         x = layers.Conv2D(w1, 5, padding="same", activation="relu")(x)
@@ -272,7 +267,7 @@ def build_model(cfg: CNNConfig):
 
 
 def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
-    from keras import layers
+    layers = _keras().layers
 
     # no conv bias: batch-norm's beta does that job
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
@@ -289,8 +284,8 @@ def inference_model(model):
         s = gamma / sqrt(var + eps)  (per output channel);  W' = W * s;  b' = (b - mu) * s + beta
     Only for a chain of layers (both archs are one).
     """
-    import keras
-    from keras import layers
+    keras = _keras()
+    layers = keras.layers
 
     chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     x = inputs = keras.Input(model.input_shape[1:], name="image")
@@ -322,7 +317,7 @@ def inference_model(model):
     return keras.Model(inputs, x, name=f"{model.name}_inference")
 
 
-def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
+def refresh_batchnorm(model, X: np.ndarray, cfg: Config) -> None:
     """Re-estimate every batch-norm layer's moving mean and variance, in place, as the exact
     per-channel mean and (biased) variance of its input over cfg.bn_refresh training images as
     predictions see them: un-augmented, smoothed by the eval blur, dropout off (inference mode).
@@ -337,8 +332,8 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
     statistics of exactly that input removes both mismatches. Measured over nine seeds in the
     README's CNN section (the numbers' one home): fewer validation errors in total, not on every seed.
     """
-    import keras
-    from keras import layers
+    keras = _keras()
+    layers = keras.layers
 
     chain = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     bn_at = [i for i, layer in enumerate(chain) if isinstance(layer, layers.BatchNormalization)]
@@ -355,8 +350,8 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: CNNConfig) -> None:
         x = layer(x, training=False)
 
 
-def make_optimizer(cfg: CNNConfig):
-    import keras
+def make_optimizer(cfg: Config):
+    keras = _keras()
 
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(cfg.lr)
@@ -365,8 +360,8 @@ def make_optimizer(cfg: CNNConfig):
     return keras.optimizers.SGD(cfg.lr, momentum=0.9, nesterov=True)
 
 
-def compile_model(model, cfg: CNNConfig) -> None:
-    import keras
+def compile_model(model, cfg: Config) -> None:
+    keras = _keras()
 
     model.compile(
         optimizer=make_optimizer(cfg),
@@ -375,7 +370,7 @@ def compile_model(model, cfg: CNNConfig) -> None:
     )
 
 
-def lr_at(cfg: CNNConfig, epoch: int) -> float:
+def lr_at(cfg: Config, epoch: int) -> float:
     """The learning rate of (0-based) `epoch` under a fixed schedule.
 
     The plateau schedule depends on validation results; it starts at cfg.lr and is
@@ -392,15 +387,15 @@ def lr_at(cfg: CNNConfig, epoch: int) -> float:
 
 # ============================================================================ input pipeline
 
-def augmentation(cfg: CNNConfig):
+def augmentation(cfg: Config):
     """The training augmentation, a keras.Sequential named "augmentation".
 
     On (B, 28, 28, 1) float32 images: rotate by up to +-cfg.rotation degrees, zoom by up to
     +-cfg.zoom, shift by up to +-cfg.shift of the side; the uncovered border is filled with 0
     (the background of every digit). Random only with training=True, the identity otherwise.
     """
-    import keras
-    from keras import layers
+    keras = _keras()
+    layers = keras.layers
 
     s = cfg.seed
     return keras.Sequential([
@@ -410,12 +405,12 @@ def augmentation(cfg: CNNConfig):
     ], name="augmentation")
 
 
-def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg: CNNConfig | None = None) -> np.ndarray:
+def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg: Config | None = None) -> np.ndarray:
     """Random augmentations of `images`, for showing what the network trains on.
 
     images: (n, 28, 28) uint8. Returns (n, n_variants, 28, 28) float32 in [0, 1].
     """
-    cfg = dataclasses.replace(cfg or CNNConfig(), seed=seed)
+    cfg = dataclasses.replace(cfg or Config(), seed=seed)
     aug = augmentation(cfg)
     x = images.astype(np.float32)[..., None] / 255.0
     out = [np.asarray(aug(x, training=True))[..., 0] for _ in range(n_variants)]
@@ -428,7 +423,7 @@ def _scale(x):
     return tf.cast(x, tf.float32)[..., None] / 255.0
 
 
-def train_dataset(X, y, cfg: CNNConfig, batch_size: int, shuffle_seed: int, aug=None):
+def train_dataset(X, y, cfg: Config, batch_size: int, shuffle_seed: int, aug=None):
     """tf.data of (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10) float32), augmented.
 
     X: (N, 28, 28) uint8, y: (N,) integer labels. Batches are augmented as a whole (one call
@@ -453,7 +448,7 @@ def train_dataset(X, y, cfg: CNNConfig, batch_size: int, shuffle_seed: int, aug=
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_blur(cfg: CNNConfig | None) -> float:
+def eval_blur(cfg: Config | None) -> float:
     """The blur that makes un-augmented images look like the training images (0: none needed).
 
     Every augmented training image went through a random sub-pixel rotation/zoom/shift with
@@ -494,7 +489,7 @@ def eval_dataset(X, y=None, batch_size: int = PREDICT_BATCH, blur: float = 0.0):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: CNNConfig | None = None) -> np.ndarray:
+def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: Config | None = None) -> np.ndarray:
     """Class probabilities of X: (N, 28, 28) uint8 -> (N, 10) float32.
 
     The plain pass smooths the images by `eval_blur(cfg)` (none when cfg is None); tta > 0
@@ -503,7 +498,7 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: CNNConfig | None = No
     tf = _tf()
     proba = model.predict(eval_dataset(X, blur=eval_blur(cfg)), verbose=0).astype(np.float32)
     if tta:
-        aug = augmentation(dataclasses.replace(cfg or CNNConfig(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET))
+        aug = augmentation(dataclasses.replace(cfg or Config(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET))
         for _ in range(tta):
             ds = tf.data.Dataset.from_tensor_slices(X).batch(PREDICT_BATCH).map(
                 lambda xb: aug(_scale(xb), training=True))
@@ -514,10 +509,10 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: CNNConfig | None = No
 
 # ============================================================================ training
 
-def _callbacks(run: runs.Run, cfg: CNNConfig, history: list[dict], best: dict):
+def _callbacks(run, cfg: Config, history: list[dict], best: dict):
     """Logger: after each epoch, the history row, the checkpoint (model + optimizer) and, on a
     new best val_loss, the best weights; that is what makes a run resumable. Then the schedule."""
-    import keras
+    keras = _keras()
 
     class Logger(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -532,11 +527,11 @@ def _callbacks(run: runs.Run, cfg: CNNConfig, history: list[dict], best: dict):
             history.append(row)
             if row["val_loss"] is not None and row["val_loss"] < best["val_loss"]:
                 best.update(val_loss=row["val_loss"], epoch=epoch + 1)
-                with runs.atomic_path(run.file(BEST_WEIGHTS)) as tmp:
+                with io.atomic_path(run.file(BEST_WEIGHTS)) as tmp:
                     self.model.save_weights(tmp)
             # the checkpoint first, then the history that points at it: a crash in between
             # leaves a checkpoint one epoch ahead of history, and resume trusts the history
-            with runs.atomic_path(run.file(CHECKPOINT)) as tmp:
+            with io.atomic_path(run.file(CHECKPOINT)) as tmp:
                 self.model.save(tmp)
             run.write_history(history)
 
@@ -554,8 +549,8 @@ def _callbacks(run: runs.Run, cfg: CNNConfig, history: list[dict], best: dict):
     return cbs
 
 
-def _early_stopping(cfg: CNNConfig, history: list[dict], best: dict):
-    import keras
+def _early_stopping(cfg: Config, history: list[dict], best: dict):
+    keras = _keras()
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         """EarlyStopping that, on resume, remembers the best val_loss and the epochs waited."""
@@ -577,53 +572,44 @@ def _verbosity(verbose: int | None) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int | None = None,
-          data=None) -> runs.Run:
-    """Train a CNN and write its run folder; returns the finished run.
+@dataclass
+class Trained:
+    """A trained CNN: the Keras model with the kept weights (batch-norm refreshed), its config,
+    and what training saw. `net` is the same network folded for prediction, built on first use."""
 
-    cfg:     the hyper-parameters (make_config); None with `resume`.
-    resume:  a run (path, name) interrupted earlier: continues after its last saved epoch with
-             its own config.json; `cfg`, if given, must name the same architecture.
-    verbose: Keras verbosity (0 silent, 1 bar, 2 a line per epoch); None picks by terminal.
-    data:    (Dataset, Split) as from kit.data.load_split(); loaded when None.
-    """
-    if resume is not None:
-        run, cfg, history = _open_resume(resume, cfg)
-    else:
-        assert cfg is not None, "train() needs a config or a run to resume"
-        validate(cfg)
-        run, history = None, []
-    setup(cfg)
-    strategy = distribution(cfg)
-    if cfg.mixed_precision and not gpus():
-        warnings.warn("--mixed-precision on a CPU is slower than float32; it pays off on GPUs "
-                      "with tensor cores", stacklevel=2)
-    if data is None:
-        from kit import data as kit_data
-        data = kit_data.load_split()
-    ds, sp = data
-    train_idx = sp.train_idx[: cfg.max_train] if cfg.max_train else sp.train_idx
-    X_tr, y_tr = ds.X_train[train_idx], ds.y_train[train_idx]
-    X_val, y_val = ds.X_train[sp.val_idx], ds.y_train[sp.val_idx]
+    model: object
+    cfg: Config
+    history: list
+    best_epoch: int
+    kept_epoch: int
+    n_train: int
+    extra: dict
+    _net: object = None
 
-    if run is None:
-        run = runs.create(MODEL, cfg.seed)
-        run.write_config({"model": MODEL, **dataclasses.asdict(cfg),
-                          "data_checksum": ds.checksum, "split_hash": sp.hash})
-    else:
-        stored = run.config
-        if stored.get("data_checksum") not in (None, ds.checksum) or stored.get("split_hash") not in (None, sp.hash):
-            raise KitError(f"{run.path} was trained on other data or another split; "
-                           "it cannot be resumed on this one (start a new run)")
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = inference_model(self.model)
+        return self._net
 
-    import keras
 
-    start_epoch = history[-1]["epoch"] if history else 0
+def check_resumable(run) -> None:
+    """KitError when `run` has epochs logged but no checkpoint to continue from."""
+    if run.history().shape[0] and not run.file(CHECKPOINT).exists():
+        raise KitError(f"{run.path} has no {CHECKPOINT}; it cannot be resumed (start a new run)")
+
+
+def _best_so_far(history: list[dict]) -> dict:
     best = {"val_loss": math.inf, "epoch": 0}
     for row in history:
         if row["val_loss"] < best["val_loss"]:
             best.update(val_loss=row["val_loss"], epoch=row["epoch"])
-    global_batch = cfg.batch_size * strategy.num_replicas_in_sync
+    return best
+
+
+def _start_model(cfg: Config, run, strategy, start_epoch: int):
+    """(model, augmentation) to train: new, or the run's checkpoint after `start_epoch` epochs."""
+    keras = _keras()
     with strategy.scope():
         if start_epoch:
             model = keras.models.load_model(run.file(CHECKPOINT))
@@ -633,22 +619,50 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
         else:
             model = build_model(cfg)
             compile_model(model, cfg)
-        aug = augmentation(dataclasses.replace(cfg, seed=cfg.seed + RESUME_SEED_STRIDE * start_epoch)) if cfg.augment else None
-    # a resumed run reshuffles from a seed of its own: deterministic, but not the exact
-    # batches an uninterrupted run would have seen
-    train_ds = train_dataset(X_tr, y_tr, cfg, global_batch, cfg.seed + RESUME_SEED_STRIDE * start_epoch, aug)
-    val_ds = eval_dataset(X_val, y_val, blur=eval_blur(cfg))
+        # a resumed run shuffles and augments from a seed of its own: deterministic, but not
+        # the exact batches an uninterrupted run would have seen
+        seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
+        aug = augmentation(dataclasses.replace(cfg, seed=seed)) if cfg.augment else None
+    return model, aug, seed
 
-    if start_epoch < cfg.epochs:
-        try:
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
-                      callbacks=_callbacks(run, cfg, history, best), verbose=_verbosity(verbose),
-                      shuffle=False)  # tf.data already shuffles, with the seed
-        except KeyboardInterrupt:
-            done = history[-1]["epoch"] if history else 0
-            raise KitError(f"interrupted after epoch {done} of {cfg.epochs}; continue with: "
-                           f"kit train cnn --resume {run.path}") from None
-    t_fit_end = time.perf_counter()  # wall time = the epochs' seconds + saving and predicting
+
+def fit(cfg: Config, run, data, progress: bool = True) -> Trained:
+    """Train on data.X_train (N, 28, 28) uint8 / data.y_train (N,) (the first cfg.max_train rows
+    when set), validating on data.X_val / data.y_val each epoch; continue after the last epoch
+    `run` logged. Checkpoints and history.csv go to `run`. Then keep the last (or best) weights
+    and refresh the batch-norm statistics."""
+    with quiet_native_logs():
+        setup(cfg)
+        strategy = distribution(cfg)
+        if cfg.mixed_precision and not gpus():
+            warnings.warn("--mixed-precision on a CPU is slower than float32; it pays off on GPUs "
+                          "with tensor cores", stacklevel=2)
+        X_tr = data.X_train[: cfg.max_train] if cfg.max_train else data.X_train
+        y_tr = data.y_train[: cfg.max_train] if cfg.max_train else data.y_train
+        history = run.history().to_dict("records")
+        start_epoch = history[-1]["epoch"] if history else 0
+        best = _best_so_far(history)
+        model, aug, seed = _start_model(cfg, run, strategy, start_epoch)
+        train_ds = train_dataset(X_tr, y_tr, cfg, cfg.batch_size * strategy.num_replicas_in_sync, seed, aug)
+        val_ds = eval_dataset(data.X_val, data.y_val, blur=eval_blur(cfg))
+        if start_epoch < cfg.epochs:
+            _fit_epochs(model, train_ds, val_ds, cfg, run, history, best, start_epoch, progress)
+        return _finish(model, cfg, run, history, best, X_tr, strategy)
+
+
+def _fit_epochs(model, train_ds, val_ds, cfg, run, history, best, start_epoch, progress) -> None:
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
+                  callbacks=_callbacks(run, cfg, history, best), verbose=_verbosity(None if progress else 0),
+                  shuffle=False)  # tf.data already shuffles, with the seed
+    except KeyboardInterrupt:
+        done = history[-1]["epoch"] if history else 0
+        raise KitError(f"interrupted after epoch {done} of {cfg.epochs}; continue with: "
+                       f"kit train cnn --resume {run.path}") from None
+
+
+def _finish(model, cfg, run, history, best, X_tr, strategy) -> Trained:
+    """The weights to keep, their batch-norm statistics refreshed."""
     if not history:
         raise KitError(f"{run.path}: no epoch finished; nothing to save")
     if any(not math.isfinite(r["loss"]) for r in history):
@@ -657,53 +671,30 @@ def train(cfg: CNNConfig | None, resume: Path | str | None = None, verbose: int 
     if cfg.keep == "best" and run.file(BEST_WEIGHTS).exists():
         model.load_weights(run.file(BEST_WEIGHTS))  # the best epoch over the whole run, resumes included
     kept_epoch = best["epoch"] if cfg.keep == "best" else history[-1]["epoch"]
-    t_refresh = time.perf_counter()
+    t0 = time.perf_counter()
     refresh_batchnorm(model, X_tr, cfg)
-    bn_refresh_s = time.perf_counter() - t_refresh
-    with runs.atomic_path(run.file(MODEL_FILE)) as tmp:
-        model.save(tmp)
-
-    net = inference_model(model)
-    val_proba = predict_proba(net, X_val, cfg.tta, cfg)
-    t_inf = time.perf_counter()
-    test_proba = predict_proba(net, ds.X_test, cfg.tta, cfg)
-    inference_s = time.perf_counter() - t_inf
-    run.write_predictions(val_proba, test_proba)
-
-    p_true = np.clip(val_proba[np.arange(len(y_val)), y_val.astype(int)], 1e-12, 1.0)
-    train_s = sum(r["seconds"] for r in history)
-    cumulative = np.cumsum([r["seconds"] for r in history])
-    reached = [c for r, c in zip(history, cumulative) if r["val_accuracy"] >= TARGET_ACCURACY]
-    metrics = dict(
-        model=MODEL, seed=cfg.seed, arch=cfg.arch,
-        val_accuracy=float(np.mean(val_proba.argmax(1) == y_val)),
-        val_loss=float(-np.mean(np.log(p_true))),
-        wall_time_s=round(train_s + time.perf_counter() - t_fit_end, 3),
-        train_time_s=round(train_s, 3),
-        data_checksum=ds.checksum, split_hash=sp.hash, n_train=len(X_tr),
-        n_val=len(X_val), n_test=len(ds.X_test),
-        epochs_run=history[-1]["epoch"], best_epoch=best["epoch"], kept_epoch=kept_epoch,
-        time_to_99_4_s=round(float(reached[0]), 3) if reached else None,
-        inference_s=round(inference_s, 3), bn_refresh_s=round(bn_refresh_s, 3),
-        n_params=int(model.count_params()), device="GPU" if gpus() else "CPU",
-        replicas=strategy.num_replicas_in_sync,
-    )
-    run.finish(metrics)
-    for name in (CHECKPOINT, BEST_WEIGHTS):
-        run.file(name).unlink(missing_ok=True)
-    return run
+    extra = dict(arch=cfg.arch, bn_refresh_s=round(time.perf_counter() - t0, 3),
+                 n_params=int(model.count_params()), device="GPU" if gpus() else "CPU",
+                 replicas=strategy.num_replicas_in_sync)
+    return Trained(model, cfg, history, best["epoch"], kept_epoch, len(X_tr), extra)
 
 
-def _open_resume(ref, cfg: CNNConfig | None):
-    """(run, config, history) of a run to continue; KitError when it cannot be."""
-    run = runs.require_run(runs.resolve(str(ref)), model=MODEL, finished=False)
-    if run.finished:
-        raise KitError(f"{run.path} already finished; start a new run instead of resuming it")
-    saved = run_config(run)
-    if cfg is not None and cfg.arch != saved.arch:
-        raise KitError(f"{run.path} holds a checkpoint of architecture {saved.arch!r}, "
-                       f"not {cfg.arch!r}; resume it without --arch or start a new run")
-    history = run.history().to_dict("records")
-    if history and not run.file(CHECKPOINT).exists():
-        raise KitError(f"{run.path} has no {CHECKPOINT}; it cannot be resumed (start a new run)")
-    return run, saved, history
+def save(trained: Trained, run) -> None:
+    with io.atomic_path(run.file(MODEL_FILE)) as tmp:
+        trained.model.save(tmp)
+
+
+def load(run, cfg: Config) -> Trained:
+    """A finished run's network, from its model.keras."""
+    keras = _keras()
+    with quiet_native_logs():
+        model = keras.models.load_model(run.file(MODEL_FILE))
+    m = run.metrics
+    return Trained(model, cfg, run.history().to_dict("records"), m.get("best_epoch", 0),
+                   m.get("kept_epoch", 0), m.get("n_train", 0), {})
+
+
+def predict(trained: Trained, X: np.ndarray) -> np.ndarray:
+    """X: (N, 28, 28) uint8 -> (N, 10) float32, through the folded network (and TTA if set)."""
+    with quiet_native_logs():
+        return predict_proba(trained.net, X, trained.cfg.tta, trained.cfg)

@@ -2,12 +2,11 @@
 
     x (B, 784) in [0, 1] -> [dense -> ReLU -> dropout] x L -> dense -> softmax -> cross-entropy
 
-Every piece is written out by hand, forward next to backward, names after the math:
-dense layers, ReLU, inverted dropout, softmax cross-entropy with its fused gradient
-(P - Y) / B, L2 weight decay, He initialisation, SGD with (Nesterov) momentum and Adam,
-warm-up + cosine learning rate, early stopping on validation loss keeping the best
-weights, and random shifts / small affine distortions vectorised over the batch.
-Everything is float32.
+Read top to bottom, as Nielsen's network.py: hyper-parameters, layers (forward next to
+backward, names after the maths), the network, optimizers (SGD with (Nesterov) momentum,
+Adam), the learning-rate schedule (warm-up + cosine), prediction, and the training loop
+(early stopping on validation loss keeping the best weights, random shifts / small affine
+distortions from kit.models.scratch_augment). Everything is float32.
 
 Reproducible: one `np.random.Generator` (PCG64, seeded from `seed`) is threaded through
 initialisation, shuffling, augmentation and dropout, and BLAS runs with a fixed thread
@@ -15,127 +14,96 @@ count (threadpoolctl), so the same seed and data give bit-identical weights. Its
 saved in the per-epoch checkpoint, so `--resume` ends exactly where an uninterrupted
 run would.
 
-`train(cfg)` writes a run folder in the shared format (kit.runs); `predict_proba(weights, X)`
-scores images with a trained network.
+The run folder around it (config, data identity, predictions, metrics) is kit.training's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from kit import config, runs
+from kit import config, io
 from kit.errors import KitError
-from kit.scratch_augment import affine_images, augment, shift_images  # noqa: F401 (part of the API)
+from kit.hparams import ModelConfig, param
+from kit.models.scratch_augment import augment
 
-MODEL = "scratch"
 WEIGHTS = "weights.npz"        # the trained network (best epoch), for predict_proba
 CHECKPOINT = "checkpoint.npz"  # the last finished epoch, for --resume; removed when the run finishes
+RESUME_FILES = (CHECKPOINT,)
 PREDICT_BATCH = 4096           # rows per forward pass at prediction time (bounds memory)
 
 
 # ============================================================================ hyper-parameters
 
-def _h(default, help: str, **kw):
-    """A dataclass field whose help text the CLI shows (one home per setting)."""
-    return field(default=default, metadata={"help": help, **kw})
+def _widths_ok(hidden) -> bool:
+    return bool(hidden) and all(int(h) > 0 for h in hidden)
 
 
 @dataclass
-class ScratchConfig:
+class Config(ModelConfig):
     """Every hyper-parameter of the network and its training; saved in config.json."""
 
-    hidden: tuple[int, ...] = _h((1024,), "hidden layer widths, comma-separated (e.g. 1024,1024)")
-    init: str = _h("he", "weight init: he = randn*sqrt(2/fan_in); small = randn*0.01 (the reference)",
-                   choices=("he", "small"))
-    raw_pixels: bool = _h(False, "feed raw 0-255 pixels instead of scaling to [0, 1] (the reference)")
-    optimizer: str = _h("adam", "sgd (momentum 0 = plain gradient descent), nesterov, or adam",
-                        choices=("sgd", "nesterov", "adam"))
-    lr: float = _h(3e-3, "peak learning rate")
-    momentum: float = _h(0.9, "momentum of sgd / nesterov")
-    beta1: float = _h(0.9, "Adam: decay of the gradient mean")
-    beta2: float = _h(0.999, "Adam: decay of the squared-gradient mean")
-    eps: float = _h(1e-8, "Adam: added to sqrt(v) against division by zero")
-    batch_size: int = _h(512, "examples per step; 0 = the whole training set (full-batch GD)")
-    epochs: int = _h(24, "passes over the training set (the cosine schedule spans them all)")
-    warmup_epochs: float = _h(1.0, "epochs of linear learning-rate warm-up")
-    schedule: str = _h("cosine", "after warm-up: cosine decay to min_lr_ratio*lr, or constant",
-                       choices=("cosine", "constant"))
-    min_lr_ratio: float = _h(0.0, "final learning rate of the cosine schedule, as a fraction of lr")
-    weight_decay: float = _h(0.0, "L2 coefficient lambda: loss += lambda/2 * sum(W**2) (biases exempt)")
-    dropout: float = _h(0.0, "probability of dropping a hidden unit (inverted dropout), in [0, 1)")
-    shift: float = _h(2.0, "augmentation: random shift of up to this many pixels (0 = off)")
-    rotate: float = _h(0.0, "augmentation: random rotation of up to this many degrees (0 = off)")
-    scale: float = _h(0.0, "augmentation: random zoom of up to this fraction, e.g. 0.1 = +-10% (0 = off)")
-    patience: int = _h(0, "early stopping: stop after this many epochs without a better val loss (0 = off)")
-    checkpoint_every: int = _h(1, "write the resume checkpoint every this many epochs")
-    threads: int = _h(0, "BLAS threads (fixed, for bit-identical results); 0 = all cores of this machine")
-    seed: int = _h(42, "seeds the one random generator (init, shuffle, augmentation, dropout)")
-    preset: str = _h("default", "the preset these values started from", cli=False)
+    hidden: tuple[int, ...] = param((1024,), "hidden layer widths, comma-separated (e.g. 1024,1024)",
+                                    check=_widths_ok,
+                                    rule="must be one or more positive layer widths, e.g. 1024 or 1024,1024")
+    init: str = param("he", "weight init: he = randn*sqrt(2/fan_in); small = randn*0.01 (the reference)",
+                      choices=("he", "small"))
+    raw_pixels: bool = param(False, "feed raw 0-255 pixels instead of scaling to [0, 1] (the reference)")
+    optimizer: str = param("adam", "sgd (momentum 0 = plain gradient descent), nesterov, or adam",
+                           choices=("sgd", "nesterov", "adam"))
+    lr: float = param(3e-3, "peak learning rate", gt=0)
+    momentum: float = param(0.9, "momentum of sgd / nesterov", ge=0, lt=1)
+    beta1: float = param(0.9, "Adam: decay of the gradient mean", ge=0, lt=1)
+    beta2: float = param(0.999, "Adam: decay of the squared-gradient mean", ge=0, lt=1)
+    eps: float = param(1e-8, "Adam: added to sqrt(v) against division by zero", gt=0)
+    batch_size: int = param(512, "examples per step; 0 = the whole training set (full-batch GD)", ge=0)
+    epochs: int = param(24, "passes over the training set (the cosine schedule spans them all)", ge=1)
+    warmup_epochs: float = param(1.0, "epochs of linear learning-rate warm-up", ge=0)
+    schedule: str = param("cosine", "after warm-up: cosine decay to min_lr_ratio*lr, or constant",
+                          choices=("cosine", "constant"))
+    min_lr_ratio: float = param(0.0, "final learning rate of the cosine schedule, as a fraction of lr", ge=0)
+    weight_decay: float = param(0.0, "L2 coefficient lambda: loss += lambda/2 * sum(W**2) (biases exempt)",
+                                ge=0)
+    dropout: float = param(0.0, "probability of dropping a hidden unit (inverted dropout), in [0, 1)",
+                           ge=0, lt=1, why="it is the probability of dropping a hidden unit")
+    shift: float = param(2.0, "augmentation: random shift of up to this many pixels (0 = off)", ge=0)
+    rotate: float = param(0.0, "augmentation: random rotation of up to this many degrees (0 = off)", ge=0)
+    scale: float = param(0.0, "augmentation: random zoom of up to this fraction, e.g. 0.1 = +-10% (0 = off)",
+                         ge=0, lt=1, why="a fraction of the image size")
+    patience: int = param(0, "early stopping: stop after this many epochs without a better val loss (0 = off)",
+                          ge=0)
+    checkpoint_every: int = param(1, "write the resume checkpoint every this many epochs", ge=1)
+    threads: int = param(0, "BLAS threads (fixed, for bit-identical results); 0 = all cores of this machine",
+                         ge=0)
 
 
 PRESETS: dict[str, dict] = {
     # The recipe this kit grew from, bias-gradient bug fixed: 784-256-10, randn*0.01, full-batch
-    # gradient descent on raw pixels, 1,200 iterations. Kept to show what the rest buys.
-    "seed": dict(hidden=(256,), init="small", raw_pixels=True, optimizer="sgd", momentum=0.0,
-                 lr=0.0024, batch_size=0, epochs=1200, warmup_epochs=0.0, schedule="constant",
-                 shift=0.0, checkpoint_every=50, seed=42),
-    # Fast and strong: >= 98.8 % validation accuracy in <= 60 s on 2 cores.
+    # gradient descent on raw pixels. Kept to show what the rest buys.
+    "reference": dict(hidden=(256,), init="small", raw_pixels=True, optimizer="sgd", momentum=0.0,
+                      lr=0.0024, batch_size=0, epochs=1200, warmup_epochs=0.0, schedule="constant",
+                      shift=0.0, checkpoint_every=50),
+    # Fast and strong: the kit's everyday network (docs/benchmarks.md has its numbers).
     "default": dict(),
-    # The most this family reaches in reasonable time (<= 10 min on 2 cores).
-    # Two hidden layers, dropout and random rotation/zoom on top of the shifts: ~99.2 %.
+    # The most this family reaches in reasonable time on a laptop CPU: two hidden layers,
+    # dropout and random rotation/zoom on top of the shifts.
     "best": dict(hidden=(1024, 1024), dropout=0.1, epochs=40, lr=1e-3, batch_size=256,
                  shift=2.0, rotate=10.0, scale=0.1),
 }
 
 
-def make_config(preset: str = "default", **overrides) -> ScratchConfig:
-    """The preset's hyper-parameters with `overrides` (None values ignored), validated."""
-    if preset not in PRESETS:
-        raise KitError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    names = {f.name for f in dataclasses.fields(ScratchConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise KitError(f"unknown hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    cfg = ScratchConfig(**values, preset=preset) if "preset" not in values else ScratchConfig(**values)
-    validate(cfg)
-    return cfg
+def resolved(cfg: Config) -> Config:
+    """cfg with the machine's choices fixed, as config.json records them: threads=0 -> the cores."""
+    from dataclasses import replace
 
-
-def validate(cfg: ScratchConfig) -> None:
-    """KitError naming the first bad hyper-parameter, in CLI spelling (--batch-size)."""
-    def bad(name, why):
-        raise KitError(f"--{name.replace('_', '-')} {why} (got {getattr(cfg, name)!r})")
-
-    if not cfg.hidden or any(int(h) <= 0 for h in cfg.hidden):
-        bad("hidden", "must be one or more positive layer widths, e.g. 1024 or 1024,1024")
-    for name in ("lr", "epochs", "checkpoint_every", "eps"):
-        if not getattr(cfg, name) > 0:
-            bad(name, "must be positive")
-    for name in ("batch_size", "warmup_epochs", "weight_decay", "shift", "rotate", "scale",
-                 "patience", "threads", "min_lr_ratio"):
-        if not getattr(cfg, name) >= 0:
-            bad(name, "must not be negative")
-    if not 0 <= cfg.dropout < 1:
-        bad("dropout", "must be in [0, 1): it is the probability of dropping a hidden unit")
-    for name in ("momentum", "beta1", "beta2"):
-        if not 0 <= getattr(cfg, name) < 1:
-            bad(name, "must be in [0, 1)")
-    if cfg.scale >= 1:
-        bad("scale", "must be below 1 (a fraction of the image size)")
-    for name in ("init", "optimizer", "schedule"):
-        choices = ScratchConfig.__dataclass_fields__[name].metadata["choices"]
-        if getattr(cfg, name) not in choices:
-            bad(name, f"must be one of {', '.join(choices)}")
+    return replace(cfg, threads=cfg.threads or cpu_cores())
 
 
 # ============================================================================ layers: forward next to backward
@@ -388,13 +356,13 @@ class Adam:
             self.v[k][...] = state[f"v.{k}"]
 
 
-def make_optimizer(cfg: ScratchConfig, params):
+def make_optimizer(cfg: Config, params):
     if cfg.optimizer == "adam":
         return Adam(params, cfg.beta1, cfg.beta2, cfg.eps)
     return SGD(params, cfg.momentum, nesterov=cfg.optimizer == "nesterov")
 
 
-def learning_rate(step: int, total_steps: int, warmup_steps: int, cfg: ScratchConfig) -> float:
+def learning_rate(step: int, total_steps: int, warmup_steps: int, cfg: Config) -> float:
     """lr at optimizer step `step` (0-based): linear warm-up, then cosine decay (or constant)."""
     if step < warmup_steps:
         return cfg.lr * (step + 1) / warmup_steps
@@ -450,70 +418,82 @@ def flops_per_example(sizes: list[int]) -> int:
 
 # ============================================================================ training
 
-def train(cfg: ScratchConfig, resume: Path | str | None = None, progress: bool = True) -> runs.Run:
-    """Train the network, writing a run folder under runs/; return it.
+@dataclass
+class Trained:
+    """A trained network: the kept (best-epoch) parameters and what the training loop saw.
 
-    resume: an unfinished scratch run folder; training continues from its last checkpoint
-    with its saved config (`cfg` is then ignored) and ends exactly where an uninterrupted
-    run would. Ctrl-C leaves the last epoch's checkpoint in place and raises KitError
-    saying how to resume.
+    params: W1, b1, ..., WL, bL float32;  input_scale: what pixels 0-255 are multiplied by;
+    threads: the BLAS threads every product of this run uses (results depend on it).
     """
+
+    params: dict
+    input_scale: float
+    threads: int
+    history: list
+    best_epoch: int
+    n_train: int = 0
+
+    @property
+    def kept_epoch(self) -> int:
+        return self.best_epoch
+
+    @property
+    def extra(self) -> dict:
+        """This model's own metrics.json entries."""
+        return {"threads": self.threads}
+
+    def weights(self) -> dict:
+        """What weights.npz holds: the parameters and the input scale."""
+        return {**self.params, "input_scale": np.float32(self.input_scale)}
+
+
+def input_scale(cfg: Config) -> float:
+    return 1.0 if cfg.raw_pixels else 1 / 255
+
+
+def check_resumable(run) -> None:
+    """KitError unless `run` has a checkpoint to continue from."""
+    if not run.file(CHECKPOINT).exists():
+        raise KitError(f"{run.path} has no {CHECKPOINT} (it stopped before its first epoch ended); "
+                       f"start a new run instead")
+
+
+def fit(cfg: Config, run, data, progress: bool = True) -> Trained:
+    """Train on data.X_train (N, 28, 28) uint8 / data.y_train (N,), choosing the best epoch on
+    data.X_val / data.y_val; continue from `run`'s checkpoint when it has one. Checkpoints
+    and history.csv go to `run`. Ctrl-C leaves the last checkpoint and raises KitError saying
+    how to resume."""
     from threadpoolctl import threadpool_limits
 
-    from kit import data
-
-    t_start = time.perf_counter()
-    if resume is not None:
-        run, cfg = _open_resume(Path(resume))
-    else:
-        validate(cfg)
-        run = None
-    threads = cfg.threads or cpu_cores()
     _keep_freed_memory()
+    scale = input_scale(cfg)
+    y = data.y_train.astype(np.intp)
+    X_val, y_val = to_inputs(data.X_val, scale), data.y_val.astype(np.intp)
+    with threadpool_limits(limits=cfg.threads, user_api="blas"):
+        state = _train_loop(cfg, run, data.X_train, y, X_val, y_val, scale, progress)
+    return Trained(state["best_params"], scale, cfg.threads, state["history"], state["best_epoch"], len(y))
 
-    ds, sp = data.load_split()
-    input_scale = 1.0 if cfg.raw_pixels else 1 / 255
-    X_train_img, y_train = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx].astype(np.intp)
-    X_val, y_val = to_inputs(ds.X_train[sp.val_idx], input_scale), ds.y_train[sp.val_idx].astype(np.intp)
 
-    if run is None:
-        run = runs.create(MODEL, cfg.seed)
-        run.write_config({**dataclasses.asdict(cfg), "threads": threads, "model": MODEL,
-                          "seed": cfg.seed, "preset": cfg.preset,
-                          "data_checksum": ds.checksum, "split_hash": sp.hash})
-    else:
-        saved = run.config
-        if (saved.get("data_checksum"), saved.get("split_hash")) != (ds.checksum, sp.hash):
-            raise KitError(f"{run.path} was trained on other data (checksum {saved.get('data_checksum')}, "
-                           f"split {saved.get('split_hash')}; now {ds.checksum}, {sp.hash}): it cannot be "
-                           f"resumed on this data; start a new run")
+def save(trained: Trained, run) -> None:
+    with io.atomic_path(run.file(WEIGHTS)) as tmp:
+        np.savez(tmp, **trained.weights())
 
-    with threadpool_limits(limits=threads, user_api="blas"):
-        state = _fit(cfg, run, X_train_img, y_train, X_val, y_val, input_scale, progress)
-        try:  # the last checkpoint holds the finished training: a resume only redoes what follows
-            best = state["best_params"]
-            weights = {**best, "input_scale": np.float32(input_scale)}
-            with runs.atomic_path(run.file(WEIGHTS)) as tmp:
-                np.savez(tmp, **weights)
-            val_proba = predict_proba(weights, ds.X_train[sp.val_idx])
-            test_proba = predict_proba(weights, ds.X_test)
-            run.write_history(state["history"])
-            run.write_predictions(val_proba, test_proba)
-            val_loss, val_acc = evaluate(best, X_val, y_val)
-        except KeyboardInterrupt:
-            raise KitError(f"interrupted after training, while writing predictions; the checkpoint is kept "
-                           f"in {run.path}. Finish it with: kit train scratch --resume {run.path}") from None
-    run.finish({
-        "model": MODEL, "seed": cfg.seed, "preset": cfg.preset,
-        "val_accuracy": val_acc, "val_loss": val_loss,
-        "wall_time_s": round(state["elapsed"], 3),          # the training loop, all sessions of it
-        "total_time_s": round(time.perf_counter() - t_start, 3) if not state["resumed"] else None,
-        "data_checksum": ds.checksum, "split_hash": sp.hash,
-        "n_train": len(y_train), "n_val": len(y_val), "n_test": len(ds.X_test),
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "threads": threads,
-    })
-    run.file(CHECKPOINT).unlink(missing_ok=True)  # finished: nothing left to resume
-    return run
+
+def load(run, cfg: Config) -> Trained:
+    """A finished run's network, from its weights.npz (history and epochs from the run)."""
+    with np.load(run.file(WEIGHTS)) as f:
+        weights = dict(f)
+    scale = float(weights.pop("input_scale"))
+    return Trained(weights, scale, cfg.threads or cpu_cores(), run.history().to_dict("records"),
+                   int(run.metrics.get("kept_epoch") or run.metrics.get("best_epoch") or 0))
+
+
+def predict(trained: Trained, X: np.ndarray) -> np.ndarray:
+    """X: (N, 28, 28) uint8 -> (N, 10) float32 probabilities, with the run's BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=trained.threads, user_api="blas"):
+        return predict_proba(trained.weights(), X)
 
 
 def cpu_cores() -> int:
@@ -526,9 +506,7 @@ def _keep_freed_memory() -> None:
 
     Every step allocates activations of a few MB and frees them; by default glibc hands such
     blocks back to the kernel, so the next step page-faults them in again, which costs more
-    than the matrix products for wide layers (a 2048x2048 net ran ~2.5x faster with this, in a
-    development measurement).
-    A no-op where the C library is not glibc.
+    than the matrix products for wide layers. A no-op where the C library is not glibc.
     """
     import ctypes
     import ctypes.util
@@ -542,90 +520,41 @@ def _keep_freed_memory() -> None:
         pass
 
 
-def _open_resume(path: Path) -> tuple[runs.Run, ScratchConfig]:
-    run = runs.require_run(runs.Run(path), model=MODEL, finished=False)
-    if run.finished:
-        raise KitError(f"{path} already finished; there is nothing to resume")
-    if not run.file(CHECKPOINT).exists():
-        raise KitError(f"{path} has no {CHECKPOINT} (it stopped before its first epoch ended); "
-                       f"start a new run instead")
-    saved = run.config
-    names = {f.name for f in dataclasses.fields(ScratchConfig)}
-    values = {k: v for k, v in saved.items() if k in names}
-    values["hidden"] = tuple(values.get("hidden", ()))
-    cfg = ScratchConfig(**values)
-    validate(cfg)
-    return run, cfg
-
-
-def _fit(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict:
-    """The training loop. X_img: (N, 28, 28) uint8 train images, y: (N,) labels;
-    X_val: (V, 784) float32 inputs. Returns the final state (best params, history, ...)."""
-    from tqdm.auto import tqdm
-
-    n = len(y)
-    batch = cfg.batch_size or n
-    steps_per_epoch = math.ceil(n / batch)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    sizes = [X_val.shape[1], *map(int, cfg.hidden), config.N_CLASSES]
-
+def _initial_state(cfg: Config, run, sizes: list[int]):
+    """(rng, params, optimizer, state) at epoch 0, or where `run`'s checkpoint left them."""
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
     params = init_params(rng, sizes, cfg.init)
     optimizer = make_optimizer(cfg, params)
-    grads = {k: np.empty_like(p) for k, p in params.items()}  # reused every step
     state = {"epoch": 0, "best_epoch": 0, "best_val_loss": math.inf, "history": [],
-             "elapsed": 0.0, "best_params": {k: p.copy() for k, p in params.items()}, "resumed": False}
+             "elapsed": 0.0, "best_params": {k: p.copy() for k, p in params.items()}}
     if run.file(CHECKPOINT).exists():
         _load_checkpoint(run.file(CHECKPOINT), rng, params, optimizer, state)
-        state["resumed"] = True
+    return rng, params, optimizer, state
 
-    # without augmentation or shuffling the inputs never change: convert them once
+
+def _train_loop(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict:
+    """The epochs. X_img: (N, 28, 28) uint8 train images, y: (N,) labels;
+    X_val: (V, 784) float32 inputs. Returns the final state (best params, history, ...)."""
+    from tqdm.auto import tqdm
+
+    sizes = [X_val.shape[1], *map(int, cfg.hidden), config.N_CLASSES]
+    rng, params, optimizer, state = _initial_state(cfg, run, sizes)
+    grads = {k: np.empty_like(p) for k, p in params.items()}  # reused every step
+    # without augmentation the inputs never change: convert them once
     static = not (cfg.shift or cfg.rotate or cfg.scale)
     X_static = to_inputs(X_img, input_scale) if static else None
-
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"scratch {cfg.preset}", unit="epoch",
                disable=not progress, dynamic_ncols=True)
     try:
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
-            epoch = state["epoch"]
-            # the epoch's data: a fresh order and fresh distortions, then float inputs
-            order = rng.permutation(n) if batch < n else np.arange(n)
-            if static:
-                X_epoch = X_static if batch >= n else X_static[order]
-            else:
-                X_epoch = to_inputs(augment(X_img[order], rng, cfg.shift, cfg.rotate, cfg.scale), input_scale)
-            y_epoch = y[order]
-            loss_sum, correct, lr = 0.0, 0, cfg.lr
-            for s in range(steps_per_epoch):
-                Xb, yb = X_epoch[s * batch:(s + 1) * batch], y_epoch[s * batch:(s + 1) * batch]
-                masks = ([dropout_mask(rng, (len(yb), h), cfg.dropout) for h in sizes[1:-1]]
-                         if cfg.dropout else None)
-                loss, n_correct, grads = loss_and_grads(params, Xb, yb, masks, cfg.weight_decay, grads)
-                lr = learning_rate(epoch * steps_per_epoch + s, total_steps, warmup_steps, cfg)
-                optimizer.step(params, grads, lr)
-                loss_sum += loss * len(yb)
-                correct += n_correct
-            val_loss, val_acc = evaluate(params, X_val, y_val)
-            seconds = time.perf_counter() - t0
-            state["elapsed"] += seconds
-            state["epoch"] = epoch + 1
-            if val_loss < state["best_val_loss"]:
-                state.update(best_val_loss=val_loss, best_epoch=epoch + 1,
-                             best_params={k: p.copy() for k, p in params.items()})
-            state["history"].append({
-                "epoch": epoch + 1, "loss": loss_sum / n, "accuracy": correct / n,
-                "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr,
-                "seconds": round(state["elapsed"], 4),  # cumulative training time at the epoch's end
-                "samples_per_s": round(n / seconds, 1),
-            })
-            stop = cfg.patience and state["epoch"] - state["best_epoch"] >= cfg.patience
-            if state["epoch"] % cfg.checkpoint_every == 0 or stop or state["epoch"] == cfg.epochs:
-                _save_checkpoint(run.file(CHECKPOINT), rng, params, optimizer, state)
-                run.write_history(state["history"])
-            bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.4f}", val_acc=f"{val_acc:.4f}",
-                            samples_s=f"{n / seconds:,.0f}", refresh=False)
+            loss, acc, lr = _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale,
+                                   sizes, state["epoch"])
+            stop = _end_epoch(cfg, run, state, params, rng, optimizer, (X_val, y_val),
+                              dict(loss=loss, accuracy=acc, lr=lr), time.perf_counter() - t0, len(y))
+            row = state["history"][-1]
+            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", val_acc=f"{row['val_accuracy']:.4f}",
+                            samples_s=f"{row['samples_per_s']:,.0f}", refresh=False)
             bar.update(1)
             if stop:
                 break
@@ -639,6 +568,52 @@ def _fit(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict:
     return state
 
 
+def _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale, sizes, epoch):
+    """One pass over the training rows in a fresh order (and fresh distortions).
+    Returns (mean loss, accuracy, the last step's learning rate)."""
+    n = len(y)
+    batch = cfg.batch_size or n
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    order = rng.permutation(n) if batch < n else np.arange(n)
+    if X_static is not None:
+        X_epoch = X_static if batch >= n else X_static[order]
+    else:
+        X_epoch = to_inputs(augment(X_img[order], rng, cfg.shift, cfg.rotate, cfg.scale), input_scale)
+    y_epoch = y[order]
+    loss_sum, correct, lr = 0.0, 0, cfg.lr
+    for s in range(steps_per_epoch):
+        Xb, yb = X_epoch[s * batch:(s + 1) * batch], y_epoch[s * batch:(s + 1) * batch]
+        masks = ([dropout_mask(rng, (len(yb), h), cfg.dropout) for h in sizes[1:-1]]
+                 if cfg.dropout else None)
+        loss, n_correct, grads = loss_and_grads(params, Xb, yb, masks, cfg.weight_decay, grads)
+        lr = learning_rate(epoch * steps_per_epoch + s, total_steps, warmup_steps, cfg)
+        optimizer.step(params, grads, lr)
+        loss_sum += loss * len(yb)
+        correct += n_correct
+    return loss_sum / n, correct / n, lr
+
+
+def _end_epoch(cfg, run, state, params, rng, optimizer, val, row: dict, seconds: float, n_train: int) -> bool:
+    """Score the epoch on validation, keep the best weights, log it, checkpoint it.
+    Returns True when early stopping says stop."""
+    val_loss, val_acc = evaluate(params, *val)
+    state["elapsed"] += seconds
+    state["epoch"] += 1
+    if val_loss < state["best_val_loss"]:
+        state.update(best_val_loss=val_loss, best_epoch=state["epoch"],
+                     best_params={k: p.copy() for k, p in params.items()})
+    state["history"].append({"epoch": state["epoch"], "loss": row["loss"], "accuracy": row["accuracy"],
+                             "val_loss": val_loss, "val_accuracy": val_acc, "lr": row["lr"],
+                             "seconds": round(seconds, 4), "samples_per_s": round(n_train / seconds, 1)})
+    stop = bool(cfg.patience) and state["epoch"] - state["best_epoch"] >= cfg.patience
+    if state["epoch"] % cfg.checkpoint_every == 0 or stop or state["epoch"] == cfg.epochs:
+        _save_checkpoint(run.file(CHECKPOINT), rng, params, optimizer, state)
+        run.write_history(state["history"])
+    return stop
+
+
 def _save_checkpoint(path: Path, rng, params, optimizer, state) -> None:
     """Everything needed to continue bit-identically: parameters, best parameters, optimizer
     state, the generator's state and the history so far. Atomic: the old one or the new one."""
@@ -648,7 +623,7 @@ def _save_checkpoint(path: Path, rng, params, optimizer, state) -> None:
               **{f"best.{k}": v for k, v in state["best_params"].items()},
               **{f"opt.{k}": v for k, v in optimizer.state().items()},
               "meta": np.array(json.dumps(meta))}
-    with runs.atomic_path(path) as tmp:
+    with io.atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
 
 

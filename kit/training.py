@@ -1,0 +1,147 @@
+"""One training lifecycle for every registered model (kit.models).
+
+    run = training.train("cnn", models.get("cnn").make_config("default", seed=1))
+    run = training.train("cnn", resume=run.path)          # continue an interrupted run
+
+    new run, or resume (the run's own config.json)
+      -> the run folder locked: one writer at a time (a crashed writer's lock is released)
+      -> the data loaded; a resumed run's data and split checked against what it recorded
+      -> the model's fit (its checkpoints and history.csv go into the run as it trains)
+      -> the kept weights saved -> validation and test predictions
+      -> metrics (kit.metrics), metrics.json written last -> temporary files removed
+
+metrics.json has the same meaning for every model:
+    train_time_s   seconds spent in training epochs, every session of a resumed run included
+    wall_time_s    seconds of this `kit train` process, loading to metrics
+    inference_s    seconds to predict the test set
+    kept_epoch     the epoch whose weights the run keeps; best_epoch: lowest validation loss
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from kit import hparams, io, metrics, models, runs
+from kit.errors import KitError
+
+LOCK = ".lock"  # in the run folder: held by the one process writing it
+
+
+@dataclass(frozen=True, eq=False)
+class TrainData:
+    """What a model trains and predicts on, from the installed data and the shared split.
+
+    X_train: (N, 28, 28) uint8, y_train: (N,) uint8 — the training rows;
+    X_val, y_val: the validation rows in split order; X_test: (n_test, 28, 28) in file order;
+    identity: {'data_checksum', 'split_hash'} that every run records.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    identity: dict
+
+
+def load_data() -> TrainData:
+    from kit import data
+
+    ds, sp = data.load_split()
+    return TrainData(ds.X_train[sp.train_idx], ds.y_train[sp.train_idx], ds.X_train[sp.val_idx],
+                     ds.y_train[sp.val_idx], ds.X_test, metrics.identity(ds.checksum, sp.hash))
+
+
+def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool = True) -> runs.Run:
+    """Train model `name` with `cfg` (or continue the run `resume` with its saved config);
+    return the finished run. KitError for anything the user can fix, with what to do."""
+    t_start = time.perf_counter()
+    model = models.get(name)
+    if resume is not None:
+        run = _resumable(model, resume)
+        cfg = model.run_config(run.config)
+    else:
+        assert cfg is not None, "train() needs a config or a run to resume"
+        hparams.validate(cfg)
+        run = None
+    cfg = model.module.resolved(cfg)
+    data = load_data()
+    if run is None:
+        run = runs.create(name, cfg.seed)
+        run.write_config({"model": name, **dataclasses.asdict(cfg), **data.identity})
+    with one_writer(run):
+        if resume is not None:
+            _check_resume(model, run, data)
+        trained = model.module.fit(cfg, run, data, progress)
+        try:
+            _finish(model, cfg, run, data, trained, t_start)
+        except KeyboardInterrupt:
+            raise KitError(f"interrupted after training, while writing predictions; the checkpoint is "
+                           f"kept in {run.path}. Finish it with: kit train {name} --resume {run.path}") from None
+    return run
+
+
+@contextmanager
+def one_writer(run: runs.Run) -> Iterator[None]:
+    """Hold the run folder's lock while this process trains into it; refuse, naming the
+    holder, when another process does. The kernel releases a crashed process's lock."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(io.exclusive(run.file(LOCK), wait=False))
+        except io.LockHeld as e:
+            raise KitError(f"{run.path} is being trained by {e.holder or 'another process'}; "
+                           f"wait for it to finish (or stop it), then resume it") from None
+        yield
+
+
+def _resumable(model: models.Model, ref) -> runs.Run:
+    run = runs.require_run(runs.resolve(str(ref)), model=model.name, finished=False)
+    if run.finished:
+        raise KitError(f"{run.path} already finished; there is nothing to resume (start a new run)")
+    return run
+
+
+def _check_resume(model: models.Model, run: runs.Run, data: TrainData) -> None:
+    """Under the lock: the run is still unfinished, can be continued, and has this data."""
+    if run.finished:  # finished by the process that held the lock before us
+        raise KitError(f"{run.path} already finished; there is nothing to resume (start a new run)")
+    model.module.check_resumable(run)
+    diff = metrics.mismatch(run.config, data.identity)
+    if diff:
+        raise KitError(f"{run.path} was trained on other data ({diff}): it cannot be resumed on "
+                       f"this data; start a new run")
+
+
+def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t_start: float) -> None:
+    """Save, predict, measure, and write metrics.json last; then drop the resume files."""
+    model.module.save(trained, run)
+    val_proba = model.module.predict(trained, data.X_val)
+    t0 = time.perf_counter()
+    test_proba = model.module.predict(trained, data.X_test)
+    inference_s = time.perf_counter() - t0
+    run.write_history(trained.history)
+    run.write_predictions(val_proba, test_proba)
+    history = trained.history
+    run.finish({
+        "model": model.name, "seed": cfg.seed, "preset": cfg.preset,
+        "val_accuracy": metrics.accuracy(val_proba, data.y_val),
+        "val_loss": metrics.log_loss(val_proba, data.y_val),
+        "train_time_s": round(sum(r["seconds"] for r in history), 3),
+        "wall_time_s": round(time.perf_counter() - t_start, 3),
+        "inference_s": round(inference_s, 3),
+        "time_to_99_4_s": metrics.seconds_to(history, metrics.TARGET_ACCURACY),
+        **data.identity,
+        "n_train": trained.n_train, "n_val": len(data.y_val), "n_test": len(data.X_test),
+        "epochs_run": history[-1]["epoch"], "best_epoch": trained.best_epoch,
+        "kept_epoch": trained.kept_epoch, **trained.extra,
+    })
+    for name in model.module.RESUME_FILES:
+        run.file(name).unlink(missing_ok=True)
+    run.file(LOCK).unlink(missing_ok=True)
