@@ -5,7 +5,6 @@ User errors raised anywhere as `KitError` come out as `Error: <message>`, exit s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -13,9 +12,23 @@ import click
 from kit import config, models, runs
 from kit.errors import KitError
 
+_OVERRIDES = "kit.settings"  # ctx.meta key: the settings options given to this command
+
+
+class KitCommand(click.Command):
+    """A command that runs with one config.Settings: the environment plus the settings options
+    given to it (--data-dir, --competition), active until it returns. os.environ is never
+    written, so nothing carries over to the next command run in the same process."""
+
+    def invoke(self, ctx: click.Context):
+        with config.activate(config.Settings.from_env(**ctx.meta.get(_OVERRIDES, {}))):
+            return super().invoke(ctx)
+
 
 class KitGroup(click.Group):
     """A click group that turns KitError into a clean `Error: ...` and exit 1."""
+
+    command_class = KitCommand
 
     def invoke(self, ctx: click.Context):
         try:
@@ -24,21 +37,21 @@ class KitGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
-def _set_env(var: str):
-    def callback(ctx, param, value):
-        if value is not None:
-            os.environ[var] = str(value)
+def _setting(field: str):
+    """Option callback: record the value as the command's override of Settings.`field`."""
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        ctx.meta.setdefault(_OVERRIDES, {})[field] = value
         return value
     return callback
 
 
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="KIT_DATA_DIR",
-    callback=_set_env("KIT_DATA_DIR"), expose_value=False, is_eager=True,
+    callback=_setting("data_dir"), expose_value=False, is_eager=True,
     help="Data folder (raw CSVs, manifest, cache). Env: KIT_DATA_DIR. [default: ./data]")
 
 competition_option = click.option(
-    "--competition", envvar="KIT_COMPETITION", callback=_set_env("KIT_COMPETITION"),
+    "--competition", envvar="KIT_COMPETITION", callback=_setting("competition"),
     expose_value=False, is_eager=True, type=click.Choice(sorted(config.COMPETITIONS)),
     help="Competition spec (slug and expected sizes). Env: KIT_COMPETITION. [default: digit-recognizer]")
 

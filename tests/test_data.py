@@ -6,7 +6,7 @@ line or member; each must fail with its exact message and leave the installed da
 """
 
 import hashlib
-import io
+import json
 import os
 import re
 import subprocess
@@ -389,8 +389,11 @@ def test_cli_download_from_zip_exact_output(isolated_dirs, fixture_competition, 
             "--competition", "digit-recognizer-fixture"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    checksum = data.read_manifest()["checksum"]
+    # the options held for that command only: the environment and the settings are as before
+    assert os.environ["KIT_DATA_DIR"] == str(isolated_dirs / "data")
+    assert config.data_dir() == isolated_dirs / "data"
     raw = elsewhere / "raw"
+    checksum = json.loads((raw / data.MANIFEST).read_text())["checksum"]
     assert re.sub(r"in \d+\.\ds", "in Ts", result.output) == (
         f"unpacking {source} ...\n"
         "verifying train.csv ...\n"
