@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import config, runs
+from kit import config, metrics, runs
 from kit.errors import KitError
+from kit.io import free_name, read_json, utc_iso, utc_stamp
 
 # ----------------------------------------------------------------------------- style: one home
 
@@ -59,7 +60,7 @@ AUGMENT_SEED = 0         # fixed, so the augmentation grid is the same every tim
 LEADERBOARD_TICKS = 16   # at most this many labelled submissions on the x axis
 VOTES_LISTED = 6         # disagreement tiles list up to this many members' votes one by one
 ECE_BINS = 15            # equal-width confidence bins (Guo et al. 2017 use 15)
-MODEL_ORDER = ("scratch", "cnn", "ensemble")  # default report: latest run of each, this order
+LEADERBOARD_TITLE = "submissions: validation accuracy vs public leaderboard score"
 
 COLORS = {"train": "#1f77b4", "val": "#d62728", "lr": "#7f7f7f", "ok": "#2ca02c",
           "bad": "#d62728", "bar": "#4c72b0", "score": "#ff7f0e"}
@@ -88,7 +89,7 @@ STYLE = {
 PNG_METADATA = {"Software": None}
 
 
-# ----------------------------------------------------------------------------- metrics
+# ----------------------------------------------------------------------------- confusion and calibration
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = config.N_CLASSES) -> np.ndarray:
     """(k, k) int64 counts: row = true class, column = predicted class."""
@@ -143,9 +144,9 @@ def _view(run: runs.Run) -> RunView:
     p = run.path
     notes = []
     try:
-        metrics = run.metrics
+        recorded = run.metrics
     except KitError as e:  # a damaged metrics.json: say so, show the rest
-        metrics = {}
+        recorded = {}
         notes.append(str(e))
     if not run.finished:
         notes.append(f"unfinished: no {runs.METRICS} (it crashed or is still running); "
@@ -179,14 +180,18 @@ def _view(run: runs.Run) -> RunView:
     has_test = (p / runs.TEST_PROBA).exists()
     if not has_test:
         notes.append(f"no {runs.TEST_PROBA}: no test predictions, nothing to submit from this run")
-    return RunView(run, run.config, metrics, history, val_proba, has_test, notes)
+    return RunView(run, run.config, recorded, history, val_proba, has_test, notes)
 
 
 def default_runs() -> list[runs.Run]:
-    """The latest finished run of each model (scratch, cnn, ensemble, then any other)."""
+    """The latest finished run of each model: the registry's models in their order, then the
+    ensemble, then any other model found under runs/."""
+    from kit import models
+
     found = runs.all_runs()
-    models = {r.model for r in found}
-    order = [m for m in MODEL_ORDER if m in models] + sorted(models - set(MODEL_ORDER))
+    present = {r.model for r in found}
+    known = (*models.names(), "ensemble")
+    order = [m for m in known if m in present] + sorted(present - set(known))
     latest = [[r for r in found if r.model == m][-1] for m in order]
     if not latest:
         raise KitError(f"no finished runs in {config.runs_dir()}: train one first "
@@ -221,8 +226,9 @@ def _check_split(v: RunView, val: ValData | None) -> bool:
     """Can this run's val_proba be compared with `val`'s labels? Adds a note if not."""
     if v.val_proba is None or val is None:
         return False
+    installed = metrics.identity(val.checksum, val.split_hash)
     want = v.metrics.get("split_hash")
-    if want is not None and want != val.split_hash:
+    if metrics.mismatch(v.metrics, installed, keys=("split_hash",)):
         v.notes.append(f"trained on another validation split (run split_hash {want}, installed "
                        f"data {val.split_hash}): validation charts skipped")
         return False
@@ -232,10 +238,9 @@ def _check_split(v: RunView, val: ValData | None) -> bool:
         return False
     if want is None:
         v.notes.append("split not verified (no split_hash in metrics.json)")
-    checksum = v.metrics.get("data_checksum")
-    if checksum is not None and checksum != val.checksum:
-        v.notes.append(f"the data changed since training (run data_checksum {checksum}, "
-                       f"installed {val.checksum})")
+    if metrics.mismatch(v.metrics, installed, keys=("data_checksum",)):
+        v.notes.append(f"the data changed since training (run data_checksum "
+                       f"{v.metrics['data_checksum']}, installed {val.checksum})")
     return True
 
 
@@ -455,10 +460,21 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
                 path, shape=(n, V + 1))
 
 
-def plot_leaderboard(df, path: Path) -> None:
+def plot_leaderboard(df, path: Path, title: str = LEADERBOARD_TITLE) -> None:
     """df: the ledger (kit.ledger.COLUMNS), oldest first. Validation accuracy and public
     score per submission, in submission order (evenly spaced: a burst of submissions in
-    one hour and a gap of a month both stay readable); ticks carry the UTC date."""
+    one hour and a gap of a month both stay readable); ticks carry the UTC date.
+
+    The one drawing of this chart: the report's leaderboard section and `kit scores --plot`
+    (kit.ledger.plot). It applies the report's STYLE itself, so it looks the same from both.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        _draw_leaderboard(df, path, title)
+
+
+def _draw_leaderboard(df, path: Path, title: str) -> None:
     import pandas as pd
 
     fig = _figure("leaderboard")
@@ -476,7 +492,7 @@ def plot_leaderboard(df, path: Path) -> None:
     ax.set_xlim(-0.5, len(df) - 0.5)
     ax.set_xlabel("submission (#ledger id, created UTC)")
     ax.set_ylabel("accuracy")
-    ax.set_title("submissions: validation accuracy vs public leaderboard score")
+    ax.set_title(title)
     ax.legend(loc="best")
     _save(fig, path)
 
@@ -578,9 +594,8 @@ def _validation_parts(v: RunView, val: ValData, out: Path) -> list[str]:
     """Confusion, per-class accuracy, calibration, worst errors, member disagreement."""
     name, parts = v.run.name, []
     P, y, X = v.val_proba, val.y, val.X
-    pred = P.argmax(axis=1)
-    C = confusion(y, pred)
-    acc = float(np.mean(pred == y))
+    C = confusion(y, P.argmax(axis=1))
+    acc = metrics.accuracy(P, y)
     f_cm, f_pc = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png"
     plot_confusion(C, f"{name}: validation confusion ({len(y)} images, accuracy {acc:.4f})", out / f_cm)
     plot_per_class(C, "per-class accuracy", out / f_pc)
@@ -644,7 +659,7 @@ def _members_table(v: RunView, names: list[str]) -> str:
     from kit.ensemble import WEIGHTS
 
     try:
-        weights = runs._read_json(v.run.path / WEIGHTS).get("weights", {})
+        weights = read_json(v.run.path / WEIGHTS).get("weights", {})
     except KitError:
         weights = {}
     accs = v.metrics.get("member_val_accuracy", {})
@@ -660,11 +675,12 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
     if val is None:
         return "\n".join(parts + [_note("no validation images installed: cannot show augmentation")])
     try:
-        from kit import cnn
+        from kit import models
+        from kit.models import cnn
     except ImportError as e:
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
     try:
-        cfg = cnn.run_config(v.run)
+        cfg = models.get("cnn").run_config(v.run.config)
     except KitError as e:  # a hand-edited config.json: say so, show the rest of the report
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
     parts.append(f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
@@ -713,18 +729,35 @@ def _leaderboard_section(out: Path) -> str:
 # ----------------------------------------------------------------------------- build
 
 def _out_dir(out: Path | None) -> Path:
+    """`out` if it is new or an empty folder; by default a new, empty reports/<UTC stamp>/,
+    claimed now (-2, -3, ... when other reports took this second)."""
     if out is not None:
         out = Path(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise KitError(f"{out} already exists and is not an empty folder; choose another --out")
         return out
     root = config.reports_dir()
-    base = root / runs.utc_stamp()
-    for i in range(1, 1000):
-        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
-        if not path.exists():
-            return path
-    raise AssertionError("could not find a free report name")
+    root.mkdir(parents=True, exist_ok=True)
+
+    def claim(name: str) -> Path:
+        (root / name).mkdir()  # atomic: of two reports started in the same second, one gets it
+        return root / name
+
+    return free_name(claim, utc_stamp())
+
+
+def _views(run_refs: list | None) -> list[RunView]:
+    """The runs to report on (default: the latest finished run of each model), each once,
+    with a file-name slug unique in the report. KitError on a folder that is not a run."""
+    chosen = [runs.resolve(r) for r in run_refs] if run_refs else default_runs()
+    unique = list({r.path.resolve(): r for r in chosen}.values())  # "cnn" and its name: once
+    views = [_view(r) for r in unique]
+    seen: set[str] = set()
+    for i, v in enumerate(views):  # same-named runs from two folders must not share PNGs
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", v.run.name)
+        v.slug = slug if slug not in seen else f"{slug}-{i + 1}"
+        seen.add(v.slug)
+    return views
 
 
 def build(run_refs: list | None = None, out: Path | None = None) -> Path:
@@ -732,14 +765,7 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
     finished run of each model) into `out` (default reports/<UTC stamp>/). Returns index.html."""
     import matplotlib
 
-    chosen = [runs.resolve(r) for r in run_refs] if run_refs else default_runs()
-    unique = list({r.path.resolve(): r for r in chosen}.values())  # "cnn" and its name: once
-    views = [_view(r) for r in unique]  # KitError on a folder that is not a run, before any work
-    seen: set[str] = set()
-    for i, v in enumerate(views):  # same-named runs from two folders must not share PNGs
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", v.run.name)
-        v.slug = slug if slug not in seen else f"{slug}-{i + 1}"
-        seen.add(v.slug)
+    views = _views(run_refs)  # before any work or any folder is made
     chosen_out, out = out is not None, _out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -749,29 +775,42 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
             val, val_note = _load_val()
         with matplotlib.rc_context(STYLE):
             body = _body(views, val, val_note, tmp)
-        stamp = runs.utc_iso()
-        page = (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>kit report {_e(out.name)}</title><style>{CSS}</style></head>\n<body>\n"
-                f"<h1>kit report</h1><p class=\"meta\">{_e(config.competition().slug)} · "
-                f"generated {_e(stamp)} · {len(views)} run(s)</p>\n{body}\n</body></html>\n")
-        (tmp / "index.html").write_text(page, encoding="utf-8")
+        (tmp / "index.html").write_text(_page(out.name, len(views), body), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a report is meant to be shared
-        try:
-            os.replace(tmp, out)  # atomic; replaces only an empty folder
-        except OSError as e:
-            if not chosen_out and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                out = _out_dir(None)  # another `kit report` took this second's name: next one
-                os.replace(tmp, out)
-            else:
-                raise KitError(f"cannot write the report to {out}: {e.strerror}") from None
+        out = _move(tmp, out, chosen_out)
+    except BaseException:
+        if not chosen_out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the name we claimed: nothing of a failed report stays
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out / "index.html"
 
 
+def _page(name: str, n_runs: int, body: str) -> str:
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>kit report {_e(name)}</title><style>{CSS}</style></head>\n<body>\n"
+            f"<h1>kit report</h1><p class=\"meta\">{_e(config.competition().slug)} · "
+            f"generated {_e(utc_iso())} · {n_runs} run(s)</p>\n{body}\n</body></html>\n")
+
+
+def _move(tmp: Path, out: Path, chosen_out: bool) -> Path:
+    """Rename the finished folder `tmp` onto the empty folder `out` (atomic); returns where it
+    landed. Should the default folder have filled up meanwhile, the next free name is used."""
+    try:
+        os.replace(tmp, out)  # atomic; replaces only an empty folder
+        return out
+    except OSError as e:
+        if not chosen_out and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            out = _out_dir(None)
+            os.replace(tmp, out)
+            return out
+        raise KitError(f"cannot write the report to {out}: {e.strerror}") from None
+
+
 def _wants_augment(views: list[RunView]) -> bool:
-    """A CNN run's section shows its augmentation (importing kit.cnn loads TensorFlow)."""
+    """A CNN run's section shows its augmentation (kit.models.cnn loads TensorFlow)."""
     return any(v.model == "cnn" for v in views)
 
 

@@ -7,9 +7,9 @@
 Parts (in this order, all by default):
     onednn     training images/s (default arch, batch 128, augmented tf.data input) and test
                inference seconds with TensorFlow's oneDNN kernels off and on, fresh process each
-    default    `kit.cnn.train` with the `default` arch on the real data: val accuracy, val loss,
+    default    `kit train cnn` with the `default` preset on the real data: val accuracy, val loss,
                training seconds, seconds to reach 99.4 % val accuracy, epochs, test inference
-    seed       the `seed` arch (the reference kernel with its schedule fixed), the same numbers
+    reference  the `reference` preset (the kernel this kit grew from, its schedule fixed), the same numbers
     inference  seconds to predict the 28,000 test images with the default model as trained and
                with batch-norm folded into the convolutions (what `train` predicts with); weights
                do not change the time, so an untrained model is used; best of 3 after a warm-up
@@ -20,7 +20,7 @@ Parts (in this order, all by default):
 
 Each training part runs in a fresh Python process (seeds, threads and precision are process-wide)
 and keeps its run folder under bench/runs/ (not the user's runs/, so `kit ensemble` never picks a
-bench run by accident). Training parts take ~20 min each on a 2-core CPU.
+bench run by accident). Each training part is one full training run (docs/benchmarks.md has times).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ["onednn", "inference", "default", "seed", "blur", "precision"]
+PARTS = ["onednn", "inference", "default", "reference", "blur", "precision"]
 BLURS = [0.0, 0.15, 0.2, 0.25, 0.3, 1 / 3]
 RUNS = ROOT / "bench" / "runs"
 INFERENCE_REPEATS = 3
@@ -42,8 +42,9 @@ ONEDNN_STEPS = 40
 
 ONEDNN_CHILD = """
 import json, time, numpy as np
-from kit import cnn, data
-cfg = cnn.make_config("default")
+from kit import data, models
+from kit.models import cnn
+cfg = models.get("cnn").make_config("default")
 cnn.setup(cfg)
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
@@ -59,18 +60,19 @@ print("BENCH_RESULT " + json.dumps({"train_images_per_s": round(train), "test_in
 
 CHILD = """
 import json, sys
-from kit import cnn
-run = cnn.train(cnn.make_config(sys.argv[1], seed=int(sys.argv[2])), verbose=2)
+from kit.models import cnn
+from kit import models, training
+run = training.train("cnn", models.get("cnn").make_config(sys.argv[1], seed=int(sys.argv[2])))
 print("BENCH_RESULT " + json.dumps({"run": str(run.path), "metrics": run.metrics,
                                     "history": run.history().to_dict("list")}))
 """
 
 
-def _train(arch: str, seed: int) -> dict:
+def _train(preset: str, seed: int) -> dict:
     env = {**os.environ, "KIT_RUNS_DIR": str(RUNS)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, arch, str(seed)], env=env, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", CHILD, preset, str(seed)], env=env, cwd=ROOT,
                           stdout=subprocess.PIPE, text=True)
-    assert proc.returncode == 0, f"training {arch} failed (exit {proc.returncode})"
+    assert proc.returncode == 0, f"training {preset} failed (exit {proc.returncode})"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")][-1]
     res = json.loads(line.removeprefix("BENCH_RESULT "))
     m = res["metrics"]
@@ -99,9 +101,10 @@ def onednn() -> dict:
 
 
 def inference() -> dict:
-    from kit import cnn, data
+    from kit import data, models
+    from kit.models import cnn
 
-    cfg = cnn.make_config("default")
+    cfg = models.get("cnn").make_config("default")
     cnn.setup(cfg)
     ds = data.load()
     trained = cnn.build_model(cfg)
@@ -124,14 +127,15 @@ def blur(paths: list[str]) -> dict:
     import dataclasses
 
     import keras
-    from kit import cnn, data, runs
+    from kit import data, models, runs
+    from kit.models import cnn
 
     ds, sp = data.load_split()
     X, y = ds.X_train[sp.val_idx], ds.y_train[sp.val_idx]
     out = {}
     for path in paths:
-        run = runs.require_run(runs.resolve(str(path)), model=cnn.MODEL)
-        cfg = cnn.run_config(run)
+        run = runs.require_run(runs.resolve(str(path)), model="cnn")
+        cfg = models.get("cnn").run_config(run.config)
         net = cnn.inference_model(keras.models.load_model(run.file(cnn.MODEL_FILE)))
         errors = {}
         for b in BLURS:
@@ -145,7 +149,7 @@ def blur(paths: list[str]) -> dict:
 
 
 def precision() -> dict:
-    from kit import cnn
+    from kit.models import cnn
 
     if not cnn.gpus():
         return {"skipped": "no GPU visible to TensorFlow"}
@@ -153,8 +157,9 @@ def precision() -> dict:
     for mixed in (False, True):
         code = f"""
 import json, time, numpy as np
-from kit import cnn, data
-cfg = cnn.make_config("default", mixed_precision={mixed})
+from kit import data, models
+from kit.models import cnn
+cfg = models.get("cnn").make_config("default", mixed_precision={mixed})
 cnn.setup(cfg)
 import tensorflow as tf
 ds, sp = data.load_split()
@@ -180,7 +185,7 @@ def run() -> dict:
     seed = int(os.environ.get("BENCH_CNN_SEED", "1"))
     out: dict = {"cpu_cores": os.cpu_count()}
     for part in parts:
-        if part in ("default", "seed"):
+        if part in ("default", "reference"):
             out[part] = _train(part, seed)
         elif part == "blur":
             paths = [out["default"]["run"]] if "default" in out else \
@@ -188,7 +193,7 @@ def run() -> dict:
             out[part] = blur(paths) if paths else {"skipped": "no default run here and no BENCH_CNN_RUNS"}
         else:
             out[part] = globals()[part]()
-    if "default" in out and "seed" in out:
-        out["val_accuracy_gain_default_over_seed"] = round(
-            out["default"]["val_accuracy"] - out["seed"]["val_accuracy"], 4)
+    if "default" in out and "reference" in out:
+        out["val_accuracy_gain_default_over_reference"] = round(
+            out["default"]["val_accuracy"] - out["reference"]["val_accuracy"], 4)
     return out

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 PARTS = ["throughput", "step"]
-BATCH = 128                  # the default arch's batch size
+BATCH = 128                  # fixed, not the default network's batch size: results stay comparable across runs
 WARMUP, BATCHES = 5, 100     # batches discarded, then timed (12,800 images)
 STEP_WARMUP, STEPS = 5, 40   # training steps discarded, then timed, per input
 
@@ -50,7 +50,7 @@ def _rate(batches, n: int) -> float:
 
 
 def throughput(X, y, cfg) -> dict:
-    from kit import cnn
+    from kit.models import cnn
 
     tf_rate = _rate(cnn.train_dataset(X, y, cfg, BATCH, cfg.seed, cnn.augmentation(cfg)), BATCHES)
     idg_rate = _rate(_idg_flow(X, y, cfg.seed), BATCHES)
@@ -63,7 +63,7 @@ def throughput(X, y, cfg) -> dict:
 def step(X, y, cfg) -> dict:
     import tensorflow as tf
 
-    from kit import cnn
+    from kit.models import cnn
 
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
@@ -90,12 +90,13 @@ def step(X, y, cfg) -> dict:
 
 
 def run() -> dict:
-    from kit import cnn, data
+    from kit import data, models
+    from kit.models import cnn
 
     parts = [p for p in os.environ.get("BENCH_PIPELINE", ",".join(PARTS)).split(",") if p]
     unknown = set(parts) - set(PARTS)
     assert not unknown, f"unknown BENCH_PIPELINE part(s) {unknown}; choose from {PARTS}"
-    cfg = cnn.make_config("default", seed=0)
+    cfg = models.get("cnn").make_config("default", seed=0)
     cnn.setup(cfg)
     ds, sp = data.load_split()
     X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]

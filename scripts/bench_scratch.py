@@ -6,12 +6,12 @@
 Parts (in this order, all by default):
     peak     float32 matmul peak of this machine (GFLOP/s, all cores, best of several)
     step     achieved GFLOP/s of the `default` training step (forward + backward + Adam) vs the peak
-    seed     the reference recipe (`--preset seed`): val accuracy, wall time
-    default  `--preset default`: val accuracy, wall time, peak RSS, time to reach the seed's
-             accuracy and the speed-up it gives over the seed (needs `seed` in the same run)
-    best     `--preset best`: val accuracy, wall time
+    reference  the recipe this kit grew from (`--preset reference`): val accuracy, training time
+    default    `--preset default`: val accuracy, training time, peak RSS, time to reach the
+               reference's accuracy and the speed-up over it (needs `reference` in the same run)
+    best       `--preset best`: val accuracy, training time
 
-Each training part runs `kit.scratch.train` in a fresh Python process (so its peak RSS is its own)
+Each training part runs `kit.training.train("scratch", ...)` in a fresh Python process (so its peak RSS is its own)
 on the real data, writing its run folder to a temporary runs directory that is deleted after.
 """
 
@@ -28,22 +28,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ["peak", "step", "seed", "default", "best"]
+PARTS = ["peak", "step", "reference", "default", "best"]
 PEAK_N = 2048        # matmul side for the peak (large enough for BLAS to reach its best)
 STEP_WARMUP, STEP_COUNT = 10, 60  # training steps: discarded, then timed
 
 CHILD = """
 import json, resource, sys, time
-from kit import scratch
-cfg = scratch.make_config(sys.argv[1])
-run = scratch.train(cfg, progress=False)
+from kit import models, training
+cfg = models.get("scratch").make_config(sys.argv[1])
+run = training.train("scratch", cfg, progress=False)
 print(json.dumps({"metrics": run.metrics, "history": run.history().to_dict("list"),
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 def _threads() -> int:
-    from kit.scratch import cpu_cores
+    from kit.models.scratch import cpu_cores
 
     return cpu_cores()
 
@@ -70,9 +70,10 @@ def step_gflops() -> dict:
     of the real shapes, median of STEP_COUNT timed steps."""
     from threadpoolctl import threadpool_limits
 
-    from kit import config, scratch
+    from kit import config, models
+    from kit.models import scratch
 
-    cfg = scratch.make_config("default")
+    cfg = models.get("scratch").make_config("default")
     sizes = [config.N_PIXELS, *cfg.hidden, config.N_CLASSES]
     rng = np.random.default_rng(0)
     params = scratch.init_params(rng, sizes)
@@ -105,11 +106,12 @@ def train_preset(preset: str, runs_dir: str) -> dict:
 
 
 def time_to_accuracy(history: dict, target: float) -> float | None:
-    """Cumulative training seconds at the first epoch whose val accuracy reaches `target`."""
-    for acc, seconds in zip(history["val_accuracy"], history["seconds"]):
-        if acc >= target:
-            return float(seconds)
-    return None
+    """Training seconds (the epochs' own, summed) until the first epoch whose val accuracy
+    reaches `target`."""
+    from kit import metrics
+
+    rows = [dict(val_accuracy=a, seconds=s) for a, s in zip(history["val_accuracy"], history["seconds"])]
+    return metrics.seconds_to(rows, target)
 
 
 def run() -> dict:
@@ -119,7 +121,7 @@ def run() -> dict:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"BENCH_SCRATCH: unknown part(s) {sorted(unknown)}; choose from {PARTS}")
-    if set(parts) & {"seed", "default", "best"} and not data.is_installed(deep=False):
+    if set(parts) & {"reference", "default", "best"} and not data.is_installed(deep=False):
         raise SystemExit("the scratch bench trains on the real data: run `make download` first")
 
     res: dict = {"threads": _threads(), "load_average_start": os.getloadavg()}
@@ -135,34 +137,35 @@ def run() -> dict:
 
     histories = {}
     with tempfile.TemporaryDirectory(prefix="bench-scratch-") as runs_dir:
-        for preset in ("seed", "default", "best"):
+        for preset in ("reference", "default", "best"):
             if preset not in parts:
                 continue
             out = train_preset(preset, runs_dir)
             m, h = out["metrics"], out["history"]
             histories[preset] = h
             res[preset] = {"val_accuracy": m["val_accuracy"], "val_loss": round(m["val_loss"], 5),
-                           "wall_time_s": m["wall_time_s"], "epochs_run": m["epochs_run"],
+                           "train_time_s": m["train_time_s"], "epochs_run": m["epochs_run"],
                            "best_epoch": m["best_epoch"], "peak_rss_mb": round(out["max_rss_mb"], 1),
                            "samples_per_s_median": float(np.median(h["samples_per_s"]))}
             print(f"{preset}: {res[preset]}")
 
     if "default" in res:
-        from kit import config, scratch
+        from kit import config, models
+        from kit.models import scratch
 
-        cfg = scratch.make_config("default")
+        cfg = models.get("scratch").make_config("default")
         sizes = [config.N_PIXELS, *cfg.hidden, config.N_CLASSES]
         n_train = config.competition().n_train - round(config.competition().n_train * config.VAL_FRACTION)
         # end to end: every training FLOP of the run over its wall time (augmentation, shuffling,
         # per-epoch validation included), against the same peak
-        e2e = scratch.flops_per_example(sizes) * n_train * res["default"]["epochs_run"] / res["default"]["wall_time_s"] / 1e9
+        e2e = scratch.flops_per_example(sizes) * n_train * res["default"]["epochs_run"] / res["default"]["train_time_s"] / 1e9
         res["default"]["end_to_end_gflops"] = round(e2e, 1)
         if "peak_matmul_gflops" in res:
             res["default"]["end_to_end_fraction_of_peak"] = round(e2e / res["peak_matmul_gflops"], 3)
-    if "seed" in res and "default" in res:
+    if "reference" in res and "default" in res:
         # how long `default` takes to match what the reference reaches after all its iterations
-        tta = time_to_accuracy(histories["default"], res["seed"]["val_accuracy"])
-        res["default"]["time_to_seed_accuracy_s"] = tta
-        res["default"]["speedup_vs_seed"] = round(res["seed"]["wall_time_s"] / tta, 1) if tta else None
+        tta = time_to_accuracy(histories["default"], res["reference"]["val_accuracy"])
+        res["default"]["time_to_reference_accuracy_s"] = tta
+        res["default"]["speedup_vs_reference"] = round(res["reference"]["train_time_s"] / tta, 1) if tta else None
     res["load_average_end"] = os.getloadavg()
     return res

@@ -34,11 +34,11 @@ MARKER = ".kit-demo"
 COMPETITION = "digit-recognizer-fixture"
 # The demo's training budgets: enough to see both models learn, small enough for minutes.
 SCRATCH_ARGS = ["--epochs", "20"]
-# the reference ("seed") CNN learns fastest from the fixture's 1,080 training images
-CNN_ARGS = ["--arch", "seed", "--epochs", "8", "--width", "16"]
+# the reference CNN learns fastest from the fixture's 1,080 training images
+CNN_ARGS = ["--preset", "reference", "--epochs", "8", "--width", "16"]
 # --fast (the test of this script): the plumbing only.
 FAST_SCRATCH_ARGS = ["--epochs", "2", "--hidden", "32"]
-FAST_CNN_ARGS = ["--arch", "seed", "--epochs", "1", "--width", "4"]
+FAST_CNN_ARGS = ["--preset", "reference", "--epochs", "1", "--width", "4"]
 # Other teams on the emulated leaderboard, so `kit leaderboard` has something to rank against.
 TEAMS = [("lecun", 0.99700), ("ciresan", 0.99100), ("nielsen", 0.98000), ("logreg-baseline", 0.92000)]
 

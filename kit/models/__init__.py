@@ -5,6 +5,7 @@ Each model is one module in this package that declares
     Config            its hyper-parameter dataclass (a kit.hparams.ModelConfig)
     PRESETS           {"reference": {...}, "default": {...}, "best": {...}}: field overrides
     resolved(cfg)     cfg with machine-dependent values fixed, as config.json records them
+                      (KitError if this machine cannot run it: checked before any run folder)
     check_resumable(run)        KitError when an unfinished run cannot be continued
     fit(cfg, run, data, progress) -> trained   the training loop (checkpoints, history.csv)
     save(trained, run), load(run, cfg) -> trained, predict(trained, X) -> (N, 10) float32

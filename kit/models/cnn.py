@@ -125,7 +125,9 @@ PRESETS: dict[str, dict] = {
 
 
 def resolved(cfg: Config) -> Config:
-    """cfg as config.json records it (nothing machine-dependent to fix for the CNN)."""
+    """cfg as config.json records it (nothing machine-dependent to fix for the CNN); KitError
+    when this machine cannot run it, before any run folder is made."""
+    _require_gpus(cfg)
     return cfg
 
 
@@ -205,17 +207,19 @@ def gpus() -> list:
     return _tf().config.list_physical_devices("GPU")
 
 
-def distribution(cfg: Config):
-    """The tf.distribute strategy for cfg.strategy.
+def _require_gpus(cfg: Config) -> None:
+    """`mirrored` with no GPU is refused (not silently run on the CPU): a user who asked for
+    several GPUs and got the CPU would wait hours for a run they meant to take minutes."""
+    if cfg.strategy == "mirrored" and not gpus():
+        raise KitError("--strategy mirrored needs a GPU, and TensorFlow sees none; drop the option "
+                       "to train on the CPU, or install the GPU build: pip install -e '.[gpu]'")
 
-    `mirrored` with no GPU is refused (not silently run on the CPU): a user who asked for
-    several GPUs and got the CPU would wait hours for a run they meant to take minutes.
-    """
+
+def distribution(cfg: Config):
+    """The tf.distribute strategy for cfg.strategy (see _require_gpus)."""
     tf = _tf()
+    _require_gpus(cfg)
     if cfg.strategy == "mirrored":
-        if not gpus():
-            raise KitError("--strategy mirrored needs a GPU, and TensorFlow sees none; drop the option "
-                           "to train on the CPU, or install the GPU build: pip install -e '.[gpu]'")
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -246,10 +250,8 @@ def build_model(cfg: Config):
     elif cfg.arch == "default":
         # Two blocks of [3x3 conv, 3x3 conv, strided 5x5 conv] with batch-norm: 28 -> 12 -> 4,
         # the strided conv learns its own down-sampling where the reference max-pools.
-        # The first block is narrow (16) and the second wide (64): a filter at 24x24 costs 9x
-        # one at 8x8, and the 2-core CPU is compute-bound (32/64 filters: 15.2M multiply-adds
-        # per image, 7.0 s to predict the test set; 16/64: 7.4M, 3.9 s). Of 16/48, 24/48 and
-        # 16/64 trained alike, 16/64 made the fewest validation errors (README, CNN section).
+        # The first block is narrow and the second wide: a filter at 24x24 costs 9x one at 8x8,
+        # and a CPU is compute-bound here (docs/decisions.md, "first-block width").
         x = inputs
         for filters in (w1, w2):
             x = _conv_bn(x, filters, 3)
@@ -278,7 +280,7 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
 def inference_model(model):
     """The same network for prediction only: every batch-norm folded into the convolution before
     it, dropout removed. Same outputs up to float32 rounding, two fewer passes over each
-    activation map (the 2-core CPU spends them in memory traffic, not arithmetic).
+    activation map (on a CPU those passes are memory traffic, not arithmetic).
 
     For a convolution W, b followed by batch-norm (gamma, beta, moving mean mu, variance var):
         s = gamma / sqrt(var + eps)  (per output channel);  W' = W * s;  b' = (b - mu) * s + beta
@@ -329,8 +331,8 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: Config) -> None:
     prediction feeds it. Training adds dropout's extra variance (a batch-norm after a dropout
     layer remembers it; predictions run without dropout) and mixes augmented, resampled digits
     with sharp ones; predictions see sharp digits smoothed by the eval blur. Normalising with the
-    statistics of exactly that input removes both mismatches. Measured over nine seeds in the
-    README's CNN section (the numbers' one home): fewer validation errors in total, not on every seed.
+    statistics of exactly that input removes both mismatches (docs/decisions.md, "batch-norm
+    refresh": fewer validation errors in total over the seeds measured, not on every seed).
     """
     keras = _keras()
     layers = keras.layers
@@ -453,8 +455,8 @@ def eval_blur(cfg: Config | None) -> float:
 
     Every augmented training image went through a random sub-pixel rotation/zoom/shift with
     bilinear interpolation, which averages neighbouring pixels; the network never saw a sharp
-    digit. Smoothing validation and test images the same way removed 3-8 validation errors
-    on each of six trained models (README, CNN section).
+    digit. Smoothing validation and test images the same way removes that mismatch
+    (docs/decisions.md, "eval blur").
     """
     return cfg.blur if cfg is not None and cfg.augment else 0.0
 
