@@ -293,15 +293,11 @@ def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
     if as_json and as_csv:
         raise KitError("choose one of --json and --csv")
     if sync:
-        from kit import kaggle_io
-
-        try:
-            added, updated = ledger.sync(kaggle_io.list_submissions())
-        except KitError as e:  # still show what we have; the message says what to fix
-            click.echo(f"Warning: could not sync with Kaggle, showing the local ledger: {e}", err=True)
-        else:
-            if not (as_json or as_csv):
-                click.echo(f"synced with Kaggle: {added} new, {updated} updated")
+        synced = ledger.sync_from_kaggle()
+        if synced.warning is not None:
+            click.echo(str(synced), err=True)
+        elif not (as_json or as_csv):
+            click.echo(str(synced))
     if as_json:
         click.echo(ledger.read_all().to_json(orient="records", indent=2))
     elif as_csv:
@@ -369,43 +365,12 @@ def emulator(use_fixture: bool, zip_path: Path | None, answers: Path | None, slu
     The official kaggle client, and so every kit command, talks to it once you paste the
     printed `export` lines into another shell: offline demos, no Kaggle account needed.
     """
-    import shlex
-    import signal
-    import time
-
     from kit import emulator as emu_mod
-    from kit import fixture as fx
 
-    if (zip_path is None) != (answers is None):
-        raise KitError("--zip and --answers go together: the competition zip and its answer key (ImageId,Label)")
-    if zip_path is None:
-        folder = fx.build()
-        zip_path, answers, slug = folder / fx.ZIP_NAME, folder / fx.ANSWERS, slug or fx.NAME
-    slug = slug or zip_path.stem
+    zip_path, answers, slug = emu_mod.competition_files(zip_path, answers, slug)
     emu = emu_mod.Emulator(zip_path, answers, slug=slug, daily_limit=daily_limit,
                            scoring_delay_s=scoring_delay, port=port, verbose=verbose)
-    try:
-        emu.start()
-    except OSError as e:
-        raise KitError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
-    click.echo(f"Kaggle emulator serving {slug} on {emu.url} (Ctrl-C to stop).")
-    click.echo("Paste these lines into another shell to point the kaggle client and kit at it:")
-    for name, value in emu.env().items():
-        click.echo(f"export {name}={shlex.quote(value)}")
-    if slug in config.COMPETITIONS:
-        click.echo(f"export KIT_COMPETITION={slug}")
-    def stop(*_):  # `kill` (SIGTERM) stops it as cleanly as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
-        click.echo("emulator stopped", err=True)
+    emu_mod.serve(emu, echo=click.echo)
 
 
 

@@ -1,8 +1,9 @@
 """A local emulator of Kaggle's competition service that the official `kaggle` client accepts.
 
 It serves one competition (its data zip and the hidden answer key) on 127.0.0.1 only, from
-a stdlib ThreadingHTTPServer in a daemon thread; it starts and stops in well under a second.
-The tests, `kit emulator` and `make demo` use it, so nothing here ever reaches kaggle.com.
+a stdlib ThreadingHTTPServer in a daemon thread, so starting and stopping it is quick.
+The tests, `kit emulator` (`serve`: in the foreground until Ctrl-C) and `make demo` use it,
+so nothing here ever reaches kaggle.com.
 
 How the real client is pointed at it (see `Emulator.env`): kaggle 2.x talks to kagglesdk,
 whose endpoint comes from KAGGLE_API_ENVIRONMENT. `TEST` (localhost:7777) is ignored by
@@ -57,16 +58,23 @@ import hashlib
 import io
 import json
 import secrets
+import shlex
+import signal
 import socket
 import sys
 import threading
 import time
 import zipfile
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from kit import config
+from kit.errors import KitError
+from kit.io import utc_now
 
 FAULT_KINDS = ("401", "403", "429", "500", "drop", "slow")
 API = "/api/v1/"
@@ -76,7 +84,8 @@ DEFAULT_PAGE_SIZE = 20
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Now in UTC as a naive datetime: the submissions' dates, serialised by `_iso`."""
+    return utc_now().replace(tzinfo=None)
 
 
 def _iso(dt: datetime) -> str:
@@ -124,7 +133,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.daemon_threads = True
         server.emulator = self
@@ -142,7 +151,7 @@ class Emulator:
             self._thread.join(timeout=5)
             self._server = self._thread = None
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -237,7 +246,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ RPCs: body dict -> (status, payload)
 
-    def rpc(self, name: str, body: dict, handler: "_Handler"):
+    def rpc(self, name: str, body: dict, handler: _Handler):
         if name != "IntrospectToken" and not self._authorized(handler.headers.get("Authorization", "")):
             return 401, {"code": 401, "message": "Unauthenticated"}
         if "competitionName" in body and body["competitionName"] != self.slug:
@@ -291,8 +300,8 @@ class Emulator:
     def _rpc_CreateSubmission(self, body):
         with self._lock:
             if self._today_count() >= self.daily_limit:
-                now = datetime.now(timezone.utc)
-                hours = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), timezone.utc)
+                now = utc_now()
+                hours = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
                          - now).total_seconds() / 3600
                 return 400, {"code": 400, "message": (
                     f"Submission not allowed: Your team has used its daily Submission allowance "
@@ -351,6 +360,66 @@ class Emulator:
             upload["content"] = content
             return True
 
+
+# ============================================================================ in the foreground
+
+def competition_files(zip_path: Path | None, answers: Path | None,
+                      slug: str | None = None) -> tuple[Path, Path, str]:
+    """(competition zip, answer key, slug) to serve: the given pair (slug: the zip's stem unless
+    given), or with neither the fixture competition, built if needed (kit.fixture)."""
+    if (zip_path is None) != (answers is None):
+        raise KitError("--zip and --answers go together: the competition zip and its answer key (ImageId,Label)")
+    if zip_path is None:
+        from kit import fixture
+
+        folder = fixture.build()
+        return folder / fixture.ZIP_NAME, folder / fixture.ANSWERS, slug or fixture.NAME
+    return Path(zip_path), Path(answers), slug or Path(zip_path).stem
+
+
+def export_lines(emu: Emulator) -> list[str]:
+    """Shell `export` lines that point the kaggle client (and kit, for a known competition) at `emu`."""
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in emu.env().items()]
+    if emu.slug in config.COMPETITIONS:
+        lines.append(f"export KIT_COMPETITION={emu.slug}")
+    return lines
+
+
+def _print(text: str, err: bool = False) -> None:
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def serve(emu: Emulator, echo: Callable[..., None] = _print) -> None:
+    """Start `emu`, print where it listens and its export lines, serve until Ctrl-C or SIGTERM, stop it.
+
+    echo(text, err=False) prints one line (click.echo fits); the lines go out at once, so a
+    process reading this one's stdout through a pipe sees them while it serves.
+    """
+    try:
+        emu.start()
+    except OSError as e:
+        raise KitError(f"cannot listen on 127.0.0.1:{emu._port}: {e.strerror}; pick another --port") from None
+    echo(f"Kaggle emulator serving {emu.slug} on {emu.url} (Ctrl-C to stop).")
+    echo("Paste these lines into another shell to point the kaggle client and kit at it:")
+    for line in export_lines(emu):
+        echo(line)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        emu.stop()
+        echo("emulator stopped", err=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+# ============================================================================ scoring
 
 def _read_answers(path: Path) -> dict[int, int]:
     """answers.csv (ImageId,Label) -> {image_id: label}."""
