@@ -26,13 +26,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from kit import config
 from kit.errors import KitError
-from kit.runs import utc_iso
+from kit.io import atomic_path, utc_iso
 
 STATUSES = ("pending", "submitted", "complete", "error")
 # The columns `read_all` returns, in order (kit.report reads exactly these).
@@ -184,6 +185,36 @@ def sync(kaggle_submissions: list, path: Path | None = None) -> tuple[int, int]:
     return added, updated
 
 
+@dataclass(frozen=True)
+class Synced:
+    """What `sync_from_kaggle` did: ledger rows added and updated, or, when Kaggle could not be
+    read, `warning` (why, and what to fix) with the ledger left as it was."""
+
+    added: int = 0
+    updated: int = 0
+    warning: str | None = None
+
+    def __str__(self) -> str:
+        if self.warning is not None:
+            return f"Warning: {self.warning}"
+        return f"synced with Kaggle: {self.added} new, {self.updated} updated"
+
+
+def sync_from_kaggle(path: Path | None = None) -> Synced:
+    """`sync` with Kaggle's submission list as it is now (`kit scores --sync`).
+
+    A fault (offline, credentials, rules, a damaged ledger) is not raised: the caller still
+    shows the local ledger, and the warning says what went wrong.
+    """
+    from kit import kaggle_io
+
+    try:
+        added, updated = sync(kaggle_io.list_submissions(), path)
+    except KitError as e:
+        return Synced(warning=f"could not sync with Kaggle, showing the local ledger: {e}")
+    return Synced(added, updated)
+
+
 # ----------------------------------------------------------------------------- reading
 
 def records(path: Path | None = None, where: str = "1", params: tuple = ()) -> list[dict]:
@@ -237,39 +268,20 @@ def table(path: Path | None = None):
 
 
 def plot(path: Path | None = None, out: Path | None = None) -> Path:
-    """Validation accuracy vs public score of every submission over time -> PNG (default submissions/scores.png)."""
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from kit.runs import atomic_path
+    """Validation accuracy and public score of every submission, in order -> PNG (default
+    submissions/scores.png): the chart of the report's leaderboard section (kit.report)."""
+    from kit import report
 
     df = read_all(path)
     if df.empty:
         raise KitError("no submissions in the ledger yet: nothing to plot (`kit submit` first)")
     out = Path(out or config.submissions_dir() / "scores.png")
-    # one x position per submission, in order (times are uneven: several a day, then none for weeks)
-    when = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
-    x = np.arange(len(df))
-    val, public = df["val_accuracy"].astype(float), df["public_score"].astype(float)
-    fig, ax = plt.subplots(figsize=(min(max(6.0, 0.6 * len(df) + 3), 20.0), 4.5))
-    ax.vlines(x, np.fmin(val, public), np.fmax(val, public), color="grey", linewidth=0.8)
-    ax.plot(x, val, "o--", label="validation accuracy")
-    ax.plot(x, public, "s-", label="public leaderboard score")
-    step = max(1, len(df) // 25)  # at most ~25 labelled ticks
-    ax.set_xticks(x[::step], [f"#{i}\n{t:%m-%d %H:%M}" for i, t in zip(df["id"][::step], when[::step])],
-                  fontsize=8)
-    ax.set_xlim(-0.5, len(df) - 0.5)
-    ax.set_xlabel("submission (ledger id, UTC time)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{config.competition().slug}: validation vs leaderboard")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+        report.plot_leaderboard(df, tmp, title=f"{config.competition().slug}: validation vs leaderboard")
     return out
+
+
+def rank_among(score: float, board: Iterable[float]) -> int:
+    """The rank `score` would have on a leaderboard of `board` scores (higher is better):
+    1 + the number of strictly better entries, so a tie shares the better rank."""
+    return 1 + sum(s > score for s in board)

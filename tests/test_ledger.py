@@ -74,6 +74,7 @@ def test_sync_updates_ours_and_adds_uploads_made_elsewhere(tmp_path):
 
 def test_corrupt_ledger_is_a_clear_error(tmp_path):
     import pytest
+
     from kit.errors import KitError
 
     path = tmp_path / "ledger.db"
