@@ -19,18 +19,18 @@ A failure after 'pending' leaves the CSV and the record: `kit submit --retry` se
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from kit import config, ledger, runs
 from kit.errors import KitError
+from kit.io import free_name, read_json, sha256_file, utc_iso, utc_stamp, write_json
 from kit.runs import Run
 
 HEADER = "ImageId,Label"
@@ -138,7 +138,7 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
 
     out_dir = Path(out_dir or config.submissions_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = runs.utc_stamp()
+    stamp = utc_stamp()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{stamp}_", suffix=".tmp.csv", dir=out_dir)
     tmp = Path(tmp_name)
     try:
@@ -153,10 +153,10 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
     names = run_names(run)
     siblings = {n: runs.Run(run.path.parent / n) for n in names}
     m = run.metrics
-    runs.write_json(path.with_suffix(".json"), {
+    write_json(path.with_suffix(".json"), {
         "file": path.name,
-        "sha256": runs.sha256_file(path),
-        "created_utc": runs.utc_iso(),
+        "sha256": sha256_file(path),
+        "created_utc": utc_iso(),
         "competition": config.competition().slug,
         "runs": names,
         "configs": {n: r.config for n, r in siblings.items()},
@@ -171,24 +171,18 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
 
 def _link_new(tmp: Path, out_dir: Path, stem: str) -> Path:
     """Give `tmp` a name `stem.csv` (or `stem-2.csv`, ...) that did not exist: never overwrite."""
-    for i in range(1, 1000):
-        path = out_dir / (f"{stem}.csv" if i == 1 else f"{stem}-{i}.csv")
-        try:
-            os.link(tmp, path)  # atomic, and fails if the name is taken (rename would replace)
-            return path
-        except FileExistsError:
-            continue
-    raise AssertionError("no free submission file name")
+    def make(name: str) -> Path:
+        os.link(tmp, out_dir / name)  # atomic, and fails if the name is taken (rename would replace)
+        return out_dir / name
+
+    return free_name(make, stem, ".csv")
 
 
 def sidecar(path: Path) -> dict:
-    """The sidecar .json of a submission CSV, or {} for a file written elsewhere."""
-    side = Path(path).with_suffix(".json")
-    if not side.exists():
-        return {}
+    """The sidecar .json of a submission CSV, or {} for a file written elsewhere (or a damaged one)."""
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError:
+        return read_json(Path(path).with_suffix(".json"))
+    except KitError:
         return {}
 
 
@@ -225,7 +219,7 @@ def submit(path: Path | None = None, message: str | None = None, force: bool = F
             echo(f"wrote {path}")
     path = Path(path)
     validate(path)
-    sha = runs.sha256_file(path)
+    sha = sha256_file(path)
     message = message or default_message(path)
 
     previous = ledger.by_sha256(sha)
@@ -366,7 +360,7 @@ def standing(top: int = 10) -> list[str]:
         lines.append(f"you ({me}) are ranked {ours.rank} of {len(entries)} with {ours.score:.5f}")
     elif scored:
         best = max(scored)
-        rank = 1 + sum(e.score > best for e in entries)
+        rank = ledger.rank_among(best, [e.score for e in entries])
         lines.append(f"you ({me}) are not on the leaderboard; your best public score in the ledger, "
                      f"{best:.5f}, would rank {rank} of {len(entries) + 1}")
     else:
