@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kit import config
-from kit.runs import write_bytes
+from kit.io import write_bytes
 
 NAME = "digit-recognizer-fixture"
 ZIP_NAME = f"{NAME}.zip"

@@ -34,7 +34,7 @@ import shutil
 import stat
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kit import config
@@ -435,7 +435,7 @@ def _recent_submission(api, slug: str, file_name: str, message: str, since: date
     for s in rows:
         if s is None or s.date is None:
             continue
-        date = s.date if s.date.tzinfo else s.date.replace(tzinfo=timezone.utc)
+        date = s.date if s.date.tzinfo else s.date.replace(tzinfo=UTC)
         if date >= since and s.file_name == file_name and (s.description or "") == (message or ""):
             return int(s.ref)
     return None
@@ -445,7 +445,7 @@ def _iso(dt) -> str:
     if dt is None:
         return ""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt.replace(microsecond=0).isoformat() + "Z"
 
 
