@@ -14,6 +14,7 @@ from PIL import Image
 from kit import config, data, report, runs
 from kit.cli import cli
 from kit.errors import KitError
+from kit.io import write_json
 
 # Pixel sizes of each chart, written out by hand (not read from report.FIGSIZE): a layout
 # change that alters them must be a deliberate change here too.
@@ -190,8 +191,8 @@ def test_missing_pieces_give_notes_not_a_crash(fixture_data):
     index = report.build([bare.name, no_test.name])
     page = _Page(index.read_text())
     assert page.notes == [
-        "no submissions yet ({}/ledger.db is empty or missing): `kit submit` records them"
-        .format(config.submissions_dir()),
+        f"no submissions yet ({config.submissions_dir()}/ledger.db is empty or missing): `kit submit` records them"
+        ,
         "unfinished: no metrics.json (it crashed or is still running); what it wrote so far is shown",
         "no history.csv yet: no training curves",
         "no val_proba.npy: no confusion matrix, errors or calibration",
@@ -299,7 +300,7 @@ def test_leaderboard_history_from_the_ledger(fixture_data):
 
 
 def test_augmentation_grid_for_a_cnn_run(fixture_data):
-    pytest.importorskip("kit.cnn")
+    pytest.importorskip("tensorflow")
     run = _fake_run("cnn", 1, extra_config={"arch": "default", "rotation": 15.0})
     out = report.build([run.name]).parent
     page = _Page((out / "index.html").read_text())
@@ -329,9 +330,9 @@ def test_ensemble_members_table(fixture_data):
 
     a, b = _fake_run("scratch", 1), _fake_run("scratch", 2)
     ens = _fake_run("ensemble", 0, extra_config={"members": [a.name, b.name]})
-    runs.write_json(ens.path / WEIGHTS, {"method": "fitted", "weights": {a.name: 0.25, b.name: 0.75}})
+    write_json(ens.path / WEIGHTS, {"method": "fitted", "weights": {a.name: 0.25, b.name: 0.75}})
     m = json.loads((ens.path / "metrics.json").read_text())
-    runs.write_json(ens.path / "metrics.json", {**m, "member_val_accuracy": {a.name: 0.91, b.name: 0.92}})
+    write_json(ens.path / "metrics.json", {**m, "member_val_accuracy": {a.name: 0.91, b.name: 0.92}})
     rows = _Page(report.build([ens.name]).read_text()).rows
     i = rows.index(["member", "weight", "val accuracy"])
     assert rows[i + 1:i + 3] == [[a.name, "0.2500", "0.9100"], [b.name, "0.7500", "0.9200"]]
@@ -357,16 +358,16 @@ def test_the_same_run_twice_is_reported_once(fixture_data):
 
 def test_two_reports_in_the_same_second_both_land(fixture_data, monkeypatch):
     run = _fake_run("scratch", 1)
-    monkeypatch.setattr(runs, "utc_stamp", lambda now=None: "20260101-000000")
+    monkeypatch.setattr(report, "utc_stamp", lambda now=None: "20260101-000000")
     first = report.build([run.name]).parent
-    # a racing report claimed the second name between our choice and our rename
+    # something filled the second name between our claim and our rename
     real_out_dir = report._out_dir
     calls = []
 
     def racy(out):
         chosen = real_out_dir(out)
         if not calls:
-            chosen.mkdir()
+            assert chosen.is_dir() and not any(chosen.iterdir())  # claimed, empty
             (chosen / "index.html").write_text("the other report")
         calls.append(chosen)
         return chosen
