@@ -106,10 +106,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides) -> Settings:
         """Settings from the KIT_* variables of `environ` (defaults for those unset or empty),
         with `overrides` (field=value) on top; an override of None counts as not given."""
-        values = {name: environ.get(var) or None for name, var in _ENV.items()}
-        values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(overrides) - set(_ENV)
         assert not unknown, f"not a setting: {sorted(unknown)}"
+        values = {name: environ.get(var) or None for name, var in _ENV.items()}
+        values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(
             **{name: _path(values[name], ROOT / default) for name, default in _DIR_DEFAULTS.items()},
             competition=str(values["competition"] or DEFAULT_COMPETITION),
