@@ -303,6 +303,30 @@ def test_list_data_files_via_client(kaggle_emulator):
 
 # ============================================================================ CLI
 
+def test_cli_emulator_needs_zip_and_answers_together(fixture_competition):
+    from click.testing import CliRunner
+
+    from kit.cli import cli
+
+    result = CliRunner().invoke(cli, ["emulator", "--zip", str(fixture_competition / f"{SLUG}.zip")])
+    assert result.exit_code == 1
+    assert result.output == ("Error: --zip and --answers go together: the competition zip and its "
+                             "answer key (ImageId,Label)\n")
+
+
+def test_export_lines_name_kit_competition_only_for_a_known_one(fixture_competition):
+    from kit import emulator
+
+    zip_path, answers, slug = emulator.competition_files(fixture_competition / f"{SLUG}.zip",
+                                                         fixture_competition / "answers.csv")
+    assert slug == SLUG
+    with Emulator(zip_path, answers, slug=slug) as known, Emulator(zip_path, answers, slug="other") as other:
+        assert known.port != other.port
+        assert emulator.export_lines(known)[-1] == f"export KIT_COMPETITION={SLUG}"
+        assert not any("KIT_" in line for line in emulator.export_lines(other))
+        assert f"export HTTP_PROXY={other.url}" in emulator.export_lines(other)
+
+
 def test_cli_emulator_prints_working_exports(tmp_path, fixture_competition):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env["KIT_CACHE_DIR"] = str(fixture_competition.parent)

@@ -91,3 +91,9 @@ def test_attach_ref_folds_in_a_row_sync_added_meanwhile(tmp_path):
     ledger.attach_ref(rid, 42, "m", path=path)
     (row,) = ledger.records(path)
     assert (row["id"], row["kaggle_ref"], row["status"], row["sha256"]) == (rid, 42, "submitted", "s1")
+
+
+def test_rank_among_counts_strictly_better_scores():
+    board = [0.99, 0.98, 0.98, 0.5]
+    assert [ledger.rank_among(s, board) for s in (1.0, 0.99, 0.985, 0.98, 0.1)] == [1, 1, 2, 2, 5]
+    assert ledger.rank_among(0.7, []) == 1

@@ -330,3 +330,14 @@ def test_a_stalled_upload_times_out_instead_of_hanging(csv_file, kaggle_emulator
         kaggle_io.submit(csv_file, "stalled")
     assert time.monotonic() - start < 60
     assert kaggle_emulator.submissions == []
+
+
+def test_scores_sync_without_kaggle_warns_and_shows_the_local_ledger(csv_file, kaggle_emulator, monkeypatch):
+    assert kit("submit", str(csv_file)).exit_code == 0
+    monkeypatch.setenv("KAGGLE_KEY", "not-the-key-at-all")
+    result = kit("scores", "--sync")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("Warning: could not sync with Kaggle, showing the local ledger: "
+                                    "Kaggle rejected the credentials")
+    assert "synced with Kaggle" not in result.stdout and csv_file.name in result.stdout
+    assert "not-the-key-at-all" not in result.output
