@@ -6,7 +6,8 @@
     new run, or resume (the run's own config.json)
       -> the run folder locked: one writer at a time (a crashed writer's lock is released)
       -> the data loaded; a resumed run's data and split checked against what it recorded
-      -> the model's fit (its checkpoints and history.csv go into the run as it trains)
+      -> the model's fit, reporting to one Progress (its checkpoints and history.csv go into the
+       run as it trains)
       -> the kept weights saved -> validation and test predictions
       -> metrics (kit.metrics), metrics.json written last -> temporary files removed
 
@@ -20,6 +21,8 @@ metrics.json has the same meaning for every model:
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -51,6 +54,55 @@ class TrainData:
     identity: dict
 
 
+class Progress:
+    """How a model reports its training, the same for every model: on a terminal one bar over
+    the epochs that moves with every step; elsewhere (a log file, a Kaggle kernel) one line per
+    finished epoch; nothing when quiet. The model calls start, step and epoch."""
+
+    def __init__(self, label: str, mode: str = "auto", stream=None):
+        assert mode in ("auto", "bar", "lines", "quiet"), mode
+        self.stream = stream or sys.stdout
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.label, self.mode, self.bar, self.total = label, mode, None, 0
+        # the bar draws on a copy of the terminal's descriptor, taken now: the CNN captures
+        # descriptor 2 while it trains (TensorFlow's native log lines), the bar must not be
+        self.tty = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1) if mode == "bar" else None
+
+    def start(self, epochs: int, done: int = 0) -> None:
+        """Training of `epochs` epochs begins, `done` of them already finished (a resume)."""
+        from tqdm.auto import tqdm
+
+        self.total = epochs
+        if self.mode == "bar":
+            self.bar = tqdm(total=epochs, initial=done, desc=self.label, unit="epoch", dynamic_ncols=True,
+                            file=self.tty,
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+
+    def step(self, fraction: float) -> None:
+        """`fraction` of an epoch more is done (1 / steps per epoch after each step)."""
+        if self.bar is not None:
+            self.bar.update(min(fraction, self.total - self.bar.n))  # float sums overshoot
+
+    def epoch(self, row: dict) -> None:
+        """An epoch finished: `row` is its history.csv row (epoch, loss, accuracy, val_loss, ...)."""
+        text = (f"loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+                f"val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
+        if self.bar is not None:
+            self.bar.n = row["epoch"]  # whole again, whatever the steps' float sums came to
+            self.bar.set_postfix_str(f"val_acc {row['val_accuracy']:.4f}", refresh=True)
+        elif self.mode == "lines":
+            print(f"{self.label} epoch {row['epoch']}/{self.total}  {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.tty is not None:
+            self.tty.close()
+            self.tty = None
+
+
 def load_data() -> TrainData:
     from kit import data
 
@@ -79,7 +131,11 @@ def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool 
     with one_writer(run):
         if resume is not None:
             _check_resume(model, run, data)
-        trained = model.module.fit(cfg, run, data, progress)
+        report = Progress(f"{name} {cfg.preset}", "auto" if progress else "quiet")
+        try:
+            trained = model.module.fit(cfg, run, data, report)
+        finally:
+            report.close()
         try:
             _finish(model, cfg, run, data, trained, t_start)
         except KeyboardInterrupt:

@@ -255,7 +255,7 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
     cfg = tiny("reference", lr=1e-3, lr_decay=0.5, plateau_patience=2)
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
-    (plateau,) = [c for c in cnn._callbacks(runs.Run(None), cfg, [], {}) if "Plateau" in type(c).__name__]
+    (plateau,) = [c for c in cnn._callbacks(runs.Run(None), cfg, [], {}, training.Progress("test", "quiet"), 1) if "Plateau" in type(c).__name__]
     assert plateau.monitor == "val_accuracy"
     plateau.set_model(model)
     plateau.on_train_begin()

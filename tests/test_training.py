@@ -209,3 +209,27 @@ def test_kit_train_cnn_prints_no_tensorflow_start_up_lines(fixture_data):
     for marker in ("I0000", "W0000", "E0000", "absl::InitializeLog"):
         assert marker not in out, out
     assert proc.stdout.startswith("val accuracy ") and proc.stderr == ""
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_without_a_terminal_progress_is_one_line_per_epoch_from_the_history(fixture_data):
+    result = CliRunner().invoke(cli, ["train", "scratch", "--hidden", "16", "--epochs", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    run = runs.latest("scratch")
+    lines = result.output.splitlines()
+    for row, line in zip(run.history().to_dict("records"), lines):
+        assert line == (f"scratch default epoch {row['epoch']}/2  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+                        f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  "
+                        f"{row['seconds']:.1f}s")
+    assert lines[2].startswith("val accuracy ") and lines[3] == f"run folder: {run.path}"
+
+
+def test_quiet_progress_prints_nothing(capsys):
+    p = training.Progress("x", "quiet")
+    p.start(3)
+    p.step(0.5)
+    p.epoch(dict(epoch=1, loss=1.0, accuracy=0.5, val_loss=1.0, val_accuracy=0.5, lr=1e-3, seconds=1.0))
+    p.close()
+    assert capsys.readouterr() == ("", "")

@@ -511,14 +511,21 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: Config | None = None)
 
 # ============================================================================ training
 
-def _callbacks(run, cfg: Config, history: list[dict], best: dict):
+def _callbacks(run, cfg: Config, history: list[dict], best: dict, progress, steps: int):
     """Logger: after each epoch, the history row, the checkpoint (model + optimizer) and, on a
-    new best val_loss, the best weights; that is what makes a run resumable. Then the schedule."""
+    new best val_loss, the best weights; that is what makes a run resumable. Every step and
+    epoch goes to `progress` (a kit.training.Progress). Then the schedule."""
     keras = _keras()
 
     class Logger(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            progress.start(cfg.epochs, history[-1]["epoch"] if history else 0)
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            progress.step(1 / steps)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -536,6 +543,7 @@ def _callbacks(run, cfg: Config, history: list[dict], best: dict):
             with io.atomic_path(run.file(CHECKPOINT)) as tmp:
                 self.model.save(tmp)
             run.write_history(history)
+            progress.epoch(row)
 
     class Plateau(keras.callbacks.ReduceLROnPlateau):
         """The reference's annealer, watching a metric that exists (it watched `val_acc`)."""
@@ -565,13 +573,6 @@ def _early_stopping(cfg: Config, history: list[dict], best: dict):
 
     return ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience,
                                   restore_best_weights=cfg.keep == "best")
-
-
-def _verbosity(verbose: int | None) -> int:
-    """Keras verbosity: the progress bar on a terminal, one line per epoch otherwise."""
-    if verbose is not None:
-        return verbose
-    return 1 if sys.stdout.isatty() else 2
 
 
 @dataclass
@@ -628,11 +629,12 @@ def _start_model(cfg: Config, run, strategy, start_epoch: int):
     return model, aug, seed
 
 
-def fit(cfg: Config, run, data, progress: bool = True) -> Trained:
+def fit(cfg: Config, run, data, progress) -> Trained:
     """Train on data.X_train (N, 28, 28) uint8 / data.y_train (N,) (the first cfg.max_train rows
     when set), validating on data.X_val / data.y_val each epoch; continue after the last epoch
-    `run` logged. Checkpoints and history.csv go to `run`. Then keep the last (or best) weights
-    and refresh the batch-norm statistics."""
+    `run` logged. Checkpoints and history.csv go to `run`, every step and epoch to `progress`
+    (a kit.training.Progress). Then keep the last (or best) weights and refresh the batch-norm
+    statistics."""
     with quiet_native_logs():
         setup(cfg)
         strategy = distribution(cfg)
@@ -645,17 +647,19 @@ def fit(cfg: Config, run, data, progress: bool = True) -> Trained:
         start_epoch = history[-1]["epoch"] if history else 0
         best = _best_so_far(history)
         model, aug, seed = _start_model(cfg, run, strategy, start_epoch)
-        train_ds = train_dataset(X_tr, y_tr, cfg, cfg.batch_size * strategy.num_replicas_in_sync, seed, aug)
+        batch = cfg.batch_size * strategy.num_replicas_in_sync
+        train_ds = train_dataset(X_tr, y_tr, cfg, batch, seed, aug)
         val_ds = eval_dataset(data.X_val, data.y_val, blur=eval_blur(cfg))
         if start_epoch < cfg.epochs:
-            _fit_epochs(model, train_ds, val_ds, cfg, run, history, best, start_epoch, progress)
+            callbacks = _callbacks(run, cfg, history, best, progress, math.ceil(len(X_tr) / batch))
+            _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbacks)
         return _finish(model, cfg, run, history, best, X_tr, strategy)
 
 
-def _fit_epochs(model, train_ds, val_ds, cfg, run, history, best, start_epoch, progress) -> None:
+def _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbacks) -> None:
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
-                  callbacks=_callbacks(run, cfg, history, best), verbose=_verbosity(None if progress else 0),
+                  callbacks=callbacks, verbose=0,  # progress is the kit's own (callbacks' Logger)
                   shuffle=False)  # tf.data already shuffles, with the seed
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else 0

@@ -458,11 +458,12 @@ def check_resumable(run) -> None:
                        f"start a new run instead")
 
 
-def fit(cfg: Config, run, data, progress: bool = True) -> Trained:
+def fit(cfg: Config, run, data, progress) -> Trained:
     """Train on data.X_train (N, 28, 28) uint8 / data.y_train (N,), choosing the best epoch on
     data.X_val / data.y_val; continue from `run`'s checkpoint when it has one. Checkpoints
-    and history.csv go to `run`. Ctrl-C leaves the last checkpoint and raises KitError saying
-    how to resume."""
+    and history.csv go to `run`; every step and epoch is reported to `progress` (a
+    kit.training.Progress). Ctrl-C leaves the last checkpoint and raises KitError saying how
+    to resume."""
     from threadpoolctl import threadpool_limits
 
     _keep_freed_memory()
@@ -535,40 +536,33 @@ def _initial_state(cfg: Config, run, sizes: list[int]):
 def _train_loop(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict:
     """The epochs. X_img: (N, 28, 28) uint8 train images, y: (N,) labels;
     X_val: (V, 784) float32 inputs. Returns the final state (best params, history, ...)."""
-    from tqdm.auto import tqdm
-
     sizes = [X_val.shape[1], *map(int, cfg.hidden), config.N_CLASSES]
     rng, params, optimizer, state = _initial_state(cfg, run, sizes)
     grads = {k: np.empty_like(p) for k, p in params.items()}  # reused every step
     # without augmentation the inputs never change: convert them once
     static = not (cfg.shift or cfg.rotate or cfg.scale)
     X_static = to_inputs(X_img, input_scale) if static else None
-    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc=f"scratch {cfg.preset}", unit="epoch",
-               disable=not progress, dynamic_ncols=True)
+    progress.start(cfg.epochs, state["epoch"])
     try:
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
             loss, acc, lr = _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale,
-                                   sizes, state["epoch"])
+                                   sizes, state["epoch"], progress)
             stop = _end_epoch(cfg, run, state, params, rng, optimizer, (X_val, y_val),
                               dict(loss=loss, accuracy=acc, lr=lr), time.perf_counter() - t0, len(y))
-            row = state["history"][-1]
-            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", val_acc=f"{row['val_accuracy']:.4f}",
-                            samples_s=f"{row['samples_per_s']:,.0f}", refresh=False)
-            bar.update(1)
+            progress.epoch(state["history"][-1])
             if stop:
                 break
     except KeyboardInterrupt:
-        bar.close()
+        progress.close()
         done = _checkpoint_epoch(run.file(CHECKPOINT))
         where = f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished"
         raise KitError(f"interrupted during epoch {state['epoch'] + 1}; {where} in {run.path}. "
                        f"Continue it with: kit train scratch --resume {run.path}") from None
-    bar.close()
     return state
 
 
-def _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale, sizes, epoch):
+def _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale, sizes, epoch, progress):
     """One pass over the training rows in a fresh order (and fresh distortions).
     Returns (mean loss, accuracy, the last step's learning rate)."""
     n = len(y)
@@ -592,6 +586,7 @@ def _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale, 
         optimizer.step(params, grads, lr)
         loss_sum += loss * len(yb)
         correct += n_correct
+        progress.step(1 / steps_per_epoch)
     return loss_sum / n, correct / n, lr
 
 
