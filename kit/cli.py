@@ -164,7 +164,7 @@ def _parse_widths(ctx, param, value):
     try:
         return tuple(int(w) for w in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024")
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024") from None
 
 
 def _hparam_option(fld, defaults, presets: dict):

@@ -33,10 +33,6 @@ HISTORY = "history.csv"
 VAL_PROBA = "val_proba.npy"
 TEST_PROBA = "test_proba.npy"
 
-# transition: remove once models import kit.io (write_json, save_npy, utc_stamp, ... are
-# imported above for the run folder's own use)
-from kit.io import atomic_path, sha256_file, write_bytes  # noqa: E402, F401
-
 # ----------------------------------------------------------------------------- runs
 
 @dataclass(frozen=True)
