@@ -1,10 +1,12 @@
-"""`make bench`: the kit's speed and accuracy claims, measured side by side in one run.
+"""`make bench`: the kit's speed and accuracy claims, measured, recorded, rendered.
 
     python scripts/bench.py [SECTION ...]      sections: load scratch cnn pipeline (default: all)
 
-Needs the real competition data (`make download` or `kit download --from ZIP`). Each
-section is a module `scripts/bench_<section>.py` with a `run() -> dict` function; results
-are printed and written to bench/results/<section>.json.
+Needs the real competition data (`make download` or `kit download --from ZIP`). Each section is
+a module `scripts/bench_<section>.py` with a `run() -> dict` function. Its dict is printed and
+written, with the machine, library versions and commit around it (scripts/benchlib.py), to
+docs/bench/<section>-<UTC>.json; then docs/benchmarks.md is rendered again from every result
+file there (scripts/bench_report.py). Result files are committed: they are the numbers' record.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ def main(argv: list[str]) -> int:
         print(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
         return 2
     sys.path.insert(0, str(HERE))
-    out_dir = HERE.parent / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    import bench_report
+    import benchlib
+
     for name in chosen:
         print(f"\n=== bench: {name}")
+        env = benchlib.environment()
         result = importlib.import_module(f"bench_{name}").run()
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(json.dumps(result, indent=2, default=str))
+        print(f"wrote {benchlib.write_result(name, result, env)}")
+    print(f"wrote {bench_report.write()}")
     return 0
 
 

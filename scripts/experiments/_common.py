@@ -1,0 +1,121 @@
+"""What the design-study scripts share: finding runs, their configs and networks, the labels.
+
+The studies read run folders as `kit train` leaves them (the format in kit/runs.py: config.json,
+history.csv, metrics.json, val_proba.npy, model.keras), make configs through the model registry
+(kit.models) and call the CNN module's own functions.
+Every use of the kit's Python API goes through this file, so an API change is fixed here once;
+`API` lists the names the studies need (tests/test_docs.py checks they exist).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_FILE = "model.keras"
+# the CNN module's names the studies call
+API = ("predict_proba", "inference_model", "refresh_batchnorm", "augmentation", "eval_blur", "setup",
+       "build_model", "compile_model", "train_dataset", "eval_dataset", "lr_at")
+
+
+def cnn_model():
+    """The CNN's entry in the model registry (kit.models): its presets and config reader."""
+    from kit import models
+
+    return models.get("cnn")
+
+
+def cnn():
+    """The CNN model module (kit.models.cnn): network, input pipeline, refresh, prediction."""
+    return cnn_model().module
+
+
+def cnn_preset(preset: str = "default", **overrides):
+    """A validated CNN config: the preset's values, then `overrides`, as `kit train cnn` makes it."""
+    return cnn_model().make_config(preset, **overrides)
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("KIT_RUNS_DIR") or ROOT / "runs")
+
+
+def run_dir(ref: str) -> Path:
+    """A run folder from a path or a run name under runs/ (KIT_RUNS_DIR)."""
+    path = Path(ref)
+    if not path.is_dir():
+        path = runs_root() / ref
+    if not (path / "metrics.json").exists():
+        raise SystemExit(f"{ref}: not a finished run folder (no metrics.json)")
+    return path
+
+
+def read(run: Path, name: str) -> dict:
+    return json.loads((run / name).read_text())
+
+
+def finished_runs(model: str) -> list[Path]:
+    """Every finished run of `model` under runs/, oldest first."""
+    return sorted(p.parent for p in runs_root().glob(f"{model}-*/metrics.json"))
+
+
+def cnn_config(run: Path, **changes):
+    """The CNN config a run was trained with (its config.json), then `changes`."""
+    return dataclasses.replace(cnn_model().run_config(read(run, "config.json")), **changes)
+
+
+def load_net(run: Path):
+    """The run's Keras model (model.keras: its kept weights, batch-norm as the run left it)."""
+    import keras
+
+    return keras.models.load_model(run / MODEL_FILE)
+
+
+def split():
+    """(dataset, split) of the installed data: the split every run and the ensemble share."""
+    from kit import data
+
+    return data.load_split()
+
+
+def validation(runs: list[Path]):
+    """(X_val uint8 (n, 28, 28), y_val, X_train rows of the split) for runs that share the installed split."""
+    ds, sp = split()
+    for run in runs:
+        recorded = read(run, "metrics.json").get("split_hash")
+        if recorded not in (None, sp.hash):
+            raise SystemExit(f"{run.name} was trained on another split ({recorded}, installed {sp.hash})")
+    return ds.X_train[sp.val_idx], ds.y_train[sp.val_idx].astype(int), ds.X_train[sp.train_idx]
+
+
+def errors(proba: np.ndarray, y: np.ndarray) -> int:
+    return int((proba.argmax(1) != y).sum())
+
+
+def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))))
+
+
+def kit_train(model: str, args: list[str]) -> Path:
+    """Run `kit train MODEL ARGS...` in a fresh process; the run folder it made."""
+    before = set(runs_root().glob(f"{model}-*"))
+    kit = Path(sys.executable).with_name("kit")
+    subprocess.run([str(kit), "train", model, "--quiet", *args], check=True, cwd=ROOT)
+    made = sorted(set(runs_root().glob(f"{model}-*")) - before)
+    if not made:
+        raise SystemExit(f"kit train {model} {' '.join(args)} made no run folder in {runs_root()}")
+    return made[-1]
+
+
+def print_table(head: list[str], rows: list[list]) -> None:
+    """A Markdown table, to paste into docs/decisions.md as measured."""
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
