@@ -36,6 +36,7 @@ computed from the two columns beside them. Why the defaults are what they are:
 
 # ----------------------------------------------------------------------------- formatting
 
+
 def load_results(folder: Path = RESULTS_DIR) -> list[dict]:
     """Every result file in `folder`, oldest first, each with its file name under "_file"."""
     out = []
@@ -99,26 +100,51 @@ def heading(rec: dict, title: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- sections
 
+
 def render_load(recs: list[dict]) -> list[str]:
     """One row per run: loading the data is one setting, runs differ only by machine and code."""
-    head = ["result", "machine", "install", "already verified", "CSV parse (cache miss)", "cache hit",
-            "parse / hit", "re-hash all files"]
+    head = [
+        "result",
+        "machine",
+        "install",
+        "already verified",
+        "CSV parse (cache miss)",
+        "cache hit",
+        "parse / hit",
+        "re-hash all files",
+    ]
     rows = []
     for rec in reversed(recs):
         r = rec["results"]
-        rows.append([label(rec), where(rec), fmt(r.get("install_s")), fmt(r.get("noop_s")),
-                     fmt(r.get("parse_s")), fmt(r.get("cache_hit_s")), ratio(r.get("parse_s"), r.get("cache_hit_s")),
-                     fmt(r.get("is_installed_deep_s"))])
-    return ["Install (timed once): copy, verify all three CSVs, hash, manifest, cache. The others: best of 3,",
-            "the cache hit best of 10. Parse and cache hit load train.csv and test.csv.",
-            "", *table(head, rows), ""]
+        rows.append(
+            [
+                label(rec),
+                where(rec),
+                fmt(r.get("install_s")),
+                fmt(r.get("noop_s")),
+                fmt(r.get("parse_s")),
+                fmt(r.get("cache_hit_s")),
+                ratio(r.get("parse_s"), r.get("cache_hit_s")),
+                fmt(r.get("is_installed_deep_s")),
+            ]
+        )
+    return [
+        "Install (timed once): copy, verify all three CSVs, hash, manifest, cache. The others: best of 3,",
+        "the cache hit best of 10. Parse and cache hit load train.csv and test.csv.",
+        "",
+        *table(head, rows),
+        "",
+    ]
 
 
-SCRATCH_PRESETS = ("reference", "seed", "default", "best")   # "seed": the reference's name before
+SCRATCH_PRESETS = ("reference", "seed", "default", "best")  # "seed": the reference's name before
 SCRATCH_ROWS: list[tuple[str, str, Callable]] = [
-    ("validation accuracy", "val_accuracy", pct), ("validation loss", "val_loss", fmt),
-    ("training wall time", "wall_time_s", fmt), ("epochs run", "epochs_run", fmt),
-    ("best epoch", "best_epoch", fmt), ("peak RSS (MB)", "peak_rss_mb", fmt),
+    ("validation accuracy", "val_accuracy", pct),
+    ("validation loss", "val_loss", fmt),
+    ("training wall time", "wall_time_s", fmt),
+    ("epochs run", "epochs_run", fmt),
+    ("best epoch", "best_epoch", fmt),
+    ("peak RSS (MB)", "peak_rss_mb", fmt),
     ("examples/s (median epoch)", "samples_per_s_median", fmt),
 ]
 
@@ -134,30 +160,43 @@ def render_scratch(recs: list[dict]) -> list[str]:
             out += table(["preset", *(f"`{p}`" for p in presets)], rows) + [""]
         notes = []
         if "peak_matmul_gflops" in r:
-            notes.append(f"float32 matmul peak: {fmt(r['peak_matmul_gflops'])} GFLOP/s "
-                         f"({fmt(r.get('threads'))} BLAS threads)")
+            notes.append(
+                f"float32 matmul peak: {fmt(r['peak_matmul_gflops'])} GFLOP/s "
+                f"({fmt(r.get('threads'))} BLAS threads)"
+            )
         step = r.get("default_step")
         if step:
-            notes.append(f"`default` training step (batch {fmt(step.get('batch_size'))}): "
-                         f"{fmt(step.get('step_gflops'))} GFLOP/s, {fmt(step.get('step_ms'))} ms, "
-                         f"{pct(step.get('fraction_of_peak'))} of peak")
+            notes.append(
+                f"`default` training step (batch {fmt(step.get('batch_size'))}): "
+                f"{fmt(step.get('step_gflops'))} GFLOP/s, {fmt(step.get('step_ms'))} ms, "
+                f"{pct(step.get('fraction_of_peak'))} of peak"
+            )
         d = r.get("default", {})
         if "end_to_end_gflops" in d:
-            notes.append(f"`default` end to end (network FLOPs over the whole run): "
-                         f"{fmt(d['end_to_end_gflops'])} GFLOP/s, {pct(d.get('end_to_end_fraction_of_peak'))} of peak")
+            notes.append(
+                f"`default` end to end (network FLOPs over the whole run): "
+                f"{fmt(d['end_to_end_gflops'])} GFLOP/s, {pct(d.get('end_to_end_fraction_of_peak'))} of peak"
+            )
         if d.get("time_to_seed_accuracy_s") is not None:
-            notes.append(f"`default` reaches the reference's final accuracy after "
-                         f"{fmt(d['time_to_seed_accuracy_s'])} s: {fmt(d.get('speedup_vs_seed'))}× faster")
+            notes.append(
+                f"`default` reaches the reference's final accuracy after "
+                f"{fmt(d['time_to_seed_accuracy_s'])} s: {fmt(d.get('speedup_vs_seed'))}× faster"
+            )
         out += [f"- {n}" for n in notes] + ([""] if notes else [])
     return out
 
 
 CNN_TRAIN_ROWS: list[tuple[str, str, Callable]] = [
-    ("validation accuracy", "val_accuracy", pct), ("validation loss", "val_loss", fmt),
-    ("training", "train_time_s", minutes), ("time to 99.4 %", "time_to_99_4_s", minutes),
-    ("epochs run", "epochs_run", fmt), ("kept epoch", "kept_epoch", fmt),
-    ("batch-norm refresh", "bn_refresh_s", fmt), ("test inference (first call)", "inference_s", fmt),
-    ("parameters", "n_params", fmt), ("device", "device", fmt),
+    ("validation accuracy", "val_accuracy", pct),
+    ("validation loss", "val_loss", fmt),
+    ("training", "train_time_s", minutes),
+    ("time to 99.4 %", "time_to_99_4_s", minutes),
+    ("epochs run", "epochs_run", fmt),
+    ("kept epoch", "kept_epoch", fmt),
+    ("batch-norm refresh", "bn_refresh_s", fmt),
+    ("test inference (first call)", "inference_s", fmt),
+    ("parameters", "n_params", fmt),
+    ("device", "device", fmt),
 ]
 
 
@@ -169,36 +208,75 @@ def render_cnn(recs: list[dict]) -> list[str]:
         trained = [p for p in ("reference", "seed", "default", "best") if isinstance(r.get(p), dict)]
         if trained:
             rows = [[name, *(f(r[p].get(key)) for p in trained)] for name, key, f in CNN_TRAIN_ROWS]
-            out += [f"Training (seed {fmt(r.get('seed', rec.get('settings', {}).get('BENCH_CNN_SEED', 1)))}):", ""]
+            out += [
+                f"Training (seed {fmt(r.get('seed', rec.get('settings', {}).get('BENCH_CNN_SEED', 1)))}):",
+                "",
+            ]
             out += table(["", *(f"`{p}`" for p in trained)], rows) + [""]
         if "onednn" in r:
             off, on = r["onednn"].get("off", {}), r["onednn"].get("on", {})
             out += ["oneDNN kernels off and on (fresh process each):", ""]
-            out += table(["", "off", "on", "on vs off"], [
-                ["training images/s", fmt(off.get("train_images_per_s")), fmt(on.get("train_images_per_s")),
-                 ratio(on.get("train_images_per_s"), off.get("train_images_per_s"))],
-                ["test inference", fmt(off.get("test_inference_s")), fmt(on.get("test_inference_s")),
-                 ratio(off.get("test_inference_s"), on.get("test_inference_s"))]]) + [""]
+            out += table(
+                ["", "off", "on", "on vs off"],
+                [
+                    [
+                        "training images/s",
+                        fmt(off.get("train_images_per_s")),
+                        fmt(on.get("train_images_per_s")),
+                        ratio(on.get("train_images_per_s"), off.get("train_images_per_s")),
+                    ],
+                    [
+                        "test inference",
+                        fmt(off.get("test_inference_s")),
+                        fmt(on.get("test_inference_s")),
+                        ratio(off.get("test_inference_s"), on.get("test_inference_s")),
+                    ],
+                ],
+            ) + [""]
         if "inference" in r:
             a, b = r["inference"].get("as_trained", {}), r["inference"].get("batchnorm_folded", {})
             out += [f"Test inference ({fmt(r['inference'].get('n_test'))} images), best of 3 warmed:", ""]
-            out += table(["", "as trained", "batch-norm folded", "folded vs as trained"], [
-                ["seconds", fmt(a.get("seconds_best")), fmt(b.get("seconds_best")),
-                 ratio(a.get("seconds_best"), b.get("seconds_best"))],
-                ["images/s", fmt(a.get("images_per_s")), fmt(b.get("images_per_s")),
-                 ratio(b.get("images_per_s"), a.get("images_per_s"))]]) + [""]
+            out += table(
+                ["", "as trained", "batch-norm folded", "folded vs as trained"],
+                [
+                    [
+                        "seconds",
+                        fmt(a.get("seconds_best")),
+                        fmt(b.get("seconds_best")),
+                        ratio(a.get("seconds_best"), b.get("seconds_best")),
+                    ],
+                    [
+                        "images/s",
+                        fmt(a.get("images_per_s")),
+                        fmt(b.get("images_per_s")),
+                        ratio(b.get("images_per_s"), a.get("images_per_s")),
+                    ],
+                ],
+            ) + [""]
         blur = r.get("blur")
         if isinstance(blur, dict) and blur and "skipped" not in blur:
             keys = list(next(iter(blur.values()))["errors"])
             out += ["Validation errors per eval blur `b` (`tta_4`: 4 augmented passes on top):", ""]
-            out += table(["run", "filters", *(f"`{k.removeprefix('blur_')}`" for k in keys)],
-                         [[name, fmt(v.get("filters")), *(fmt(v["errors"].get(k)) for k in keys)]
-                          for name, v in blur.items()]) + [""]
+            out += table(
+                ["run", "filters", *(f"`{k.removeprefix('blur_')}`" for k in keys)],
+                [
+                    [name, fmt(v.get("filters")), *(fmt(v["errors"].get(k)) for k in keys)]
+                    for name, v in blur.items()
+                ],
+            ) + [""]
         prec = r.get("precision")
         if isinstance(prec, dict) and "skipped" not in prec:
-            out += table(["", "float32", "mixed precision", "mixed vs float32"], [
-                ["training images/s", fmt(prec.get("float32_images_per_s")), fmt(prec.get("mixed_images_per_s")),
-                 ratio(prec.get("mixed_images_per_s"), prec.get("float32_images_per_s"))]]) + [""]
+            out += table(
+                ["", "float32", "mixed precision", "mixed vs float32"],
+                [
+                    [
+                        "training images/s",
+                        fmt(prec.get("float32_images_per_s")),
+                        fmt(prec.get("mixed_images_per_s")),
+                        ratio(prec.get("mixed_images_per_s"), prec.get("float32_images_per_s")),
+                    ]
+                ],
+            ) + [""]
     return out
 
 
@@ -209,19 +287,45 @@ def render_pipeline(recs: list[dict]) -> list[str]:
         out += heading(rec, "CNN input pipeline")
         t = r.get("throughput")
         if t:
-            out += table(["augmented images/s", "tf.data (the kit's)", "ImageDataGenerator", "tf.data vs IDG"], [
-                ["same augmentation", fmt(t.get("tf_data_images_per_s")),
-                 fmt(t.get("image_data_generator_images_per_s")),
-                 ratio(t.get("tf_data_images_per_s"), t.get("image_data_generator_images_per_s"))]])
-            out += ["", f"tf.data without augmentation: {fmt(t.get('tf_data_no_augmentation_images_per_s'))} images/s", ""]
+            out += table(
+                ["augmented images/s", "tf.data (the kit's)", "ImageDataGenerator", "tf.data vs IDG"],
+                [
+                    [
+                        "same augmentation",
+                        fmt(t.get("tf_data_images_per_s")),
+                        fmt(t.get("image_data_generator_images_per_s")),
+                        ratio(t.get("tf_data_images_per_s"), t.get("image_data_generator_images_per_s")),
+                    ]
+                ],
+            )
+            out += [
+                "",
+                f"tf.data without augmentation: {fmt(t.get('tf_data_no_augmentation_images_per_s'))} images/s",
+                "",
+            ]
         s = r.get("step")
         if s:
-            out += [f"Seconds per training step (batch {fmt(s.get('batch_size'))}, {fmt(s.get('steps_timed'))} steps):", ""]
-            out += table(["", "batches in memory", "tf.data", "ImageDataGenerator"], [
-                ["step", fmt(s.get("step_s_in_memory")), fmt(s.get("step_s_tf_data")),
-                 fmt(s.get("step_s_image_data_generator"))],
-                ["share waiting for input", "0", pct(s.get("input_wait_share_tf_data")),
-                 pct(s.get("input_wait_share_image_data_generator"))]]) + [""]
+            out += [
+                f"Seconds per training step (batch {fmt(s.get('batch_size'))}, {fmt(s.get('steps_timed'))} steps):",
+                "",
+            ]
+            out += table(
+                ["", "batches in memory", "tf.data", "ImageDataGenerator"],
+                [
+                    [
+                        "step",
+                        fmt(s.get("step_s_in_memory")),
+                        fmt(s.get("step_s_tf_data")),
+                        fmt(s.get("step_s_image_data_generator")),
+                    ],
+                    [
+                        "share waiting for input",
+                        "0",
+                        pct(s.get("input_wait_share_tf_data")),
+                        pct(s.get("input_wait_share_image_data_generator")),
+                    ],
+                ],
+            ) + [""]
     return out
 
 
@@ -236,14 +340,21 @@ def _flat(d: dict, prefix: str = "") -> Iterable[tuple[str, object]]:
 def render_generic(recs: list[dict]) -> list[str]:
     out = []
     for rec in reversed(recs):
-        out += heading(rec, rec["section"]) + table(["value", "result"],
-                                                    [[k, fmt(v)] for k, v in _flat(rec["results"])]) + [""]
+        out += (
+            heading(rec, rec["section"])
+            + table(["value", "result"], [[k, fmt(v)] for k, v in _flat(rec["results"])])
+            + [""]
+        )
     return out
 
 
 RENDERERS = {"load": render_load, "scratch": render_scratch, "cnn": render_cnn, "pipeline": render_pipeline}
-TITLES = {"load": "Loading the data", "scratch": "The NumPy network", "cnn": "The CNN",
-          "pipeline": "The CNN's input pipeline"}
+TITLES = {
+    "load": "Loading the data",
+    "scratch": "The NumPy network",
+    "cnn": "The CNN",
+    "pipeline": "The CNN's input pipeline",
+}
 
 
 def render_section(section: str, recs: list[dict]) -> list[str]:
@@ -251,24 +362,45 @@ def render_section(section: str, recs: list[dict]) -> list[str]:
 
 
 def render_files(recs: list[dict]) -> list[str]:
-    head = ["file", "commit", "machine", "SIMD", "memory", "python", "numpy", "tensorflow", "keras",
-            "load average"]
+    head = [
+        "file",
+        "commit",
+        "machine",
+        "SIMD",
+        "memory",
+        "python",
+        "numpy",
+        "tensorflow",
+        "keras",
+        "load average",
+    ]
     rows = []
     for rec in reversed(recs):
         m, v = rec.get("machine", {}), rec.get("versions", {})
-        rows.append([f"[{rec['_file']}](bench/{rec['_file']})",
-                     (rec.get("commit") or "unknown")[:7] + ("+" if rec.get("dirty") else ""),
-                     where(rec), " ".join(m.get("simd", [])) or "—", f"{fmt(m.get('memory_gib'))} GiB", fmt(v.get("python")), fmt(v.get("numpy")),
-                     fmt(v.get("tensorflow")), fmt(v.get("keras")),
-                     f"{fmt(m.get('load_average_start'))} → {fmt(m.get('load_average_end'))}"])
+        rows.append(
+            [
+                f"[{rec['_file']}](bench/{rec['_file']})",
+                (rec.get("commit") or "unknown")[:7] + ("+" if rec.get("dirty") else ""),
+                where(rec),
+                " ".join(m.get("simd", [])) or "—",
+                f"{fmt(m.get('memory_gib'))} GiB",
+                fmt(v.get("python")),
+                fmt(v.get("numpy")),
+                fmt(v.get("tensorflow")),
+                fmt(v.get("keras")),
+                f"{fmt(m.get('load_average_start'))} → {fmt(m.get('load_average_end'))}",
+            ]
+        )
     return table(head, rows)
 
 
 def render(recs: list[dict]) -> str:
     """The whole of docs/benchmarks.md for these result records."""
     lines = [HEADER]
-    sections = sorted({r["section"] for r in recs},
-                      key=lambda s: (SECTION_ORDER.index(s) if s in SECTION_ORDER else len(SECTION_ORDER), s))
+    sections = sorted(
+        {r["section"] for r in recs},
+        key=lambda s: (SECTION_ORDER.index(s) if s in SECTION_ORDER else len(SECTION_ORDER), s),
+    )
     if not recs:
         lines += ["No results yet: run `make bench` (or `make bench ARGS=load`).", ""]
     for section in sections:

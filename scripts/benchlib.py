@@ -39,14 +39,27 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "docs" / "bench"
 SCHEMA = 1
 # distributions whose versions go into every result (first installed name of each tuple)
-PACKAGES = {"numpy": ("numpy",), "pandas": ("pandas",), "scikit-learn": ("scikit-learn",),
-            "tensorflow": ("tensorflow-cpu", "tensorflow"), "keras": ("keras",), "kit": ("kit",)}
+PACKAGES = {
+    "numpy": ("numpy",),
+    "pandas": ("pandas",),
+    "scikit-learn": ("scikit-learn",),
+    "tensorflow": ("tensorflow-cpu", "tensorflow"),
+    "keras": ("keras",),
+    "kit": ("kit",),
+}
 # vector extensions worth knowing: TensorFlow turns its oneDNN kernels on by itself only with
 # AVX-512 VNNI (or AMX); OpenBLAS picks its kernels by them too
 SIMD = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 # environment variables that change what a bench measures or how fast it runs
-SPEED_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-              "MKL_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES")
+SPEED_VARS = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def cpu_model() -> str:
@@ -84,8 +97,14 @@ def _memory_gib() -> float | None:
 
 def machine() -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
-            "simd": simd_flags(), "memory_gib": _memory_gib(), "os": platform.platform()}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "simd": simd_flags(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+    }
 
 
 def versions() -> dict:
@@ -119,14 +138,21 @@ def commit() -> dict:
 
 
 def settings() -> dict:
-    return {k: v for k, v in sorted(os.environ.items())
-            if k.startswith("BENCH_") or k == "KIT_COMPETITION" or k in SPEED_VARS}
+    return {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith("BENCH_") or k == "KIT_COMPETITION" or k in SPEED_VARS
+    }
 
 
 def environment() -> dict:
     """Everything a result records about where and how it ran; call it before measuring."""
-    return {"settings": settings(), "machine": {**machine(), "load_average_start": round(os.getloadavg()[0], 2)},
-            "versions": versions(), **commit()}
+    return {
+        "settings": settings(),
+        "machine": {**machine(), "load_average_start": round(os.getloadavg()[0], 2)},
+        "versions": versions(),
+        **commit(),
+    }
 
 
 def command(section: str, env_settings: dict) -> str:
@@ -140,9 +166,18 @@ def record(section: str, results: dict, env: dict | None = None, now: datetime |
     env = env or environment()
     now = now or datetime.now(UTC)
     mach = {**env["machine"], "load_average_end": round(os.getloadavg()[0], 2)}
-    return {"schema": SCHEMA, "section": section, "utc": now.isoformat(timespec="seconds"),
-            "command": command(section, env["settings"]), "settings": env["settings"], "machine": mach,
-            "versions": env["versions"], "commit": env["commit"], "dirty": env["dirty"], "results": results}
+    return {
+        "schema": SCHEMA,
+        "section": section,
+        "utc": now.isoformat(timespec="seconds"),
+        "command": command(section, env["settings"]),
+        "settings": env["settings"],
+        "machine": mach,
+        "versions": env["versions"],
+        "commit": env["commit"],
+        "dirty": env["dirty"],
+        "results": results,
+    }
 
 
 def _json_default(o):
@@ -152,8 +187,13 @@ def _json_default(o):
     return str(o)
 
 
-def write_result(section: str, results: dict, env: dict | None = None, out_dir: Path | None = None,
-                 now: datetime | None = None) -> Path:
+def write_result(
+    section: str,
+    results: dict,
+    env: dict | None = None,
+    out_dir: Path | None = None,
+    now: datetime | None = None,
+) -> Path:
     """Write docs/bench/<section>-<UTC YYYYmmdd-HHMMSS>.json (never over an earlier one)."""
     rec = record(section, results, env, now)
     out = out_dir or RESULTS_DIR
@@ -162,7 +202,7 @@ def write_result(section: str, results: dict, env: dict | None = None, out_dir: 
     for i in range(1, 1000):
         path = out / f"{section}-{stamp}{'' if i == 1 else f'-{i}'}.json"
         try:
-            with path.open("x") as f:   # "x": fails if it exists, so two benches never share a file
+            with path.open("x") as f:  # "x": fails if it exists, so two benches never share a file
                 f.write(json.dumps(rec, indent=2, default=_json_default) + "\n")
             return path
         except FileExistsError:

@@ -21,8 +21,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "model.keras"
 # the CNN module's names the studies call
-API = ("predict_proba", "inference_model", "refresh_batchnorm", "augmentation", "eval_blur", "setup",
-       "build_model", "compile_model", "train_dataset", "eval_dataset", "lr_at")
+API = (
+    "predict_proba",
+    "inference_model",
+    "refresh_batchnorm",
+    "augmentation",
+    "eval_blur",
+    "setup",
+    "build_model",
+    "compile_model",
+    "train_dataset",
+    "eval_dataset",
+    "lr_at",
+)
 
 
 def cnn_model():

@@ -32,14 +32,16 @@ def main() -> None:
     X, y, _ = c.validation(runs)
     rows = []
     for run in runs:
-        cfg = c.cnn_config(run, augment=True)   # eval_blur only blurs for runs trained augmented
+        cfg = c.cnn_config(run, augment=True)  # eval_blur only blurs for runs trained augmented
         net = cnn.inference_model(c.load_net(run))
         row = [run.name, f"{cfg.width}/{cfg.growth * cfg.width}"]
         for b in BLURS:
             row.append(c.errors(cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b)), y))
         row.append(c.errors(cnn.predict_proba(net, X, TTA, cfg), y))
         rows.append(row)
-    c.print_table(["run", "filters", *(f"b = {b:.3g}" for b in BLURS), f"b = {cfg.blur:.3g} + {TTA} TTA"], rows)
+    c.print_table(
+        ["run", "filters", *(f"b = {b:.3g}" for b in BLURS), f"b = {cfg.blur:.3g} + {TTA} TTA"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def augmented(cnn, cfg, images: np.ndarray, seed: int, clean: float) -> np.ndarr
     x = images.astype(np.float32)[..., None] / 255.0
     aug = cnn.augmentation(dataclasses.replace(cfg, seed=seed))
     n_clean = int(round(clean * len(x)))
-    rest = [np.asarray(aug(x[i:i + 1024], training=True)) for i in range(n_clean, len(x), 1024)]
+    rest = [np.asarray(aug(x[i : i + 1024], training=True)) for i in range(n_clean, len(x), 1024)]
     return np.concatenate([x[:n_clean], *rest]) if rest else x
 
 
@@ -72,7 +72,7 @@ def score(cnn, run, X_tr, X_val, y_val, kind: str, size: int, draw: int) -> str:
     cfg = c.cnn_config(run)
     model = c.load_net(run)
     seed = cfg.seed + draw
-    if getattr(cfg, "max_train", 0):   # the rows the run trained (and refreshed) on
+    if getattr(cfg, "max_train", 0):  # the rows the run trained (and refreshed) on
         X_tr = X_tr[: cfg.max_train]
     if kind in ("aug", "mix"):
         pick = np.random.default_rng(seed).choice(len(X_tr), min(size, len(X_tr)), replace=False)
@@ -93,12 +93,16 @@ def main() -> None:
     runs = [c.run_dir(r) for r in args.runs]
     for run in runs:
         if c.read(run, "config.json").get("bn_refresh", 0):
-            raise SystemExit(f"{run.name} was trained with --bn-refresh {c.read(run, 'config.json')['bn_refresh']}: "
-                             "its model.keras holds refreshed statistics; train it with --bn-refresh 0")
+            raise SystemExit(
+                f"{run.name} was trained with --bn-refresh {c.read(run, 'config.json')['bn_refresh']}: "
+                "its model.keras holds refreshed statistics; train it with --bn-refresh 0"
+            )
     cnn = c.cnn()
     X_val, y_val, X_tr = c.validation(runs)
-    rows = [[name, *(score(cnn, run, X_tr, X_val, y_val, kind, size, draw) for run in runs)]
-            for name, kind, size, draw in image_sets(args.n, args.draws, len(X_tr))]
+    rows = [
+        [name, *(score(cnn, run, X_tr, X_val, y_val, kind, size, draw) for run in runs)]
+        for name, kind, size, draw in image_sets(args.n, args.draws, len(X_tr))
+    ]
     c.print_table(["refresh images (errors / val log-loss)", *(r.name for r in runs)], rows)
 
 

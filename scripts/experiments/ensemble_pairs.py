@@ -44,16 +44,26 @@ def main() -> None:
     _, y, _ = c.validation(runs)
     probas = np.stack([np.load(r / "val_proba.npy") for r in runs])
     rows = [[r.name, "—", c.errors(p, y), f"{c.log_loss(p, y):.4f}"] for r, p in zip(runs, probas)]
-    for name, w in (("equal weights", np.full(len(runs), 1 / len(runs))), ("log-loss-optimal", fit_weights(probas, y))):
+    for name, w in (
+        ("equal weights", np.full(len(runs), 1 / len(runs))),
+        ("log-loss-optimal", fit_weights(probas, y)),
+    ):
         p = np.tensordot(w, probas, 1)
         rows.append([name, " / ".join(f"{x:.3f}" for x in w), c.errors(p, y), f"{c.log_loss(p, y):.4f}"])
     c.print_table(["members / ensemble", "weights", "errors", "val log-loss"], rows)
     print()
     pred = probas.argmax(2)
-    c.print_table(["pair", "disagree on", "both wrong"],
-                  [[f"{runs[i].name} + {runs[j].name}", int((pred[i] != pred[j]).sum()),
-                    int(((pred[i] != y) & (pred[j] != y)).sum())]
-                   for i, j in itertools.combinations(range(len(runs)), 2)])
+    c.print_table(
+        ["pair", "disagree on", "both wrong"],
+        [
+            [
+                f"{runs[i].name} + {runs[j].name}",
+                int((pred[i] != pred[j]).sum()),
+                int(((pred[i] != y) & (pred[j] != y)).sum()),
+            ]
+            for i, j in itertools.combinations(range(len(runs)), 2)
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,14 @@ def train(cfg, X_tr, y_tr, X_val, y_val, last: int, decays: tuple[float, ...]):
             if epoch >= first:
                 kept[f"epoch {epoch + 1}"] = self.model.get_weights()
 
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2, shuffle=False,
-              callbacks=[Keep(), keras.callbacks.LearningRateScheduler(lambda e, lr: cnn.lr_at(cfg, e))])
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.epochs,
+        verbose=2,
+        shuffle=False,
+        callbacks=[Keep(), keras.callbacks.LearningRateScheduler(lambda e, lr: cnn.lr_at(cfg, e))],
+    )
     epochs = list(kept.values())
     sets = {f"best val-loss epoch ({best['epoch']})": best["weights"], "last epoch": epochs[-1]}
     for k in (3, 5, 8, 10):
@@ -80,8 +86,13 @@ def main() -> None:
     ap.add_argument("--last", type=int, default=11, help="epochs at the end whose weights are kept")
     ap.add_argument("--decays", type=float, nargs="*", default=[0.998, 0.9997], help="EMA decays per step")
     args = ap.parse_args()
-    changes = {k: v for k, v in dict(seed=args.seed, epochs=args.epochs, clean_fraction=args.clean_fraction,
-                                     threads=args.threads).items() if v is not None}
+    changes = {
+        k: v
+        for k, v in dict(
+            seed=args.seed, epochs=args.epochs, clean_fraction=args.clean_fraction, threads=args.threads
+        ).items()
+        if v is not None
+    }
     cfg = c.cnn_preset("default", **changes)
     cnn = c.cnn()
     ds, sp = c.split()
@@ -101,10 +112,19 @@ def main() -> None:
             p = cnn.predict_proba(cnn.inference_model(model), X_val, 0, cfg)
             row.append(f"{c.errors(p, y_val)} / {c.log_loss(p, y_val):.4f}")
         rows.append(row)
-    print(f"\nseed {cfg.seed}, {cfg.epochs} epochs, clean fraction {cfg.clean_fraction}, eval blur {cfg.blur}; "
-          "errors / validation log-loss")
-    c.print_table(["weights", "BN as trained", f"BN refreshed, {REFRESH_N:,} augmented",
-                   f"BN refreshed, {REFRESH_N:,} sharp + blur (shipped)"], rows)
+    print(
+        f"\nseed {cfg.seed}, {cfg.epochs} epochs, clean fraction {cfg.clean_fraction}, eval blur {cfg.blur}; "
+        "errors / validation log-loss"
+    )
+    c.print_table(
+        [
+            "weights",
+            "BN as trained",
+            f"BN refreshed, {REFRESH_N:,} augmented",
+            f"BN refreshed, {REFRESH_N:,} sharp + blur (shipped)",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -58,15 +58,39 @@ def main() -> None:
         e = round((1 - acc) * n_val)
         errs.append(e)
         accs.append(acc)
-        rows.append([m.get("seed"), run.name, minutes(m.get("train_time_s")), minutes(m.get("time_to_99_4_s")),
-                     as_trained_errors(run, n_val), e, f"{100 * acc:.2f} %", f"{m['val_loss']:.4f}",
-                     f"{m['inference_s']:.2f} s" if m.get("inference_s") else "—"])
-    c.print_table(["seed", "run", "training", "time to 99.4 %", "errors as trained", "errors", "val accuracy",
-                   "val log-loss", "test inference (first call)"], rows)
+        rows.append(
+            [
+                m.get("seed"),
+                run.name,
+                minutes(m.get("train_time_s")),
+                minutes(m.get("time_to_99_4_s")),
+                as_trained_errors(run, n_val),
+                e,
+                f"{100 * acc:.2f} %",
+                f"{m['val_loss']:.4f}",
+                f"{m['inference_s']:.2f} s" if m.get("inference_s") else "—",
+            ]
+        )
+    c.print_table(
+        [
+            "seed",
+            "run",
+            "training",
+            "time to 99.4 %",
+            "errors as trained",
+            "errors",
+            "val accuracy",
+            "val log-loss",
+            "test inference (first call)",
+        ],
+        rows,
+    )
     spread = f", standard deviation {statistics.stdev(errs):.1f}" if len(errs) > 1 else ""
-    print(f"\n{len(runs)} runs: {sum(errs)} errors in all ({min(errs)}-{max(errs)} a run{spread}); "
-          f"accuracy mean {100 * statistics.mean(accs):.2f} %, median {100 * statistics.median(accs):.2f} %; "
-          f"{sum(a >= 0.996 for a in accs)} of {len(accs)} at or above 99.6 %")
+    print(
+        f"\n{len(runs)} runs: {sum(errs)} errors in all ({min(errs)}-{max(errs)} a run{spread}); "
+        f"accuracy mean {100 * statistics.mean(accs):.2f} %, median {100 * statistics.median(accs):.2f} %; "
+        f"{sum(a >= 0.996 for a in accs)} of {len(accs)} at or above 99.6 %"
+    )
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ def main() -> None:
     pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, cfg.seed, cnn.augmentation(cfg))
     batches = [(xb.numpy(), yb.numpy()) for xb, yb in pipe.take(args.steps)]
     memory = tf.data.Dataset.from_tensor_slices(
-        (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))).batch(cfg.batch_size)
+        (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+    ).batch(cfg.batch_size)
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
-    model.fit(memory.take(5), epochs=1, verbose=0, shuffle=False)   # trace and warm up
+    model.fit(memory.take(5), epochs=1, verbose=0, shuffle=False)  # trace and warm up
     rates = []
     for i in range(args.repeats):
         t = time.perf_counter()

@@ -38,14 +38,25 @@ def main() -> None:
         net = cnn.inference_model(c.load_net(run))
         settings = [("plain", 0, cfg)]
         for strength, f in (("full", 1.0), ("half", 0.5)):
-            weaker = dataclasses.replace(cfg, rotation=cfg.rotation * f, zoom=cfg.zoom * f, shift=cfg.shift * f)
+            weaker = dataclasses.replace(
+                cfg, rotation=cfg.rotation * f, zoom=cfg.zoom * f, shift=cfg.shift * f
+            )
             settings += [(f"{strength}, k = {k}", k, weaker) for k in args.k]
         for name, k, cfg_k in settings:
             p = cnn.predict_proba(net, X, k, cfg_k)
             results.setdefault(name, []).append((c.errors(p, y), c.log_loss(p, y)))
-    c.print_table(["prediction", f"errors per run ({', '.join(r.name for r in runs)})", "total", "mean val log-loss"],
-                  [[name, ", ".join(str(e) for e, _ in res), sum(e for e, _ in res),
-                    f"{np.mean([ll for _, ll in res]):.4f}"] for name, res in results.items()])
+    c.print_table(
+        ["prediction", f"errors per run ({', '.join(r.name for r in runs)})", "total", "mean val log-loss"],
+        [
+            [
+                name,
+                ", ".join(str(e) for e, _ in res),
+                sum(e for e, _ in res),
+                f"{np.mean([ll for _, ll in res]):.4f}",
+            ]
+            for name, res in results.items()
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def multiply_adds(model) -> int:
 def timing(cfg, X_test, repeats: int) -> float:
     cnn = c.cnn()
     net = cnn.inference_model(cnn.build_model(cfg))
-    cnn.predict_proba(net, X_test[:2048], 0, cfg)   # trace once
+    cnn.predict_proba(net, X_test[:2048], 0, cfg)  # trace once
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -76,18 +76,26 @@ def main() -> None:
             raise SystemExit(f"{w1}/{w2}: the second block must be a multiple of the first (--growth)")
         cfg = dataclasses.replace(base, width=w1, growth=w2 // w1)
         model = cnn.build_model(cfg)
-        row = [f"{w1} / {w2}", f"{model.count_params():,}", f"{multiply_adds(model) / 1e6:.1f}M",
-               f"{timing(cfg, ds.X_test, args.repeats):.2f} s"]
+        row = [
+            f"{w1} / {w2}",
+            f"{model.count_params():,}",
+            f"{multiply_adds(model) / 1e6:.1f}M",
+            f"{timing(cfg, ds.X_test, args.repeats):.2f} s",
+        ]
         if args.train and run is None:
             extra = ["--epochs", str(args.epochs)] if args.epochs else []
-            run = c.kit_train("cnn", ["--width", str(w1), "--growth", str(w2 // w1), "--seed", str(args.seed), *extra])
+            run = c.kit_train(
+                "cnn", ["--width", str(w1), "--growth", str(w2 // w1), "--seed", str(args.seed), *extra]
+            )
         if run is not None:
             X, y, _ = c.validation([run])
             cfg_run = c.cnn_config(run, augment=True)
             net = cnn.inference_model(c.load_net(run))
             row += [run.name, f"{c.read(run, 'metrics.json')['train_time_s'] / 60:.1f} min"]
-            row += [c.errors(cnn.predict_proba(net, X, tta, dataclasses.replace(cfg_run, blur=b)), y)
-                    for b, tta in ((0.0, 0), (cfg_run.blur, 0), (cfg_run.blur, 4))]
+            row += [
+                c.errors(cnn.predict_proba(net, X, tta, dataclasses.replace(cfg_run, blur=b)), y)
+                for b, tta in ((0.0, 0), (cfg_run.blur, 0), (cfg_run.blur, 4))
+            ]
         rows.append(row)
     head = ["filters", "params", "multiply-adds / image", "test inference (folded, untrained)"]
     if any(len(r) > 4 for r in rows):

@@ -1,0 +1,278 @@
+"""The docs stay true to the code: every command and target documented, links alive, the
+benchmarks page rendered from its result files, the study scripts runnable."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+SCRIPTS = ROOT / "scripts"
+EXPERIMENTS = sorted(p for p in (SCRIPTS / "experiments").glob("*.py") if not p.name.startswith("_"))
+README_MAX_LINES = 300
+# words that date a claim to a sitting or a machine nobody can find again
+UNTRACEABLE = re.compile(r"this session|last session|previous session|a `?/tmp`? script", re.IGNORECASE)
+
+
+def _import_script(name: str):
+    sys.path[:0] = [str(SCRIPTS), str(SCRIPTS / "experiments")]
+    try:
+        return importlib.import_module(name)
+    finally:
+        del sys.path[:2]
+
+
+def _commands(group: click.Group, prefix: str = "kit") -> list[str]:
+    """Every command line of the CLI, subcommands of groups included ("kit train cnn")."""
+    out = []
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, f"{prefix} {name}")
+        else:
+            out.append(f"{prefix} {name}")
+    return out
+
+
+def _make_targets() -> list[str]:
+    """The Makefile's documented targets (`target: ... ## help`), as `make help` lists them."""
+    text = (ROOT / "Makefile").read_text()
+    return re.findall(r"^([a-zA-Z_-]+):[^\n]*?## ", text, flags=re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------- README
+
+
+def test_every_kit_command_is_in_the_readme():
+    from kit.cli import cli
+
+    commands = _commands(cli)
+    assert "kit train scratch" in commands and "kit train cnn" in commands  # the walk reaches groups
+    readme = README.read_text()
+    missing = [c for c in commands if not re.search(rf"`{re.escape(c)}(?=[ `\]])", readme)]
+    assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_every_make_target_is_in_the_readme():
+    targets = _make_targets()
+    assert {"help", "test", "test-fast", "lint", "format", "bench"} <= set(targets)
+    readme = README.read_text()
+    missing = [t for t in targets if not re.search(rf"`make {re.escape(t)}(?=[ `])", readme)]
+    assert not missing, f"README.md does not document: {', '.join('make ' + t for t in missing)}"
+
+
+def test_every_make_target_has_help_text():
+    text = (ROOT / "Makefile").read_text()
+    rules = re.findall(r"^([a-zA-Z_-]+):(?!=)", text, flags=re.MULTILINE)
+    undocumented = sorted(set(rules) - set(_make_targets()))
+    assert not undocumented, f"Makefile targets without a `## help` text: {undocumented}"
+
+
+def test_readme_is_short():
+    n = len(README.read_text().splitlines())
+    assert n <= README_MAX_LINES, f"README.md has {n} lines; reference detail belongs in docs/"
+
+
+@pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
+def test_links_resolve_and_claims_are_traceable(page: Path):
+    text = page.read_text()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+    found = UNTRACEABLE.findall(text)
+    assert not found, f"{page.name} dates claims to a sitting or a lost script: {found}"
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+def _record(
+    section: str,
+    results: dict,
+    utc: str,
+    commit: str = "0123456789abcdef",
+    dirty: bool = False,
+    cpu: str = "Test CPU",
+    cores: int = 4,
+) -> dict:
+    return {
+        "schema": 1,
+        "section": section,
+        "utc": utc,
+        "command": f"python scripts/bench.py {section}",
+        "settings": {},
+        "machine": {
+            "cpu": cpu,
+            "cores": cores,
+            "usable_cores": cores,
+            "simd": ["avx2"],
+            "memory_gib": 16.0,
+            "os": "Linux",
+            "load_average_start": 0.5,
+            "load_average_end": 1.0,
+        },
+        "versions": {"python": "3.11.7", "numpy": "2.0.0", "tensorflow": "2.20.0", "keras": "3.10.0"},
+        "commit": commit,
+        "dirty": dirty,
+        "results": results,
+    }
+
+
+def _write(folder: Path, rec: dict) -> None:
+    stamp = datetime.fromisoformat(rec["utc"]).strftime("%Y%m%d-%H%M%S")
+    (folder / f"{rec['section']}-{stamp}.json").write_text(json.dumps(rec))
+
+
+def test_bench_report_renders_one_row_per_load_result_newest_first(tmp_path):
+    report = _import_script("bench_report")
+    _write(
+        tmp_path,
+        _record(
+            "load",
+            {
+                "install_s": 4.46,
+                "noop_s": 0.22,
+                "parse_s": 2.53,
+                "cache_hit_s": 0.01,
+                "is_installed_deep_s": 0.11,
+            },
+            "2026-11-25T10:00:00+00:00",
+        ),
+    )
+    _write(
+        tmp_path,
+        _record(
+            "load",
+            {
+                "install_s": 3.37,
+                "noop_s": 0.168,
+                "parse_s": 2.0,
+                "cache_hit_s": 0.0091,
+                "is_installed_deep_s": 0.083,
+            },
+            "2026-12-01T11:20:16+00:00",
+            commit="fedcba9876543210",
+            dirty=True,
+            cpu="AMD EPYC",
+            cores=2,
+        ),
+    )
+    lines = report.render_section("load", report.load_results(tmp_path))
+    table = [ln for ln in lines if ln.startswith("|")]
+    assert table == [
+        "| result | machine | install | already verified | CSV parse (cache miss) | cache hit | parse / hit "
+        "| re-hash all files |",
+        "|---|---|---|---|---|---|---|---|",
+        "| [2026-12-01 11:20](bench/load-20261201-112016.json), fedcba9+ | AMD EPYC, 2 cores | 3.37 | 0.168 | 2 "
+        "| 0.0091 | 220× | 0.083 |",
+        "| [2026-11-25 10:00](bench/load-20261125-100000.json), 0123456 | Test CPU, 4 cores | 4.46 | 0.22 | 2.53 "
+        "| 0.01 | 253× | 0.11 |",
+    ]
+
+
+def test_bench_report_puts_compared_settings_side_by_side_with_their_ratio(tmp_path):
+    report = _import_script("bench_report")
+    _write(
+        tmp_path,
+        _record(
+            "pipeline",
+            {
+                "throughput": {
+                    "tf_data_images_per_s": 18844,
+                    "image_data_generator_images_per_s": 5396,
+                    "tf_data_no_augmentation_images_per_s": 257150,
+                }
+            },
+            "2026-11-25T10:00:00+00:00",
+        ),
+    )
+    _write(
+        tmp_path,
+        _record(
+            "cnn",
+            {
+                "onednn": {
+                    "off": {"train_images_per_s": 498, "test_inference_s": 10.3},
+                    "on": {"train_images_per_s": 791, "test_inference_s": 7.6},
+                }
+            },
+            "2026-11-25T10:00:00+00:00",
+        ),
+    )
+    recs = report.load_results(tmp_path)
+    pipeline = report.render_section("pipeline", [r for r in recs if r["section"] == "pipeline"])
+    assert "| same augmentation | 18,844 | 5,396 | 3.49× |" in pipeline
+    cnn = report.render_section("cnn", [r for r in recs if r["section"] == "cnn"])
+    assert "| training images/s | 498 | 791 | 1.59× |" in cnn
+    assert "| test inference | 10.3 | 7.6 | 1.36× |" in cnn
+
+
+def test_bench_report_shows_an_unknown_section_as_its_values(tmp_path):
+    report = _import_script("bench_report")
+    _write(tmp_path, _record("disk", {"read": {"mb_per_s": 812.5}, "files": 3}, "2026-11-25T10:00:00+00:00"))
+    lines = report.render_section("disk", report.load_results(tmp_path))
+    assert "| read.mb_per_s | 812.5 |" in lines and "| files | 3 |" in lines
+
+
+def test_benchmarks_page_is_rendered_from_the_committed_result_files():
+    report = _import_script("bench_report")
+    recs = report.load_results(DOCS / "bench")
+    assert recs, "docs/bench/ holds no result file"
+    for rec in recs:
+        assert rec["machine"]["cpu"] and rec["machine"]["cores"] >= 1, rec["_file"]
+        assert rec["versions"]["python"] and rec["versions"]["numpy"] and rec["commit"], rec["_file"]
+    assert (DOCS / "benchmarks.md").read_text() == report.render(recs), (
+        "docs/benchmarks.md is not what docs/bench/*.json give: run python scripts/bench_report.py"
+    )
+
+
+def test_benchlib_records_machine_versions_and_commit_and_never_overwrites(tmp_path, monkeypatch):
+    benchlib = _import_script("benchlib")
+    monkeypatch.setenv("BENCH_CNN", "inference")
+    now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    first = benchlib.write_result("cnn", {"x": 1.5}, out_dir=tmp_path, now=now)
+    second = benchlib.write_result("cnn", {"x": 2.5}, out_dir=tmp_path, now=now)
+    assert (first.name, second.name) == ("cnn-20261201-120000.json", "cnn-20261201-120000-2.json")
+    rec = json.loads(first.read_text())
+    assert rec["results"] == {"x": 1.5} and rec["section"] == "cnn" and rec["schema"] == 1
+    assert rec["command"] == "BENCH_CNN=inference python scripts/bench.py cnn"
+    assert rec["machine"]["cpu"] and rec["machine"]["cores"] >= 1
+    assert {"python", "numpy", "tensorflow", "keras", "kit"} <= set(rec["versions"])
+    assert re.fullmatch(r"[0-9a-f]{40}", rec["commit"]) and isinstance(rec["dirty"], bool)
+
+
+# ----------------------------------------------------------------------------- the design studies
+
+
+@pytest.mark.parametrize("script", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_script_shows_its_help(script: Path):
+    proc = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage:") and "Reproduces docs/decisions.md" in proc.stdout
+
+
+def test_every_experiment_script_is_cited_in_decisions():
+    decisions = (DOCS / "decisions.md").read_text()
+    assert EXPERIMENTS
+    uncited = [p.name for p in EXPERIMENTS if f"scripts/experiments/{p.name}" not in decisions]
+    assert not uncited, f"docs/decisions.md does not say what these reproduce: {uncited}"
+
+
+def test_the_kit_api_the_studies_call_exists():
+    common = _import_script("_common")
+    missing = [name for name in common.API if not callable(getattr(common.cnn(), name, None))]
+    assert not missing, f"scripts/experiments/_common.py: the CNN module has no {missing}"
+    cfg = common.cnn_preset("default", seed=3)
+    assert cfg.seed == 3 and common.cnn_model().run_config({"seed": 3}).seed == 3
