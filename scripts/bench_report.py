@@ -138,15 +138,21 @@ def render_load(recs: list[dict]) -> list[str]:
 
 
 SCRATCH_PRESETS = ("reference", "seed", "default", "best")  # "seed": the reference's name before
-SCRATCH_ROWS: list[tuple[str, str, Callable]] = [
-    ("validation accuracy", "val_accuracy", pct),
-    ("validation loss", "val_loss", fmt),
-    ("training wall time", "wall_time_s", fmt),
-    ("epochs run", "epochs_run", fmt),
-    ("best epoch", "best_epoch", fmt),
-    ("peak RSS (MB)", "peak_rss_mb", fmt),
-    ("examples/s (median epoch)", "samples_per_s_median", fmt),
+# (row, keys: the first one present is shown (older result files used older names), format)
+SCRATCH_ROWS: list[tuple[str, tuple[str, ...], Callable]] = [
+    ("validation accuracy", ("val_accuracy",), pct),
+    ("validation loss", ("val_loss",), fmt),
+    ("training time", ("train_time_s", "wall_time_s"), fmt),
+    ("epochs run", ("epochs_run",), fmt),
+    ("best epoch", ("best_epoch",), fmt),
+    ("peak RSS (MB)", ("peak_rss_mb",), fmt),
+    ("examples/s (median epoch)", ("samples_per_s_median",), fmt),
 ]
+
+
+def first(d: dict, keys: tuple[str, ...]):
+    """d's value for the first of `keys` it has (None if none)."""
+    return next((d[k] for k in keys if k in d), None)
 
 
 def render_scratch(recs: list[dict]) -> list[str]:
@@ -156,7 +162,7 @@ def render_scratch(recs: list[dict]) -> list[str]:
         out += heading(rec, "NumPy network")
         presets = [p for p in SCRATCH_PRESETS if p in r]
         if presets:
-            rows = [[name, *(f(r[p].get(key)) for p in presets)] for name, key, f in SCRATCH_ROWS]
+            rows = [[name, *(f(first(r[p], keys)) for p in presets)] for name, keys, f in SCRATCH_ROWS]
             out += table(["preset", *(f"`{p}`" for p in presets)], rows) + [""]
         notes = []
         if "peak_matmul_gflops" in r:
@@ -177,10 +183,11 @@ def render_scratch(recs: list[dict]) -> list[str]:
                 f"`default` end to end (network FLOPs over the whole run): "
                 f"{fmt(d['end_to_end_gflops'])} GFLOP/s, {pct(d.get('end_to_end_fraction_of_peak'))} of peak"
             )
-        if d.get("time_to_seed_accuracy_s") is not None:
+        reach = first(d, ("time_to_reference_accuracy_s", "time_to_seed_accuracy_s"))
+        if reach is not None:
             notes.append(
-                f"`default` reaches the reference's final accuracy after "
-                f"{fmt(d['time_to_seed_accuracy_s'])} s: {fmt(d.get('speedup_vs_seed'))}× faster"
+                f"`default` reaches the reference's final accuracy after {fmt(reach)} s: "
+                f"{fmt(first(d, ('speedup_vs_reference', 'speedup_vs_seed')))}× faster"
             )
         out += [f"- {n}" for n in notes] + ([""] if notes else [])
     return out
@@ -208,10 +215,8 @@ def render_cnn(recs: list[dict]) -> list[str]:
         trained = [p for p in ("reference", "seed", "default", "best") if isinstance(r.get(p), dict)]
         if trained:
             rows = [[name, *(f(r[p].get(key)) for p in trained)] for name, key, f in CNN_TRAIN_ROWS]
-            out += [
-                f"Training (seed {fmt(r.get('seed', rec.get('settings', {}).get('BENCH_CNN_SEED', 1)))}):",
-                "",
-            ]
+            seed = rec.get("settings", {}).get("BENCH_CNN_SEED", "1")  # the bench's default seed
+            out += [f"Training (seed {seed}):", ""]
             out += table(["", *(f"`{p}`" for p in trained)], rows) + [""]
         if "onednn" in r:
             off, on = r["onednn"].get("off", {}), r["onednn"].get("on", {})

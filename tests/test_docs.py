@@ -217,6 +217,31 @@ def test_bench_report_puts_compared_settings_side_by_side_with_their_ratio(tmp_p
     assert "| test inference | 10.3 | 7.6 | 1.36× |" in cnn
 
 
+def test_bench_report_puts_the_presets_of_one_run_side_by_side(tmp_path):
+    report = _import_script("bench_report")
+    preset = {
+        "val_accuracy": 0.9898,
+        "val_loss": 0.037,
+        "train_time_s": 37.8,
+        "epochs_run": 24,
+        "best_epoch": 24,
+        "peak_rss_mb": 565.0,
+        "samples_per_s_median": 25000.0,
+    }
+    results = {
+        "threads": 2,
+        "peak_matmul_gflops": 143.8,
+        "default": {**preset, "time_to_reference_accuracy_s": 6.0, "speedup_vs_reference": 89.3},
+        "reference": {**preset, "val_accuracy": 0.9693, "train_time_s": 535.6, "epochs_run": 1200},
+    }
+    _write(tmp_path, _record("scratch", results, "2026-11-25T10:00:00+00:00"))
+    lines = report.render_section("scratch", report.load_results(tmp_path))
+    assert "| preset | `reference` | `default` |" in lines
+    assert "| validation accuracy | 96.93 % | 98.98 % |" in lines
+    assert "| training time | 535.6 | 37.8 |" in lines
+    assert "- `default` reaches the reference's final accuracy after 6 s: 89.3× faster" in lines
+
+
 def test_bench_report_shows_an_unknown_section_as_its_values(tmp_path):
     report = _import_script("bench_report")
     _write(tmp_path, _record("disk", {"read": {"mb_per_s": 812.5}, "files": 3}, "2026-11-25T10:00:00+00:00"))
