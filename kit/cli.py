@@ -39,21 +39,33 @@ class KitGroup(click.Group):
 
 def _setting(field: str):
     """Option callback: record the value as the command's override of Settings.`field`."""
+
     def callback(ctx: click.Context, param: click.Parameter, value):
         ctx.meta.setdefault(_OVERRIDES, {})[field] = value
         return value
+
     return callback
 
 
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="KIT_DATA_DIR",
-    callback=_setting("data_dir"), expose_value=False, is_eager=True,
-    help="Data folder (raw CSVs, manifest, cache). Env: KIT_DATA_DIR. [default: ./data]")
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="KIT_DATA_DIR",
+    callback=_setting("data_dir"),
+    expose_value=False,
+    is_eager=True,
+    help="Data folder (raw CSVs, manifest, cache). Env: KIT_DATA_DIR. [default: ./data]",
+)
 
 competition_option = click.option(
-    "--competition", envvar="KIT_COMPETITION", callback=_setting("competition"),
-    expose_value=False, is_eager=True, type=click.Choice(sorted(config.COMPETITIONS)),
-    help="Competition spec (slug and expected sizes). Env: KIT_COMPETITION. [default: digit-recognizer]")
+    "--competition",
+    envvar="KIT_COMPETITION",
+    callback=_setting("competition"),
+    expose_value=False,
+    is_eager=True,
+    type=click.Choice(sorted(config.COMPETITIONS)),
+    help="Competition spec (slug and expected sizes). Env: KIT_COMPETITION. [default: digit-recognizer]",
+)
 
 
 @click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,9 +81,14 @@ def cli():
 
 # ============================================================================ data (foundation)
 
+
 @cli.command()
-@click.option("--from", "source", type=click.Path(exists=True, path_type=Path),
-              help="Use a zip or folder you already have instead of downloading.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    help="Use a zip or folder you already have instead of downloading.",
+)
 @click.option("--force", is_flag=True, help="Download and verify again even if the data is in place.")
 @data_dir_option
 @competition_option
@@ -92,8 +109,12 @@ def download(source: Path | None, force: bool):
 
 
 @cli.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the fixture competition. [default: .cache/fixture]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the fixture competition. [default: .cache/fixture]",
+)
 def fixture(out: Path | None):
     """Build the small fixture competition from scikit-learn's digits (for tests and the demo)."""
     from kit import fixture as fx
@@ -103,8 +124,9 @@ def fixture(out: Path | None):
 
 
 @cli.command("runs")
-@click.option("--model", default=None, type=click.Choice([*models.names(), "ensemble"]),
-              help="Only this model's runs.")
+@click.option(
+    "--model", default=None, type=click.Choice([*models.names(), "ensemble"]), help="Only this model's runs."
+)
 @click.option("--all", "show_all", is_flag=True, help="Include unfinished (crashed or running) runs.")
 def list_runs(model: str | None, show_all: bool):
     """List training runs with their validation accuracy."""
@@ -120,6 +142,7 @@ def list_runs(model: str | None, show_all: bool):
 
 # ============================================================================ training
 
+
 @cli.group(cls=KitGroup)
 def train():
     """Train a model; each run writes a folder under runs/."""
@@ -131,15 +154,19 @@ def _refuse_overrides_on_resume(names: list[str]) -> None:
     given = [n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
     if given:
         flags = ", ".join("--" + n.replace("_", "-") for n in given)
-        raise KitError(f"--resume continues a run with the settings it was started with; "
-                       f"drop {flags} (or start a new run without --resume)")
+        raise KitError(
+            f"--resume continues a run with the settings it was started with; "
+            f"drop {flags} (or start a new run without --resume)"
+        )
 
 
 def _after_training(run: runs.Run, report: bool) -> None:
     """Print a finished run's headline numbers and folder; write its report if asked."""
     m = run.metrics
-    click.echo(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-               f"kept epoch {m['kept_epoch']}/{m['epochs_run']}  training {m['train_time_s']:.1f}s")
+    click.echo(
+        f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
+        f"kept epoch {m['kept_epoch']}/{m['epochs_run']}  training {m['train_time_s']:.1f}s"
+    )
     click.echo(f"run folder: {run.path}")
     if report:
         try:
@@ -149,8 +176,10 @@ def _after_training(run: runs.Run, report: bool) -> None:
         except KitError:
             raise
         except Exception as e:  # the run is safe on disk; say so rather than lose it in a traceback
-            raise KitError(f"the run finished ({run.path}) but its report failed: "
-                           f"{type(e).__name__}: {e}; try `kit report {run.path}`") from None
+            raise KitError(
+                f"the run finished ({run.path}) but its report failed: "
+                f"{type(e).__name__}: {e}; try `kit report {run.path}`"
+            ) from None
         click.echo(f"report: {out}")
 
 
@@ -164,7 +193,9 @@ def _parse_widths(ctx, param, value):
     try:
         return tuple(int(w) for w in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024") from None
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of layer widths, e.g. 1024,1024"
+        ) from None
 
 
 def _hparam_option(fld, defaults, presets: dict):
@@ -179,9 +210,13 @@ def _hparam_option(fld, defaults, presets: dict):
     if isinstance(value, bool):
         return click.option(f"{flag}/--no-{flag[2:]}", fld.name, default=None, help=help_)
     if isinstance(value, tuple):
-        return click.option(flag, fld.name, default=None, metavar="N[,N...]", help=help_, callback=_parse_widths)
+        return click.option(
+            flag, fld.name, default=None, metavar="N[,N...]", help=help_, callback=_parse_widths
+        )
     if fld.metadata.get("choices"):
-        return click.option(flag, fld.name, default=None, help=help_, type=click.Choice(fld.metadata["choices"]))
+        return click.option(
+            flag, fld.name, default=None, help=help_, type=click.Choice(fld.metadata["choices"])
+        )
     return click.option(flag, fld.name, default=None, type=type(value), help=help_)
 
 
@@ -202,16 +237,29 @@ def _train_command(model: models.Model) -> None:
     command.__doc__ = f"Train {model.summary} (kit/models/{model.name}.py) and write a run folder."
     command.__name__ = f"train_{model.name}"
     options = [
-        click.option("--preset", default="default", show_default=True, metavar="NAME",
-                     help=f"Starting hyper-parameters: {', '.join(model.presets)}."),
-        *[_hparam_option(f, model.config_cls(), model.presets)
-          for f in dataclasses.fields(model.config_cls) if f.metadata.get("cli", True)],
-        click.option("--resume", default=None, metavar="RUN",
-                     help=f"Continue an interrupted {model.name} run (folder or name) from its last "
-                          f"checkpoint, with its saved settings."),
+        click.option(
+            "--preset",
+            default="default",
+            show_default=True,
+            metavar="NAME",
+            help=f"Starting hyper-parameters: {', '.join(model.presets)}.",
+        ),
+        *[
+            _hparam_option(f, model.config_cls(), model.presets)
+            for f in dataclasses.fields(model.config_cls)
+            if f.metadata.get("cli", True)
+        ],
+        click.option(
+            "--resume",
+            default=None,
+            metavar="RUN",
+            help=f"Continue an interrupted {model.name} run (folder or name) from its last "
+            f"checkpoint, with its saved settings.",
+        ),
         click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends."),
         click.option("--quiet", is_flag=True, help="No progress output."),
-        data_dir_option, competition_option,
+        data_dir_option,
+        competition_option,
     ]
     for option in reversed(options):
         command = option(command)
@@ -224,10 +272,15 @@ for _model in models.MODELS.values():
 # ============================================================================ ensemble, submissions, ledger
 # (owned by kit/ensemble.py, kit/submit.py, kit/ledger.py)
 
+
 @cli.command()
 @click.argument("run_refs", nargs=-1)
-@click.option("--cnn-seeds", type=click.IntRange(min=1), default=None,
-              help="Use the latest N CNN runs plus the latest scratch run (after `make train-ensemble`).")
+@click.option(
+    "--cnn-seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use the latest N CNN runs plus the latest scratch run (after `make train-ensemble`).",
+)
 @data_dir_option
 @competition_option
 def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
@@ -256,15 +309,28 @@ def predict(run_ref: str | None):
 
 @cli.command()
 @click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option("-m", "--message", default=None, help="Submission description (default: the runs and their validation accuracy).")
-@click.option("--retry", is_flag=True, help="Send the pending submissions (failed or refused uploads) instead.")
+@click.option(
+    "-m",
+    "--message",
+    default=None,
+    help="Submission description (default: the runs and their validation accuracy).",
+)
+@click.option(
+    "--retry", is_flag=True, help="Send the pending submissions (failed or refused uploads) instead."
+)
 @click.option("--force", is_flag=True, help="Submit even if the same file (sha256) was submitted before.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the leaderboard score.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=None,
-              help="Stop waiting for the score after this many seconds. [default: 600]")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop waiting for the score after this many seconds. [default: 600]",
+)
 @competition_option
-def submit(file: Path | None, message: str | None, retry: bool, force: bool, wait: bool,
-           timeout_s: float | None):
+def submit(
+    file: Path | None, message: str | None, retry: bool, force: bool, wait: bool, timeout_s: float | None
+):
     """Validate a submission CSV, upload it to Kaggle and wait for its public score.
 
     FILE: a submission CSV (default: the latest run's, written now if it has none).
@@ -274,7 +340,9 @@ def submit(file: Path | None, message: str | None, retry: bool, force: bool, wai
     cfg = sub.WaitConfig() if timeout_s is None else sub.WaitConfig(timeout_s=timeout_s)
     if retry:
         if file or message or force:
-            raise KitError("--retry sends the pending submissions as recorded; give no FILE, -m or --force with it")
+            raise KitError(
+                "--retry sends the pending submissions as recorded; give no FILE, -m or --force with it"
+            )
         sub.retry(wait=wait, wait_cfg=cfg, echo=click.echo)
     else:
         sub.submit(file, message, force=force, wait=wait, wait_cfg=cfg, echo=click.echo)
@@ -283,8 +351,14 @@ def submit(file: Path | None, message: str | None, retry: bool, force: bool, wai
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the ledger as JSON records.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the ledger as CSV.")
-@click.option("--sync", is_flag=True, help="First pull the submission list from Kaggle (scores, uploads made elsewhere).")
-@click.option("--plot", is_flag=True, help="Also write submissions/scores.png (validation vs public score over time).")
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="First pull the submission list from Kaggle (scores, uploads made elsewhere).",
+)
+@click.option(
+    "--plot", is_flag=True, help="Also write submissions/scores.png (validation vs public score over time)."
+)
 @competition_option
 def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
     """Every submission with its validation accuracy and leaderboard score (the ledger)."""
@@ -304,8 +378,11 @@ def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
         click.echo(ledger.read_all().to_csv(index=False), nl=False)
     else:
         df = ledger.table()
-        click.echo("no submissions yet (`kit submit`)" if df.empty
-                   else df.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.5f}"))
+        click.echo(
+            "no submissions yet (`kit submit`)"
+            if df.empty
+            else df.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.5f}")
+        )
     if plot and not ledger.read_all().empty:
         path = ledger.plot()
         if not (as_json or as_csv):
@@ -313,7 +390,9 @@ def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
 
 
 @cli.command()
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many leading teams to show.")
+@click.option(
+    "--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many leading teams to show."
+)
 @competition_option
 def leaderboard(top: int):
     """The competition leaderboard's top teams and our rank."""
@@ -322,14 +401,19 @@ def leaderboard(top: int):
     for line in sub.standing(top):
         click.echo(line)
 
+
 # ============================================================================ report
 # (owned by kit/report.py)
 
+
 @cli.command()
 @click.argument("run_refs", metavar="[RUN]...", nargs=-1)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write the report into (must not exist or be empty). "
-                   "[default: reports/<UTC timestamp>]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write the report into (must not exist or be empty). [default: reports/<UTC timestamp>]",
+)
 @data_dir_option
 def report(run_refs: tuple[str, ...], out: Path | None):
     """Write an HTML report (curves, confusion, worst errors, calibration, leaderboard history).
@@ -342,24 +426,53 @@ def report(run_refs: tuple[str, ...], out: Path | None):
 
     click.echo(rp.build(list(run_refs) or None, out))
 
+
 # ============================================================================ local Kaggle service
 # (owned by kit/emulator.py)
 
+
 @cli.command()
-@click.option("--fixture", "use_fixture", is_flag=True, default=True,
-              help="Serve the fixture competition built from scikit-learn's digits. [default]")
-@click.option("--zip", "zip_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Serve this competition zip instead (needs --answers).")
-@click.option("--answers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The answer key (ImageId,Label) submissions to --zip are scored against.")
+@click.option(
+    "--fixture",
+    "use_fixture",
+    is_flag=True,
+    default=True,
+    help="Serve the fixture competition built from scikit-learn's digits. [default]",
+)
+@click.option(
+    "--zip",
+    "zip_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve this competition zip instead (needs --answers).",
+)
+@click.option(
+    "--answers",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The answer key (ImageId,Label) submissions to --zip are scored against.",
+)
 @click.option("--slug", default=None, help="Competition slug to serve. [default: the fixture's]")
 @click.option("--port", type=int, default=0, show_default=True, help="Port on 127.0.0.1 (0: a free one).")
-@click.option("--daily-limit", type=int, default=5, show_default=True, help="Submissions allowed per UTC day.")
-@click.option("--scoring-delay", type=float, default=2.0, show_default=True,
-              help="Seconds a submission stays PENDING before it is scored.")
+@click.option(
+    "--daily-limit", type=int, default=5, show_default=True, help="Submissions allowed per UTC day."
+)
+@click.option(
+    "--scoring-delay",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Seconds a submission stays PENDING before it is scored.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request the client sends (to stderr).")
-def emulator(use_fixture: bool, zip_path: Path | None, answers: Path | None, slug: str | None, port: int,
-             daily_limit: int, scoring_delay: float, verbose: bool):
+def emulator(
+    use_fixture: bool,
+    zip_path: Path | None,
+    answers: Path | None,
+    slug: str | None,
+    port: int,
+    daily_limit: int,
+    scoring_delay: float,
+    verbose: bool,
+):
     """Run a local Kaggle competition service in the foreground (Ctrl-C stops it).
 
     The official kaggle client, and so every kit command, talks to it once you paste the
@@ -368,10 +481,16 @@ def emulator(use_fixture: bool, zip_path: Path | None, answers: Path | None, slu
     from kit import emulator as emu_mod
 
     zip_path, answers, slug = emu_mod.competition_files(zip_path, answers, slug)
-    emu = emu_mod.Emulator(zip_path, answers, slug=slug, daily_limit=daily_limit,
-                           scoring_delay_s=scoring_delay, port=port, verbose=verbose)
+    emu = emu_mod.Emulator(
+        zip_path,
+        answers,
+        slug=slug,
+        daily_limit=daily_limit,
+        scoring_delay_s=scoring_delay,
+        port=port,
+        verbose=verbose,
+    )
     emu_mod.serve(emu, echo=click.echo)
-
 
 
 def main():

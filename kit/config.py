@@ -61,12 +61,16 @@ class Competition:
 # declared here, by name, never by the files themselves: a file cannot vouch for itself.
 COMPETITIONS = {
     "digit-recognizer": Competition(
-        "digit-recognizer", n_train=42_000, n_test=28_000,
+        "digit-recognizer",
+        n_train=42_000,
+        n_test=28_000,
         # the three CSVs unpack to ~128 MB; 4x leaves room and still stops a bomb
         max_unzipped_bytes=512 * 2**20,
     ),
     "digit-recognizer-fixture": Competition(
-        "digit-recognizer-fixture", n_train=1_200, n_test=597,
+        "digit-recognizer-fixture",
+        n_train=1_200,
+        n_test=597,
         max_unzipped_bytes=32 * 2**20,
     ),
 }
@@ -120,13 +124,23 @@ class Settings:
 
 
 _ENV = {  # Settings field -> the variable it is read from
-    "data_dir": "KIT_DATA_DIR", "runs_dir": "KIT_RUNS_DIR", "submissions_dir": "KIT_SUBMISSIONS_DIR",
-    "reports_dir": "KIT_REPORTS_DIR", "cache_dir": "KIT_CACHE_DIR", "competition": "KIT_COMPETITION",
-    "retry_attempts": "KIT_RETRY_ATTEMPTS", "retry_base_s": "KIT_RETRY_BASE_S",
+    "data_dir": "KIT_DATA_DIR",
+    "runs_dir": "KIT_RUNS_DIR",
+    "submissions_dir": "KIT_SUBMISSIONS_DIR",
+    "reports_dir": "KIT_REPORTS_DIR",
+    "cache_dir": "KIT_CACHE_DIR",
+    "competition": "KIT_COMPETITION",
+    "retry_attempts": "KIT_RETRY_ATTEMPTS",
+    "retry_base_s": "KIT_RETRY_BASE_S",
     "net_timeout_s": "KIT_NET_TIMEOUT_S",
 }
-_DIR_DEFAULTS = {"data_dir": "data", "runs_dir": "runs", "submissions_dir": "submissions",
-                 "reports_dir": "reports", "cache_dir": ".cache"}  # under ROOT
+_DIR_DEFAULTS = {
+    "data_dir": "data",
+    "runs_dir": "runs",
+    "submissions_dir": "submissions",
+    "reports_dir": "reports",
+    "cache_dir": ".cache",
+}  # under ROOT
 
 
 def _path(value, default: Path) -> Path:
@@ -140,8 +154,9 @@ def _number(values: dict, name: str, kind: type, default):
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise KitError(f"{_ENV[name]} must be {'an integer' if kind is int else 'a number'}, "
-                       f"got {value!r}") from None
+        raise KitError(
+            f"{_ENV[name]} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+        ) from None
 
 
 # The active settings, innermost last: a plain list, not a ContextVar, so that threads a

@@ -54,6 +54,7 @@ REDOWNLOAD = "Get a fresh copy of the competition files (kit download --force, o
 
 # ----------------------------------------------------------------------------- verification
 
+
 def _n_rows(name: str, comp: config.Competition) -> int:
     return comp.n_train if name == TRAIN else comp.n_test
 
@@ -83,21 +84,28 @@ def _check_header(path: Path, name: str, comp: config.Competition) -> None:
     with open(path, "rb") as f:
         first = f.readline()
     if not first:
-        raise KitError(f"{name} is empty: expected the header {_short(HEADERS[name])} "
-                       f"and {_n_rows(name, comp):,} rows")
+        raise KitError(
+            f"{name} is empty: expected the header {_short(HEADERS[name])} and {_n_rows(name, comp):,} rows"
+        )
     got = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n").split(",")
     want = HEADERS[name]
     if got == want:
         return
     for j, (g, w) in enumerate(zip(got, want)):
         if g != w:
-            raise KitError(f"{name} line 1, col {j + 1}: expected header column {w!r}, got {g!r} "
-                           f"(the header must be {_short(want)})")
+            raise KitError(
+                f"{name} line 1, col {j + 1}: expected header column {w!r}, got {g!r} "
+                f"(the header must be {_short(want)})"
+            )
     if len(got) > len(want):
-        raise KitError(f"{name} line 1, col {len(want) + 1}: unexpected extra column {got[len(want)]!r} "
-                       f"(expected {len(want)} columns: {_short(want)})")
-    raise KitError(f"{name} line 1: missing column {want[len(got)]!r} (col {len(got) + 1}); "
-                   f"expected {len(want)} columns: {_short(want)}")
+        raise KitError(
+            f"{name} line 1, col {len(want) + 1}: unexpected extra column {got[len(want)]!r} "
+            f"(expected {len(want)} columns: {_short(want)})"
+        )
+    raise KitError(
+        f"{name} line 1: missing column {want[len(got)]!r} (col {len(got) + 1}); "
+        f"expected {len(want)} columns: {_short(want)}"
+    )
 
 
 def _short(cols: list[str]) -> str:
@@ -132,8 +140,10 @@ def _locate(path: Path, name: str, comp: config.Competition) -> None:
                 if len(row) == 0 or row == [""]:
                     raise KitError(f"{name} line {line} is empty: expected {want} comma-separated values")
                 if len(row) > want:
-                    raise KitError(f"{_where(name, line, want)}: unexpected extra value {row[want]!r} "
-                                   f"(expected {want} values per line, got {len(row)})")
+                    raise KitError(
+                        f"{_where(name, line, want)}: unexpected extra value {row[want]!r} "
+                        f"(expected {want} values per line, got {len(row)})"
+                    )
                 if len(row) < want:
                     short = _where(name, line, len(row))
                     continue
@@ -180,10 +190,10 @@ def read_csv(path: Path, name: str, comp: config.Competition | None = None) -> n
     n, want = len(values), _n_rows(name, comp)
     if n != want:
         others = [c.slug for c in config.COMPETITIONS.values() if _n_rows(name, c) == n]
-        hint = (f"; that is the size of {others[0]}: is --competition / KIT_COMPETITION right?"
-                if others else "")
-        raise KitError(f"{name} has {n:,} rows after the header, expected {want:,} "
-                       f"for {comp.slug}{hint}")
+        hint = (
+            f"; that is the size of {others[0]}: is --competition / KIT_COMPETITION right?" if others else ""
+        )
+        raise KitError(f"{name} has {n:,} rows after the header, expected {want:,} for {comp.slug}{hint}")
     if name == SAMPLE:
         ids = values[:, 0]
         wrong = np.flatnonzero(ids != np.arange(1, n + 1))
@@ -194,6 +204,7 @@ def read_csv(path: Path, name: str, comp: config.Competition | None = None) -> n
 
 
 # ----------------------------------------------------------------------------- install
+
 
 def _combined(shas: dict[str, str]) -> str:
     """The data checksum every run records: one short hash over train.csv and test.csv."""
@@ -225,21 +236,30 @@ def _unzip(zip_path: Path, dest: Path, comp: config.Competition) -> None:
         infos = zf.infolist()
         unsafe = [i.filename for i in infos if not _safe_member(i.filename)]
         if unsafe:
-            raise KitError(f"{zip_path}: unsafe member path {unsafe[0]!r} (absolute or with '..'); "
-                           f"refusing to extract anything from this archive. {REDOWNLOAD}")
+            raise KitError(
+                f"{zip_path}: unsafe member path {unsafe[0]!r} (absolute or with '..'); "
+                f"refusing to extract anything from this archive. {REDOWNLOAD}"
+            )
         total = sum(i.file_size for i in infos)
         if total > comp.max_unzipped_bytes:
             fits = [c.slug for c in config.COMPETITIONS.values() if total <= c.max_unzipped_bytes]
-            hint = (f" (it would fit {fits[0]}: is --competition / KIT_COMPETITION right?)"
-                    if fits else " (zip bomb?)")
-            raise KitError(f"{zip_path} would unpack to {_mb(total)}, more than the "
-                           f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; refusing to "
-                           f"extract it{hint}. {REDOWNLOAD}")
+            hint = (
+                f" (it would fit {fits[0]}: is --competition / KIT_COMPETITION right?)"
+                if fits
+                else " (zip bomb?)"
+            )
+            raise KitError(
+                f"{zip_path} would unpack to {_mb(total)}, more than the "
+                f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; refusing to "
+                f"extract it{hint}. {REDOWNLOAD}"
+            )
         members = {i.filename: i for i in infos}
         missing = [n for n in FILES if n not in members]
         if missing:
-            raise KitError(f"{zip_path} lacks {', '.join(missing)} (it holds: "
-                           f"{', '.join(sorted(members)) or 'nothing'}). {REDOWNLOAD}")
+            raise KitError(
+                f"{zip_path} lacks {', '.join(missing)} (it holds: "
+                f"{', '.join(sorted(members)) or 'nothing'}). {REDOWNLOAD}"
+            )
         written = 0
         for name in FILES:
             try:
@@ -247,25 +267,32 @@ def _unzip(zip_path: Path, dest: Path, comp: config.Competition) -> None:
                     while chunk := src.read(CHUNK):
                         written += len(chunk)
                         if written > comp.max_unzipped_bytes:
-                            raise KitError(f"{zip_path} unpacks to more than the "
-                                           f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; "
-                                           f"refusing it (zip bomb?). {REDOWNLOAD}")
+                            raise KitError(
+                                f"{zip_path} unpacks to more than the "
+                                f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}; "
+                                f"refusing it (zip bomb?). {REDOWNLOAD}"
+                            )
                         out.write(chunk)
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
                 # a corrupted download: bad CRC, broken deflate stream, cut short, odd method
-                raise KitError(f"{zip_path} is damaged: {name} cannot be unpacked ({e}). "
-                               f"{REDOWNLOAD}") from None
+                raise KitError(
+                    f"{zip_path} is damaged: {name} cannot be unpacked ({e}). {REDOWNLOAD}"
+                ) from None
 
 
 def _copy_folder(folder: Path, dest: Path, comp: config.Competition) -> None:
     missing = [n for n in FILES if not (folder / n).is_file()]
     if missing:
-        raise KitError(f"{folder} lacks {', '.join(missing)}: expected {', '.join(FILES)} "
-                       f"or {comp.slug}.zip. {REDOWNLOAD}")
+        raise KitError(
+            f"{folder} lacks {', '.join(missing)}: expected {', '.join(FILES)} "
+            f"or {comp.slug}.zip. {REDOWNLOAD}"
+        )
     total = sum((folder / n).stat().st_size for n in FILES)
     if total > comp.max_unzipped_bytes:
-        raise KitError(f"the CSVs in {folder} add up to {_mb(total)}, more than the "
-                       f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}. {REDOWNLOAD}")
+        raise KitError(
+            f"the CSVs in {folder} add up to {_mb(total)}, more than the "
+            f"{_mb(comp.max_unzipped_bytes)} allowed for {comp.slug}. {REDOWNLOAD}"
+        )
     for n in FILES:
         shutil.copyfile(folder / n, dest / n)
 
@@ -274,8 +301,9 @@ def _resolve_source(source: Path, comp: config.Competition) -> Path:
     """A zip, a folder with the CSVs, or a folder holding the competition's zip."""
     source = Path(source).expanduser()
     if not source.exists():
-        raise KitError(f"{source} does not exist: pass the competition zip or a folder with "
-                       f"{', '.join(FILES)}")
+        raise KitError(
+            f"{source} does not exist: pass the competition zip or a folder with {', '.join(FILES)}"
+        )
     if source.is_dir() and not (source / TRAIN).exists() and (source / f"{comp.slug}.zip").is_file():
         return source / f"{comp.slug}.zip"
     return source
@@ -313,8 +341,10 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
         source_sha = sha256_file(source) if source.is_file() else None
         installed = None if force else _installed_from(source, source_sha)
         if installed is not None:
-            return (f"already verified: {raw} holds {comp.slug} (checksum "
-                    f"{installed['checksum']}); nothing to do (--force verifies again)")
+            return (
+                f"already verified: {raw} holds {comp.slug} (checksum "
+                f"{installed['checksum']}); nothing to do (--force verifies again)"
+            )
         t0 = time.perf_counter()
         manifest, arrays = _install_new(source, source_sha, comp, echo)
         try:  # the parse is done: keep it, so the first load() is a cache hit
@@ -322,8 +352,10 @@ def install(source: Path | str, force: bool = False, echo: Callable[[str], None]
         except OSError:
             pass  # only an optimisation: load() parses and tries again
     seconds = time.perf_counter() - t0
-    return (f"installed {comp.slug} into {raw}: {comp.n_train:,} train and {comp.n_test:,} test "
-            f"images verified in {seconds:.1f}s (checksum {manifest['checksum']})")
+    return (
+        f"installed {comp.slug} into {raw}: {comp.n_train:,} train and {comp.n_test:,} test "
+        f"images verified in {seconds:.1f}s (checksum {manifest['checksum']})"
+    )
 
 
 def _installed_from(source: Path, source_sha: str | None) -> dict | None:
@@ -335,13 +367,16 @@ def _installed_from(source: Path, source_sha: str | None) -> dict | None:
     if source_sha is not None:
         same = manifest.get("source_sha256") == source_sha
     else:
-        same = all((source / n).is_file() and manifest["files"][n]["sha256"] == sha256_file(source / n)
-                   for n in FILES)
+        same = all(
+            (source / n).is_file() and manifest["files"][n]["sha256"] == sha256_file(source / n)
+            for n in FILES
+        )
     return manifest if same else None
 
 
-def _install_new(source: Path, source_sha: str | None, comp: config.Competition,
-                 echo: Callable[[str], None]) -> tuple[dict, dict[str, np.ndarray]]:
+def _install_new(
+    source: Path, source_sha: str | None, comp: config.Competition, echo: Callable[[str], None]
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Unpack and verify `source` in a temporary folder, then swap it in for raw_dir.
 
     Returns the new manifest and the parsed arrays (X_train, y_train, X_test, as `load` gives
@@ -357,8 +392,9 @@ def _install_new(source: Path, source_sha: str | None, comp: config.Competition,
             _copy_folder(source, tmp, comp)
         else:
             _unzip(source, tmp, comp)
-        shas, arrays = _verify(tmp, comp, echo, failed=f"\n(in {source}) Nothing was installed; "
-                                                     f"{kept}. {REDOWNLOAD}")
+        shas, arrays = _verify(
+            tmp, comp, echo, failed=f"\n(in {source}) Nothing was installed; {kept}. {REDOWNLOAD}"
+        )
         manifest = {
             "version": MANIFEST_VERSION,
             "competition": comp.slug,
@@ -371,15 +407,18 @@ def _install_new(source: Path, source_sha: str | None, comp: config.Competition,
         write_json(tmp / MANIFEST, manifest)
         _swap(tmp, raw)
     except OSError as e:  # disk full, permissions: the user's to fix, not a traceback
-        raise KitError(f"installing into {config.data_dir()} failed: {e}. Nothing was installed; "
-                       f"{kept}. Free some space or choose another --data-dir.") from None
+        raise KitError(
+            f"installing into {config.data_dir()} failed: {e}. Nothing was installed; "
+            f"{kept}. Free some space or choose another --data-dir."
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest, arrays
 
 
-def _verify(folder: Path, comp: config.Competition, echo: Callable[[str], None],
-            failed: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+def _verify(
+    folder: Path, comp: config.Competition, echo: Callable[[str], None], failed: str
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """Verify the three CSVs in `folder` (read_csv's rules); `failed` is appended to the error.
 
     Returns each file's sha256 and the arrays parsed on the way (X_train, y_train, X_test).
@@ -413,6 +452,7 @@ def _swap(new: Path, raw: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- manifest
+
 
 def read_manifest() -> dict | None:
     """raw_dir's manifest.json, or None if there is none (or it is unreadable)."""
@@ -470,8 +510,10 @@ def _require_installed() -> dict:
     if not manifest or manifest.get("version") != MANIFEST_VERSION:
         raise KitError(f"no verified data in {raw}: run `make download` (or `kit download --from ZIP`)")
     if manifest.get("competition") != comp.slug:
-        raise KitError(f"{raw} holds {manifest.get('competition')}, but {comp.slug} is selected "
-                       f"(--competition / KIT_COMPETITION): download it, or select the other one")
+        raise KitError(
+            f"{raw} holds {manifest.get('competition')}, but {comp.slug} is selected "
+            f"(--competition / KIT_COMPETITION): download it, or select the other one"
+        )
     problem = _check_files(manifest, deep=False)
     if problem:
         raise KitError(f"{raw}/{problem}: run `kit download --force` to fetch and verify it again")
@@ -479,6 +521,7 @@ def _require_installed() -> dict:
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
@@ -522,9 +565,12 @@ def _read_cache(folder: Path, comp: config.Competition) -> dict[str, np.ndarray]
     except (OSError, ValueError):
         return None  # absent or damaged: parse again
     side = (config.IMAGE_SIDE, config.IMAGE_SIDE)
-    ok = (arrays["X_train"].shape == (comp.n_train, *side) and arrays["y_train"].shape == (comp.n_train,)
-          and arrays["X_test"].shape == (comp.n_test, *side)
-          and all(a.dtype == np.uint8 for a in arrays.values()))
+    ok = (
+        arrays["X_train"].shape == (comp.n_train, *side)
+        and arrays["y_train"].shape == (comp.n_train,)
+        and arrays["X_test"].shape == (comp.n_test, *side)
+        and all(a.dtype == np.uint8 for a in arrays.values())
+    )
     return arrays if ok else None
 
 
@@ -558,6 +604,7 @@ def load() -> Dataset:
 
 # ----------------------------------------------------------------------------- split
 
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """Row indices into the training set: train_idx (n - n_val,), val_idx (n_val,), int64.
@@ -581,20 +628,21 @@ class Split:
         return h.hexdigest()[:16]
 
 
-def split(y: np.ndarray, val_fraction: float = config.VAL_FRACTION,
-          seed: int = config.SPLIT_SEED) -> Split:
+def split(y: np.ndarray, val_fraction: float = config.VAL_FRACTION, seed: int = config.SPLIT_SEED) -> Split:
     """Stratified split of labels y: (N,) into train and validation rows (deterministic)."""
     from sklearn.model_selection import train_test_split
 
     if not 0 < val_fraction < 1:
         raise KitError(f"validation fraction must be between 0 and 1, got {val_fraction}")
-    train_idx, val_idx = train_test_split(np.arange(len(y), dtype=np.int64), test_size=val_fraction,
-                                          stratify=y, random_state=seed)
+    train_idx, val_idx = train_test_split(
+        np.arange(len(y), dtype=np.int64), test_size=val_fraction, stratify=y, random_state=seed
+    )
     return Split(np.sort(train_idx), np.sort(val_idx), seed, val_fraction)
 
 
-def load_split(val_fraction: float = config.VAL_FRACTION,
-               seed: int = config.SPLIT_SEED) -> tuple[Dataset, Split]:
+def load_split(
+    val_fraction: float = config.VAL_FRACTION, seed: int = config.SPLIT_SEED
+) -> tuple[Dataset, Split]:
     """load() and split() of its labels: what every model starts from."""
     ds = load()
     return ds, split(ds.y_train, val_fraction, seed)

@@ -106,10 +106,19 @@ class Emulator:
     teams:           other leaderboard entries, (team name, score)
     """
 
-    def __init__(self, competition_zip: Path, answers_csv: Path, slug: str = "digit-recognizer-fixture",
-                 username: str = "demo", key: str = "demo-key", daily_limit: int = 5,
-                 scoring_delay_s: float = 0.5, teams: list[tuple[str, float]] | None = None,
-                 port: int = 0, verbose: bool = False):
+    def __init__(
+        self,
+        competition_zip: Path,
+        answers_csv: Path,
+        slug: str = "digit-recognizer-fixture",
+        username: str = "demo",
+        key: str = "demo-key",
+        daily_limit: int = 5,
+        scoring_delay_s: float = 0.5,
+        teams: list[tuple[str, float]] | None = None,
+        port: int = 0,
+        verbose: bool = False,
+    ):
         self.zip_path = Path(competition_zip)
         self.zip_bytes = self.zip_path.read_bytes()
         self.etag = '"' + hashlib.sha1(self.zip_bytes).hexdigest() + '"'
@@ -139,8 +148,12 @@ class Emulator:
         server.emulator = self
         self._server = server
         # a short poll interval so that stop() returns at once
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"kaggle-emulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"kaggle-emulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -227,9 +240,14 @@ class Emulator:
     def _api_submission(self, sub: dict) -> dict:
         self._refresh(sub)
         out = {
-            "ref": sub["ref"], "totalBytes": sub["total_bytes"], "date": _iso(sub["date"]),
-            "description": sub["description"], "fileName": sub["file_name"], "status": sub["status"],
-            "submittedBy": self.username, "teamName": self.username,
+            "ref": sub["ref"],
+            "totalBytes": sub["total_bytes"],
+            "date": _iso(sub["date"]),
+            "description": sub["description"],
+            "fileName": sub["file_name"],
+            "status": sub["status"],
+            "submittedBy": self.username,
+            "teamName": self.username,
             "url": f"/submissions/{sub['ref']}/{sub['file_name']}",
         }
         if sub["public_score"] is not None:
@@ -274,8 +292,15 @@ class Emulator:
 
     def _rpc_ListDataFiles(self, body):
         with zipfile.ZipFile(io.BytesIO(self.zip_bytes)) as zf:
-            files = [{"ref": i.filename, "name": i.filename, "totalBytes": i.file_size,
-                      "creationDate": _iso(datetime(*i.date_time))} for i in zf.infolist()]
+            files = [
+                {
+                    "ref": i.filename,
+                    "name": i.filename,
+                    "totalBytes": i.file_size,
+                    "creationDate": _iso(datetime(*i.date_time)),
+                }
+                for i in zf.infolist()
+            ]
         return 200, {"files": files, "nextPageToken": ""}
 
     def _rpc_DownloadDataFiles(self, body):
@@ -287,42 +312,68 @@ class Emulator:
     def _rpc_GetSubmissionLimits(self, body):
         with self._lock:
             today, total = self._today_count(), len(self.submissions)
-        return 200, {"numToday": today, "numTotal": total,
-                     "numAllowedNow": max(0, self.daily_limit - today), "limitedByTotal": False}
+        return 200, {
+            "numToday": today,
+            "numTotal": total,
+            "numAllowedNow": max(0, self.daily_limit - today),
+            "limitedByTotal": False,
+        }
 
     def _rpc_StartSubmissionUpload(self, body):
         token = secrets.token_hex(12)
         with self._lock:
-            self._uploads[token] = {"file_name": body.get("fileName", ""),
-                                    "content_length": int(body.get("contentLength", 0)), "content": None}
+            self._uploads[token] = {
+                "file_name": body.get("fileName", ""),
+                "content_length": int(body.get("contentLength", 0)),
+                "content": None,
+            }
         return 200, {"token": token, "createUrl": f"{HOST}/upload/{token}"}
 
     def _rpc_CreateSubmission(self, body):
         with self._lock:
             if self._today_count() >= self.daily_limit:
                 now = utc_now()
-                hours = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-                         - now).total_seconds() / 3600
-                return 400, {"code": 400, "message": (
-                    f"Submission not allowed: Your team has used its daily Submission allowance "
-                    f"({self.daily_limit}) today, please try again tomorrow UTC ({hours:.1f} hours from now).")}
+                hours = (
+                    datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now
+                ).total_seconds() / 3600
+                return 400, {
+                    "code": 400,
+                    "message": (
+                        f"Submission not allowed: Your team has used its daily Submission allowance "
+                        f"({self.daily_limit}) today, please try again tomorrow UTC ({hours:.1f} hours from now)."
+                    ),
+                }
             upload = self._uploads.get(body.get("blobFileTokens", ""))
             if upload is None or upload["content"] is None:
-                return 400, {"code": 400, "message": "The submission file was not uploaded (unknown blobFileTokens)"}
-            sub = {"ref": FIRST_REF + len(self.submissions), "date": _utcnow(), "_t0": time.monotonic(),
-                   "file_name": upload["file_name"], "description": body.get("submissionDescription") or "",
-                   "total_bytes": len(upload["content"]), "sha256": hashlib.sha256(upload["content"]).hexdigest(),
-                   "status": "PENDING", "public_score": None, "error": None, "_content": upload["content"]}
+                return 400, {
+                    "code": 400,
+                    "message": "The submission file was not uploaded (unknown blobFileTokens)",
+                }
+            sub = {
+                "ref": FIRST_REF + len(self.submissions),
+                "date": _utcnow(),
+                "_t0": time.monotonic(),
+                "file_name": upload["file_name"],
+                "description": body.get("submissionDescription") or "",
+                "total_bytes": len(upload["content"]),
+                "sha256": hashlib.sha256(upload["content"]).hexdigest(),
+                "status": "PENDING",
+                "public_score": None,
+                "error": None,
+                "_content": upload["content"],
+            }
             self.submissions.append(sub)
-        return 200, {"message": "Successfully submitted to " + self.slug.replace("-", " ").title(),
-                     "ref": sub["ref"]}
+        return 200, {
+            "message": "Successfully submitted to " + self.slug.replace("-", " ").title(),
+            "ref": sub["ref"],
+        }
 
     def _rpc_ListSubmissions(self, body):
         page = max(1, int(body.get("page") or 1))
         size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
         with self._lock:
             subs = sorted(self.submissions, key=lambda s: s["ref"], reverse=True)
-            rows = [self._api_submission(s) for s in subs[(page - 1) * size: page * size]]
+            rows = [self._api_submission(s) for s in subs[(page - 1) * size : page * size]]
         return 200, {"submissions": rows, "nextPageToken": ""}
 
     def _rpc_GetSubmission(self, body):
@@ -340,9 +391,16 @@ class Emulator:
         entries.sort(key=lambda e: -e[1])
         start = int(body.get("pageToken") or 0)
         size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
-        page = entries[start:start + size]
-        rows = [{"teamId": 1000 + start + i, "teamName": name, "submissionDate": _iso(date),
-                 "score": f"{score:.5f}"} for i, (name, score, date) in enumerate(page)]
+        page = entries[start : start + size]
+        rows = [
+            {
+                "teamId": 1000 + start + i,
+                "teamName": name,
+                "submissionDate": _iso(date),
+                "score": f"{score:.5f}",
+            }
+            for i, (name, score, date) in enumerate(page)
+        ]
         more = start + size < len(entries)
         return 200, {"submissions": rows, "nextPageToken": str(start + size) if more else ""}
 
@@ -363,12 +421,16 @@ class Emulator:
 
 # ============================================================================ in the foreground
 
-def competition_files(zip_path: Path | None, answers: Path | None,
-                      slug: str | None = None) -> tuple[Path, Path, str]:
+
+def competition_files(
+    zip_path: Path | None, answers: Path | None, slug: str | None = None
+) -> tuple[Path, Path, str]:
     """(competition zip, answer key, slug) to serve: the given pair (slug: the zip's stem unless
     given), or with neither the fixture competition, built if needed (kit.fixture)."""
     if (zip_path is None) != (answers is None):
-        raise KitError("--zip and --answers go together: the competition zip and its answer key (ImageId,Label)")
+        raise KitError(
+            "--zip and --answers go together: the competition zip and its answer key (ImageId,Label)"
+        )
     if zip_path is None:
         from kit import fixture
 
@@ -420,6 +482,7 @@ def _interrupt(signum, frame) -> None:
 
 
 # ============================================================================ scoring
+
 
 def _read_answers(path: Path) -> dict[int, int]:
     """answers.csv (ImageId,Label) -> {image_id: label}."""
@@ -544,9 +607,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind != "drop":
             self._read_body()
             status = int(fault.kind)
-            message = {401: "Unauthenticated",
-                       403: "You must accept this competition's rules before you can use it",
-                       429: "Too many requests", 500: "Internal server error"}[status]
+            message = {
+                401: "Unauthenticated",
+                403: "You must accept this competition's rules before you can use it",
+                429: "Too many requests",
+                500: "Internal server error",
+            }[status]
             headers = {"Content-Type": "application/json"}
             if status == 429:
                 headers["Retry-After"] = str(fault.opts.get("retry_after", 1))
@@ -573,9 +639,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(302, b"", {"Location": payload})
             return self._json(status, payload)
         if method in ("GET", "HEAD") and path.startswith("/data/"):
-            return self._serve_data(path[len("/data/"):], drop)
+            return self._serve_data(path[len("/data/") :], drop)
         if method == "PUT" and path.startswith("/upload/"):
-            return self._receive_upload(path[len("/upload/"):], drop)
+            return self._receive_upload(path[len("/upload/") :], drop)
         self._read_body()
         self._json(404, {"code": 404, "message": f"no such endpoint: {method} {path}"})
 
@@ -584,19 +650,23 @@ class _Handler(BaseHTTPRequestHandler):
         if name == f"{emu.slug}.zip":
             data = emu.zip_bytes
         elif name.startswith(emu.slug + "/"):
-            data = emu.data_member(name[len(emu.slug) + 1:])
+            data = emu.data_member(name[len(emu.slug) + 1 :])
         else:
             data = None
         if data is None:
             return self._json(404, {"code": 404, "message": f"no such file: {name}"})
         size, start = len(data), 0
-        headers = {"Content-Type": "application/zip" if name.endswith(".zip") else "text/csv",
-                   "Accept-Ranges": "bytes", "ETag": emu.etag, "Last-Modified": emu.last_modified}
+        headers = {
+            "Content-Type": "application/zip" if name.endswith(".zip") else "text/csv",
+            "Accept-Ranges": "bytes",
+            "ETag": emu.etag,
+            "Last-Modified": emu.last_modified,
+        }
         status = 200
         wanted = self.headers.get("Range", "")
         if_range = self.headers.get("If-Range")
         if wanted.startswith("bytes=") and (if_range is None or if_range in (emu.etag, emu.last_modified)):
-            first = wanted[len("bytes="):].split("-")[0]
+            first = wanted[len("bytes=") :].split("-")[0]
             start = int(first or 0)
             if start >= size:
                 return self._send(416, b"", {"Content-Range": f"bytes */{size}"})

@@ -28,8 +28,8 @@ The output is an ordinary run folder (model "ensemble") with weights.json, so `k
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -43,12 +43,13 @@ WEIGHTS = "weights.json"
 
 @dataclass
 class EnsembleConfig:
-    min_gain: float = 1e-4   # log-loss (nats) fitted weights must save over equal weights to be kept
+    min_gain: float = 1e-4  # log-loss (nats) fitted weights must save over equal weights to be kept
     eps: float = metrics.EPS  # floor under probabilities before log (a member can say exactly 0)
-    maxiter: int = 200       # L-BFGS iterations; K is tiny, it converges in tens
+    maxiter: int = 200  # L-BFGS iterations; K is tiny, it converges in tens
 
 
 # ----------------------------------------------------------------------------- maths
+
 
 def combine(probas: np.ndarray, w: np.ndarray) -> np.ndarray:
     """sum_k w_k P_k. probas: (K, n, 10), w: (K,) -> (n, 10) float64 (runs store float32)."""
@@ -70,24 +71,26 @@ def fit_weights(probas: np.ndarray, y: np.ndarray, cfg: EnsembleConfig | None = 
 
     def loss_and_grad(z: np.ndarray) -> tuple[float, np.ndarray]:
         w = softmax(z)
-        p = np.maximum(w @ q, cfg.eps)                 # (n,)
-        g = -(q / p).mean(axis=1)                      # dL/dw, (K,)
+        p = np.maximum(w @ q, cfg.eps)  # (n,)
+        g = -(q / p).mean(axis=1)  # dL/dw, (K,)
         return float(-np.log(p).mean()), w * (g - w @ g)
 
-    res = minimize(loss_and_grad, np.zeros(K), jac=True, method="L-BFGS-B",
-                   options={"maxiter": cfg.maxiter})
+    res = minimize(loss_and_grad, np.zeros(K), jac=True, method="L-BFGS-B", options={"maxiter": cfg.maxiter})
     return softmax(res.x)
 
 
 # ----------------------------------------------------------------------------- members
+
 
 def default_members(cnn_seeds: int | None = None) -> list[Run]:
     """The latest run of each model; with `cnn_seeds`, the latest N CNN runs plus the latest scratch run."""
     if cnn_seeds:
         cnn = runs.all_runs(model="cnn")[-cnn_seeds:]
         if len(cnn) < cnn_seeds:
-            raise KitError(f"asked for {cnn_seeds} CNN runs but {config.runs_dir()} has {len(cnn)} "
-                           f"finished; train more (`make train-ensemble SEEDS={cnn_seeds}`)")
+            raise KitError(
+                f"asked for {cnn_seeds} CNN runs but {config.runs_dir()} has {len(cnn)} "
+                f"finished; train more (`make train-ensemble SEEDS={cnn_seeds}`)"
+            )
         scratch = runs.latest("scratch")
         return ([scratch] if scratch else []) + cnn
     return [r for r in (runs.latest(m) for m in models.names()) if r is not None]
@@ -99,13 +102,18 @@ def check_compatible(members: Sequence[Run]) -> dict:
     m0 = first.metrics
     for r in members[1:]:
         m = r.metrics
-        for key, what in (("data_checksum", "data"), ("split_hash", "validation split"),
-                          ("n_val", "validation size"), ("n_test", "test size")):
+        for key, what in (
+            ("data_checksum", "data"),
+            ("split_hash", "validation split"),
+            ("n_val", "validation size"),
+            ("n_test", "test size"),
+        ):
             if m.get(key) != m0.get(key):
                 raise KitError(
                     f"runs {first.name} and {r.name} were trained on a different {what}: "
                     f"{key} {m0.get(key)!r} vs {m.get(key)!r}. Ensemble only runs trained on the same "
-                    f"data (retrain one of them, or pick runs with the same {key} in metrics.json)")
+                    f"data (retrain one of them, or pick runs with the same {key} in metrics.json)"
+                )
     return {k: m0.get(k) for k in ("data_checksum", "split_hash", "n_val", "n_test")}
 
 
@@ -118,8 +126,10 @@ def _load_probas(members: Sequence[Run], shared: dict) -> tuple[np.ndarray, np.n
                 raise KitError(f"{r.path} has no {name}; it cannot be ensembled (retrain it)")
         v, t = r.val_proba(), r.test_proba()
         if v.shape != (shared["n_val"], config.N_CLASSES) or t.shape != (shared["n_test"], config.N_CLASSES):
-            raise KitError(f"{r.path}: probabilities have shapes {v.shape} and {t.shape}, but its "
-                           f"metrics.json says n_val={shared['n_val']}, n_test={shared['n_test']}")
+            raise KitError(
+                f"{r.path}: probabilities have shapes {v.shape} and {t.shape}, but its "
+                f"metrics.json says n_val={shared['n_val']}, n_test={shared['n_test']}"
+            )
         val.append(v)
         test.append(t)
     return np.stack(val).astype(np.float64), np.stack(test).astype(np.float64)
@@ -134,11 +144,13 @@ def _validation_labels(shared: dict) -> np.ndarray:
         raise KitError(
             f"the installed data (checksum {ds.checksum}, split {sp.hash}) is not what the runs were "
             f"trained on (checksum {shared['data_checksum']}, split {shared['split_hash']}); point "
-            f"--data-dir / KIT_DATA_DIR at that data, or retrain")
+            f"--data-dir / KIT_DATA_DIR at that data, or retrain"
+        )
     return ds.y_train[sp.val_idx].astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- build
+
 
 def choose_weights(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> tuple[np.ndarray, str]:
     """Apply the rules of the module docstring. val: (K, n, 10). Returns (weights (K,), method)."""
@@ -161,8 +173,9 @@ def choose_weights(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> tuple
     return w, method
 
 
-def cross_fitted_accuracy(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig, folds: int = 2,
-                          seed: int = 0) -> float:
+def cross_fitted_accuracy(
+    val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig, folds: int = 2, seed: int = 0
+) -> float:
     """Validation accuracy with weights chosen on the other folds: an estimate free of the
     optimism of scoring weights on the rows they were fitted to. val: (K, n, 10)."""
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
@@ -173,20 +186,34 @@ def cross_fitted_accuracy(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig, f
     return correct / len(y)
 
 
-def build(run_refs: Sequence[str] | None = None, cnn_seeds: int | None = None,
-          cfg: EnsembleConfig | None = None, echo: Callable[[str], None] = print) -> Run:
-    """Ensemble `run_refs` (default: see default_members) into a new finished "ensemble" run."""
-    cfg = cfg or EnsembleConfig()
-    t0 = time.perf_counter()
-    members = ([runs.require_run(runs.resolve(ref)) for ref in run_refs] if run_refs
-               else default_members(cnn_seeds))
+def _members(run_refs: Sequence[str] | None, cnn_seeds: int | None) -> list[Run]:
+    """The runs to ensemble: those named, else default_members; at least two, each once."""
+    members = (
+        [runs.require_run(runs.resolve(ref)) for ref in run_refs] if run_refs else default_members(cnn_seeds)
+    )
     names = [r.name for r in members]
     if len(set(names)) != len(names):
         raise KitError(f"the same run is listed twice: {', '.join(names)}")
     if len(members) < 2:
-        raise KitError(f"an ensemble needs at least two finished runs; found {len(members)} "
-                       f"({', '.join(names) or 'none'}) in {config.runs_dir()}. Train more "
-                       f"(`kit train scratch`, `kit train cnn`) or name runs: `kit ensemble RUN RUN ...`")
+        raise KitError(
+            f"an ensemble needs at least two finished runs; found {len(members)} "
+            f"({', '.join(names) or 'none'}) in {config.runs_dir()}. Train more "
+            f"(`kit train scratch`, `kit train cnn`) or name runs: `kit ensemble RUN RUN ...`"
+        )
+    return members
+
+
+def build(
+    run_refs: Sequence[str] | None = None,
+    cnn_seeds: int | None = None,
+    cfg: EnsembleConfig | None = None,
+    echo: Callable[[str], None] = print,
+) -> Run:
+    """Ensemble `run_refs` (default: see default_members) into a new finished "ensemble" run."""
+    cfg = cfg or EnsembleConfig()
+    t0 = time.perf_counter()
+    members = _members(run_refs, cnn_seeds)
+    names = [r.name for r in members]
     shared = check_compatible(members)
     val, test = _load_probas(members, shared)
     y = _validation_labels(shared)
@@ -200,23 +227,30 @@ def build(run_refs: Sequence[str] | None = None, cnn_seeds: int | None = None,
         echo(f"  {name:{width}s}  val accuracy {acc:.4f}  weight {wk:.3f}")
     ens_acc, best_acc = accuracy(val_proba, y), max(member_acc)
     honest = cross_fitted_accuracy(val, y, cfg)
-    echo(f"  {'ensemble':{width}s}  val accuracy {ens_acc:.4f}  ({method} weights; "
-         f"{ens_acc - best_acc:+.4f} over the best member; {honest:.4f} with weights fitted on "
-         f"the other half of the validation rows)")
+    echo(
+        f"  {'ensemble':{width}s}  val accuracy {ens_acc:.4f}  ({method} weights; "
+        f"{ens_acc - best_acc:+.4f} over the best member; {honest:.4f} with weights fitted on "
+        f"the other half of the validation rows)"
+    )
 
     run = runs.create("ensemble", seed=0)
     run.write_config({"model": "ensemble", "seed": 0, "members": names, **asdict(cfg)})
-    io.write_json(run.file(WEIGHTS), {"method": method,
-                                        "weights": {n: float(wk) for n, wk in zip(names, w)}})
+    io.write_json(run.file(WEIGHTS), {"method": method, "weights": {n: float(wk) for n, wk in zip(names, w)}})
     run.write_predictions(val_proba, test_proba)
-    run.finish({
-        "model": "ensemble", "seed": 0, **shared,
-        "val_accuracy": ens_acc, "val_loss": log_loss(val_proba, y),
-        "wall_time_s": time.perf_counter() - t0,
-        "method": method, "members": names,
-        "member_val_accuracy": dict(zip(names, member_acc)),
-        "best_member_val_accuracy": best_acc,
-        "cross_fitted_val_accuracy": honest,
-    })
+    run.finish(
+        {
+            "model": "ensemble",
+            "seed": 0,
+            **shared,
+            "val_accuracy": ens_acc,
+            "val_loss": log_loss(val_proba, y),
+            "wall_time_s": time.perf_counter() - t0,
+            "method": method,
+            "members": names,
+            "member_val_accuracy": dict(zip(names, member_acc)),
+            "best_member_val_accuracy": best_acc,
+            "cross_fitted_val_accuracy": honest,
+        }
+    )
     echo(f"ensemble run: {run.path}")
     return run

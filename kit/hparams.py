@@ -16,8 +16,9 @@ config.json every run saves:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from kit.errors import KitError
 
@@ -27,10 +28,20 @@ C = TypeVar("C", bound="ModelConfig")
 LEGACY_NAMES = {"seed": "reference"}
 
 
-def param(default: Any, help: str, *, choices: tuple | None = None, gt: float | None = None,
-          ge: float | None = None, lt: float | None = None, le: float | None = None,
-          check: Callable[[Any], bool] | None = None, rule: str | None = None, why: str | None = None,
-          cli: bool = True):
+def param(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    check: Callable[[Any], bool] | None = None,
+    rule: str | None = None,
+    why: str | None = None,
+    cli: bool = True,
+):
     """A config field: its default, its help (shown by `--help`), and what a valid value is.
 
     choices:        the allowed values;
@@ -39,8 +50,9 @@ def param(default: Any, help: str, *, choices: tuple | None = None, gt: float | 
     why:            appended to the message, for rules a user may not guess;
     cli=False:      not an option of its own (set by the preset or the kit).
     """
-    meta = dict(help=help, choices=choices, gt=gt, ge=ge, lt=lt, le=le, check=check, rule=rule,
-                why=why, cli=cli)
+    meta = dict(
+        help=help, choices=choices, gt=gt, ge=ge, lt=lt, le=le, check=check, rule=rule, why=why, cli=cli
+    )
     return field(default=default, metadata=meta)
 
 
@@ -79,8 +91,12 @@ def range_rule(meta: Mapping) -> str | None:
 
 
 def _in_range(v, meta: Mapping) -> bool:
-    return ((meta["gt"] is None or v > meta["gt"]) and (meta["ge"] is None or v >= meta["ge"])
-            and (meta["lt"] is None or v < meta["lt"]) and (meta["le"] is None or v <= meta["le"]))
+    return (
+        (meta["gt"] is None or v > meta["gt"])
+        and (meta["ge"] is None or v >= meta["ge"])
+        and (meta["lt"] is None or v < meta["lt"])
+        and (meta["le"] is None or v <= meta["le"])
+    )
 
 
 def bad(cfg: ModelConfig, name: str, rule: str) -> KitError:

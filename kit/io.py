@@ -12,10 +12,11 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,8 +28,9 @@ MAX_NAME_TRIES = 1000  # "-2", "-3", ... before we conclude something is wrong w
 
 # ----------------------------------------------------------------------------- timestamps
 
+
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def utc_stamp(now: datetime | None = None) -> str:
@@ -42,6 +44,7 @@ def utc_iso(now: datetime | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------- atomic writes
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -112,6 +115,7 @@ def read_json(path: Path) -> dict:
 
 # ----------------------------------------------------------------------------- hashing
 
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB pieces (the data CSVs are ~120 MB)."""
     h = hashlib.sha256()
@@ -122,6 +126,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 # ----------------------------------------------------------------------------- free names
+
 
 def free_name(make: Callable[[str], T], stem: str, suffix: str = "") -> T:
     """Call `make(name)` with `stem+suffix`, then `stem-2+suffix`, `stem-3+suffix`, ... until it
@@ -137,6 +142,7 @@ def free_name(make: Callable[[str], T], stem: str, suffix: str = "") -> T:
 
 
 # ----------------------------------------------------------------------------- locks
+
 
 class LockHeld(KitError):
     """Another process holds the lock; `holder` is what it wrote into the lock file."""

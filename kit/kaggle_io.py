@@ -41,9 +41,11 @@ from kit import config
 from kit.errors import KitError
 from kit.io import exclusive, utc_now
 
-TOKEN_HELP = ("create a token on kaggle.com (Settings -> API -> Create New Token), save the "
-              "downloaded kaggle.json as ~/.kaggle/kaggle.json and run `chmod 600 ~/.kaggle/kaggle.json`; "
-              "or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
+TOKEN_HELP = (
+    "create a token on kaggle.com (Settings -> API -> Create New Token), save the "
+    "downloaded kaggle.json as ~/.kaggle/kaggle.json and run `chmod 600 ~/.kaggle/kaggle.json`; "
+    "or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)"
+)
 PAGE_SIZE = 100  # submissions / leaderboard rows per request
 MAX_PAGES = 50
 RETRY_AFTER_CAP_S = 120.0
@@ -100,6 +102,7 @@ def _slug() -> str:
 
 # ============================================================================ the client
 
+
 @contextlib.contextmanager
 def _request_timeout():
     """Give every request the client makes inside this block a timeout (where it set none):
@@ -148,8 +151,10 @@ def _warn_if_readable(path: Path) -> None:
         return
     if os.name != "nt" and mode & (stat.S_IRGRP | stat.S_IROTH) and str(path) not in _warned_permissions:
         _warned_permissions.add(str(path))
-        print(f"Warning: {path} is readable by other users of this machine; "
-              f"run `chmod 600 {path}`.", file=sys.stderr)
+        print(
+            f"Warning: {path} is readable by other users of this machine; run `chmod 600 {path}`.",
+            file=sys.stderr,
+        )
 
 
 def _secrets() -> list[str]:
@@ -235,6 +240,7 @@ def _client():
 
 # ============================================================================ errors and retries
 
+
 def _status(e: Exception) -> int | None:
     response = getattr(e, "response", None)
     return getattr(response, "status_code", None) if response is not None else None
@@ -253,20 +259,25 @@ def _translate(e: Exception, doing: str) -> KitError:
     if status in (400, 403, 429) and any(w in detail.lower() for w in LIMIT_WORDS):
         return KaggleLimitError(
             f"daily submission limit reached for {slug!r}: {detail} "
-            f"Nothing was submitted; try again after 00:00 UTC.")
+            f"Nothing was submitted; try again after 00:00 UTC."
+        )
     if status == 401:
         user = _configured_username()
         return KaggleAuthError(
             f"Kaggle rejected the credentials from {_credentials_source()} (HTTP 401, user {user!r}) "
-            f"while {doing}. The key is wrong or was revoked: {TOKEN_HELP}.")
+            f"while {doing}. The key is wrong or was revoked: {TOKEN_HELP}."
+        )
     if status == 403:
         return KaggleRulesError(
             f"Kaggle refused access to competition {slug!r} (HTTP 403) while {doing}: the competition "
             f"rules are not accepted for this account. Accept them at "
-            f"https://www.kaggle.com/competitions/{slug}/rules, then run the command again.")
+            f"https://www.kaggle.com/competitions/{slug}/rules, then run the command again."
+        )
     if status == 404:
-        return KitError(f"Kaggle answered 404 Not Found while {doing} ({detail}). Check the competition "
-                        f"slug {slug!r} (https://www.kaggle.com/competitions/{slug}).")
+        return KitError(
+            f"Kaggle answered 404 Not Found while {doing} ({detail}). Check the competition "
+            f"slug {slug!r} (https://www.kaggle.com/competitions/{slug})."
+        )
     if status == 429 or (status is not None and status >= 500):
         retry_after = None
         header = e.response.headers.get("Retry-After") if e.response is not None else None
@@ -276,8 +287,13 @@ def _translate(e: Exception, doing: str) -> KitError:
             except ValueError:
                 retry_after = None
         return KaggleTransientError(f"HTTP {status} from Kaggle while {doing} ({detail})", retry_after)
-    network = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-               requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError, ConnectionError)
+    network = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+    )
     if isinstance(e, network):
         return KaggleTransientError(f"network error while {doing} ({type(e).__name__}: {detail})")
     if isinstance(e, ValueError) and "does not match expected size" in str(e):
@@ -311,21 +327,29 @@ def _with_retries(fn, doing: str):
         return min(policy.retry_base_s * 2 ** (state.attempt_number - 1), BACKOFF_CAP_S)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        print(f"{state.outcome.exception()}; retrying in {state.next_action.sleep:.1f} s "
-              f"(attempt {state.attempt_number + 1}/{attempts})", file=sys.stderr)
+        print(
+            f"{state.outcome.exception()}; retrying in {state.next_action.sleep:.1f} s "
+            f"(attempt {state.attempt_number + 1}/{attempts})",
+            file=sys.stderr,
+        )
 
     try:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(KaggleTransientError),
-            stop=tenacity.stop_after_attempt(attempts), wait=wait, before_sleep=before_sleep,
-            reraise=True)(once)
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )(once)
     except KaggleTransientError as e:
         raise KaggleTransientError(
             f"gave up after {attempts} attempts: {e}. Check your connection (or "
-            f"https://www.kaggle.com status) and run the command again.") from None
+            f"https://www.kaggle.com status) and run the command again."
+        ) from None
 
 
 # ============================================================================ operations
+
 
 def username() -> str:
     """Whose credentials are in use (never the key)."""
@@ -356,7 +380,9 @@ def download(force: bool = False, echo=print) -> str:
 
 
 def _already(slug: str) -> str:
-    return f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+    return (
+        f"{slug}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+    )
 
 
 def _download_locked(api, slug: str, user: str, force: bool, echo) -> str:
@@ -464,18 +490,27 @@ def list_submissions() -> list[Submission]:
     slug = _slug()
     out: list[Submission] = []
     for page in range(1, MAX_PAGES + 1):
+
         def fetch(page=page):
             with _quiet():
                 return api.competition_submissions(slug, page_number=page, page_size=PAGE_SIZE) or []
+
         rows = _with_retries(fetch, f"listing submissions of {slug}")
         for s in rows:
             if s is None:
                 continue
-            out.append(Submission(
-                ref=int(s.ref), date=_iso(s.date), file_name=s.file_name or "",
-                description=s.description or "", status=s.status.name.lower(),
-                public_score=_float(s.public_score), private_score=_float(s.private_score),
-                error=(s.error_description or None) if s.status.name == "ERROR" else None))
+            out.append(
+                Submission(
+                    ref=int(s.ref),
+                    date=_iso(s.date),
+                    file_name=s.file_name or "",
+                    description=s.description or "",
+                    status=s.status.name.lower(),
+                    public_score=_float(s.public_score),
+                    private_score=_float(s.private_score),
+                    error=(s.error_description or None) if s.status.name == "ERROR" else None,
+                )
+            )
         if len(rows) < PAGE_SIZE:
             break
     return out
@@ -506,8 +541,10 @@ def leaderboard() -> list[LeaderboardEntry]:
     out: list[LeaderboardEntry] = []
     token = None
     for _ in range(MAX_PAGES):
+
         def fetch(token=token):
             from kagglesdk.competitions.types.competition_api_service import ApiGetLeaderboardRequest
+
             with api.build_kaggle_client() as kaggle:
                 request = ApiGetLeaderboardRequest()
                 request.competition_name = slug
@@ -515,10 +552,17 @@ def leaderboard() -> list[LeaderboardEntry]:
                 if token:
                     request.page_token = token
                 return kaggle.competitions.competition_api_client.get_leaderboard(request)
+
         response = _with_retries(fetch, f"reading the leaderboard of {slug}")
         for row in response.submissions or []:
-            out.append(LeaderboardEntry(rank=len(out) + 1, team_name=row.team_name or "",
-                                        score=_float(row.score) or 0.0, date=_iso(row.submission_date)))
+            out.append(
+                LeaderboardEntry(
+                    rank=len(out) + 1,
+                    team_name=row.team_name or "",
+                    score=_float(row.score) or 0.0,
+                    date=_iso(row.submission_date),
+                )
+            )
         token = response.next_page_token
         if not token:
             break

@@ -37,8 +37,19 @@ from kit.io import atomic_path, utc_iso
 
 STATUSES = ("pending", "submitted", "complete", "error")
 # The columns `read_all` returns, in order (kit.report reads exactly these).
-COLUMNS = ["id", "created_utc", "file", "sha256", "message", "runs", "val_accuracy",
-           "kaggle_ref", "status", "public_score", "scored_utc"]
+COLUMNS = [
+    "id",
+    "created_utc",
+    "file",
+    "sha256",
+    "message",
+    "runs",
+    "val_accuracy",
+    "kaggle_ref",
+    "status",
+    "public_score",
+    "scored_utc",
+]
 # How long a writer waits for another process's transaction before giving up (ms).
 BUSY_TIMEOUT_MS = 60_000
 
@@ -92,8 +103,10 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
             time.sleep(0.05)
         except sqlite3.DatabaseError as e:
             conn.close()
-            raise KitError(f"{path} is not a usable SQLite ledger ({e}); move it aside and run "
-                           f"`kit scores --sync` to rebuild the list from Kaggle") from None
+            raise KitError(
+                f"{path} is not a usable SQLite ledger ({e}); move it aside and run "
+                f"`kit scores --sync` to rebuild the list from Kaggle"
+            ) from None
     return conn
 
 
@@ -117,17 +130,25 @@ def _write(path: Path | None) -> Iterator[sqlite3.Connection]:
 
 # ----------------------------------------------------------------------------- writing
 
-def add(file: str | Path, sha256: str | None, message: str, runs: Iterable[str],
-        val_accuracy: float | None, status: str = "pending", kaggle_ref: int | None = None,
-        path: Path | None = None) -> int:
+
+def add(
+    file: str | Path,
+    sha256: str | None,
+    message: str,
+    runs: Iterable[str],
+    val_accuracy: float | None,
+    status: str = "pending",
+    kaggle_ref: int | None = None,
+    path: Path | None = None,
+) -> int:
     """Record a submission; returns its ledger id."""
     assert status in STATUSES, status
     with _write(path) as conn:
         cur = conn.execute(
             "INSERT INTO submissions (created_utc, file, sha256, message, runs, val_accuracy,"
             " kaggle_ref, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (utc_iso(), str(file), sha256, message, json.dumps(list(runs)), val_accuracy,
-             kaggle_ref, status))
+            (utc_iso(), str(file), sha256, message, json.dumps(list(runs)), val_accuracy, kaggle_ref, status),
+        )
         return int(cur.lastrowid)
 
 
@@ -149,10 +170,14 @@ def attach_ref(id: int, kaggle_ref: int, message: str, path: Path | None = None)
     submission as one "made elsewhere" (no sha256): that row is folded into ours, not duplicated.
     """
     with _write(path) as conn:
-        conn.execute("DELETE FROM submissions WHERE kaggle_ref = ? AND id != ? AND sha256 IS NULL",
-                     (kaggle_ref, id))
-        cur = conn.execute("UPDATE submissions SET status = 'submitted', kaggle_ref = ?, message = ?,"
-                           " error = NULL WHERE id = ?", (kaggle_ref, message, id))
+        conn.execute(
+            "DELETE FROM submissions WHERE kaggle_ref = ? AND id != ? AND sha256 IS NULL", (kaggle_ref, id)
+        )
+        cur = conn.execute(
+            "UPDATE submissions SET status = 'submitted', kaggle_ref = ?, message = ?,"
+            " error = NULL WHERE id = ?",
+            (kaggle_ref, message, id),
+        )
         assert cur.rowcount == 1, f"no ledger record {id}"
 
 
@@ -172,15 +197,24 @@ def sync(kaggle_submissions: list, path: Path | None = None) -> tuple[int, int]:
                 conn.execute(
                     "INSERT INTO submissions (created_utc, file, sha256, message, runs, kaggle_ref,"
                     " status, public_score, scored_utc, error) VALUES (?, ?, NULL, ?, '[]', ?, ?, ?, ?, ?)",
-                    (s.date or now, s.file_name, s.description or "", s.ref, status,
-                     s.public_score, now if s.public_score is not None else None, s.error))
+                    (
+                        s.date or now,
+                        s.file_name,
+                        s.description or "",
+                        s.ref,
+                        status,
+                        s.public_score,
+                        now if s.public_score is not None else None,
+                        s.error,
+                    ),
+                )
                 added += 1
             elif (row["status"], row["public_score"]) != (status, s.public_score):
                 conn.execute(
                     "UPDATE submissions SET status = ?, public_score = ?, error = ?,"
                     " scored_utc = COALESCE(scored_utc, ?) WHERE id = ?",
-                    (status, s.public_score, s.error,
-                     now if s.public_score is not None else None, row["id"]))
+                    (status, s.public_score, s.error, now if s.public_score is not None else None, row["id"]),
+                )
                 updated += 1
     return added, updated
 
@@ -216,6 +250,7 @@ def sync_from_kaggle(path: Path | None = None) -> Synced:
 
 
 # ----------------------------------------------------------------------------- reading
+
 
 def records(path: Path | None = None, where: str = "1", params: tuple = ()) -> list[dict]:
     """Ledger rows as dicts (all columns, `error` included), oldest first."""
@@ -253,6 +288,7 @@ def read_all(path: Path | None = None):
 
 # ----------------------------------------------------------------------------- views
 
+
 def table(path: Path | None = None):
     """The ledger as a compact DataFrame for `kit scores` (file names, not paths)."""
     import pandas as pd
@@ -264,7 +300,9 @@ def table(path: Path | None = None):
     df["file"] = df["file"].map(lambda f: Path(f).name)
     df["created_utc"] = df["created_utc"].str.slice(0, 19).str.replace("T", " ")
     df["kaggle_ref"] = df["kaggle_ref"].astype("Int64")
-    return df[["id", "created_utc", "file", "val_accuracy", "public_score", "status", "kaggle_ref", "message"]]
+    return df[
+        ["id", "created_utc", "file", "val_accuracy", "public_score", "status", "kaggle_ref", "message"]
+    ]
 
 
 def plot(path: Path | None = None, out: Path | None = None) -> Path:

@@ -7,7 +7,7 @@ accuracy in one place is the same quantity as in every other.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

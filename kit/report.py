@@ -51,19 +51,26 @@ FIGSIZE = {
     "augment": (7.2, 9.0),
     "leaderboard": (11.0, 4.0),
 }
-GRID = (4, 8)            # at most rows x columns tiles in the worst-errors and disagreement grids
-GRID_WIDTH = 11.0        # their width; height = GRID_TITLE + GRID_ROW * rows used (inches)
+GRID = (4, 8)  # at most rows x columns tiles in the worst-errors and disagreement grids
+GRID_WIDTH = 11.0  # their width; height = GRID_TITLE + GRID_ROW * rows used (inches)
 GRID_ROW = 1.5
 GRID_TITLE = 0.4
-AUGMENT_VARIANTS = 7     # augmented copies shown beside each original
-AUGMENT_SEED = 0         # fixed, so the augmentation grid is the same every time
-LEADERBOARD_TICKS = 16   # at most this many labelled submissions on the x axis
-VOTES_LISTED = 6         # disagreement tiles list up to this many members' votes one by one
-ECE_BINS = 15            # equal-width confidence bins (Guo et al. 2017 use 15)
+AUGMENT_VARIANTS = 7  # augmented copies shown beside each original
+AUGMENT_SEED = 0  # fixed, so the augmentation grid is the same every time
+LEADERBOARD_TICKS = 16  # at most this many labelled submissions on the x axis
+VOTES_LISTED = 6  # disagreement tiles list up to this many members' votes one by one
+ECE_BINS = 15  # equal-width confidence bins (Guo et al. 2017 use 15)
 LEADERBOARD_TITLE = "submissions: validation accuracy vs public leaderboard score"
 
-COLORS = {"train": "#1f77b4", "val": "#d62728", "lr": "#7f7f7f", "ok": "#2ca02c",
-          "bad": "#d62728", "bar": "#4c72b0", "score": "#ff7f0e"}
+COLORS = {
+    "train": "#1f77b4",
+    "val": "#d62728",
+    "lr": "#7f7f7f",
+    "ok": "#2ca02c",
+    "bad": "#d62728",
+    "bar": "#4c72b0",
+    "score": "#ff7f0e",
+}
 STYLE = {
     "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs on every machine
     "font.size": 10,
@@ -90,6 +97,7 @@ PNG_METADATA = {"Software": None}
 
 
 # ----------------------------------------------------------------------------- confusion and calibration
+
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = config.N_CLASSES) -> np.ndarray:
     """(k, k) int64 counts: row = true class, column = predicted class."""
@@ -120,6 +128,7 @@ def reliability(proba: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS):
 
 # ----------------------------------------------------------------------------- what a run holds
 
+
 @dataclass
 class RunView:
     """One run as the report sees it: what it has, and notes on what it lacks."""
@@ -127,7 +136,7 @@ class RunView:
     run: runs.Run
     config: dict
     metrics: dict
-    history: object            # pandas DataFrame, empty if none
+    history: object  # pandas DataFrame, empty if none
     val_proba: np.ndarray | None
     has_test: bool
     notes: list[str] = field(default_factory=list)
@@ -136,7 +145,7 @@ class RunView:
     def model(self) -> str:
         return self.run.model
 
-    slug: str = ""             # the run name made safe for file names, unique in the report
+    slug: str = ""  # the run name made safe for file names, unique in the report
 
 
 def _view(run: runs.Run) -> RunView:
@@ -149,8 +158,9 @@ def _view(run: runs.Run) -> RunView:
         recorded = {}
         notes.append(str(e))
     if not run.finished:
-        notes.append(f"unfinished: no {runs.METRICS} (it crashed or is still running); "
-                     "what it wrote so far is shown")
+        notes.append(
+            f"unfinished: no {runs.METRICS} (it crashed or is still running); what it wrote so far is shown"
+        )
     import pandas as pd
 
     try:
@@ -169,8 +179,10 @@ def _view(run: runs.Run) -> RunView:
             notes.append(f"{p / runs.VAL_PROBA} is unreadable ({e}): validation charts skipped")
         else:
             if val_proba.ndim != 2 or val_proba.shape[1] != config.N_CLASSES:
-                notes.append(f"{runs.VAL_PROBA} has shape {val_proba.shape}, not (n_val, "
-                             f"{config.N_CLASSES}): validation charts skipped")
+                notes.append(
+                    f"{runs.VAL_PROBA} has shape {val_proba.shape}, not (n_val, "
+                    f"{config.N_CLASSES}): validation charts skipped"
+                )
                 val_proba = None
             elif not np.isfinite(val_proba).all():
                 notes.append(f"{runs.VAL_PROBA} holds NaN or infinite values: validation charts skipped")
@@ -194,12 +206,15 @@ def default_runs() -> list[runs.Run]:
     order = [m for m in known if m in present] + sorted(present - set(known))
     latest = [[r for r in found if r.model == m][-1] for m in order]
     if not latest:
-        raise KitError(f"no finished runs in {config.runs_dir()}: train one first "
-                       "(`kit train scratch`), or name a run folder: `kit report RUN`")
+        raise KitError(
+            f"no finished runs in {config.runs_dir()}: train one first "
+            "(`kit train scratch`), or name a run folder: `kit report RUN`"
+        )
     return latest
 
 
 # ----------------------------------------------------------------------------- validation data
+
 
 @dataclass
 class ValData:
@@ -229,22 +244,29 @@ def _check_split(v: RunView, val: ValData | None) -> bool:
     installed = metrics.identity(val.checksum, val.split_hash)
     want = v.metrics.get("split_hash")
     if metrics.mismatch(v.metrics, installed, keys=("split_hash",)):
-        v.notes.append(f"trained on another validation split (run split_hash {want}, installed "
-                       f"data {val.split_hash}): validation charts skipped")
+        v.notes.append(
+            f"trained on another validation split (run split_hash {want}, installed "
+            f"data {val.split_hash}): validation charts skipped"
+        )
         return False
     if len(v.val_proba) != len(val.y):
-        v.notes.append(f"{runs.VAL_PROBA} has {len(v.val_proba)} rows but the validation split "
-                       f"has {len(val.y)}: validation charts skipped")
+        v.notes.append(
+            f"{runs.VAL_PROBA} has {len(v.val_proba)} rows but the validation split "
+            f"has {len(val.y)}: validation charts skipped"
+        )
         return False
     if want is None:
         v.notes.append("split not verified (no split_hash in metrics.json)")
     if metrics.mismatch(v.metrics, installed, keys=("data_checksum",)):
-        v.notes.append(f"the data changed since training (run data_checksum "
-                       f"{v.metrics['data_checksum']}, installed {val.checksum})")
+        v.notes.append(
+            f"the data changed since training (run data_checksum "
+            f"{v.metrics['data_checksum']}, installed {val.checksum})"
+        )
     return True
 
 
 # ----------------------------------------------------------------------------- charts
+
 
 def _figure(kind: str, **kw):
     from matplotlib.figure import Figure
@@ -310,8 +332,10 @@ def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
     diag = np.eye(k, dtype=bool)
     off_max = max(norm[~diag].max(initial=0.0), 1e-12)
     shade = np.where(diag, norm, norm / off_max)  # each in [0, 1] on its own colour map
-    for ax, values, name in ((axes[0], C, "counts"),
-                             (axes[1], norm * 100, "% of true class (row-normalised)")):
+    for ax, values, name in (
+        (axes[0], C, "counts"),
+        (axes[1], norm * 100, "% of true class (row-normalised)"),
+    ):
         ax.imshow(np.ma.masked_where(~diag, shade), cmap="Blues", vmin=0, vmax=1)
         ax.imshow(np.ma.masked_where(diag | (C == 0), shade), cmap="Reds", vmin=0, vmax=1.25)
         for i in range(k):
@@ -319,8 +343,15 @@ def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
                 if C[i, j] == 0:
                     continue
                 text = str(int(values[i, j])) if values is C else _percent(values[i, j])
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="white" if shade[i, j] > 0.55 else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shade[i, j] > 0.55 else "black",
+                )
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
         ax.set_xlabel("predicted")
@@ -361,12 +392,28 @@ def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     edges = np.linspace(0, 1, ECE_BINS + 1)
     width = edges[1] - edges[0]
     filled = count > 0
-    ax.bar(edges[:-1][filled], acc[filled], width=width, align="edge", color=COLORS["bar"],
-           edgecolor="white", label="accuracy in bin")
+    ax.bar(
+        edges[:-1][filled],
+        acc[filled],
+        width=width,
+        align="edge",
+        color=COLORS["bar"],
+        edgecolor="white",
+        label="accuracy in bin",
+    )
     # the gap from accuracy up (or down) to the bin's mean confidence: what ECE averages
-    ax.bar(edges[:-1][filled], (conf - acc)[filled], bottom=acc[filled], width=width, align="edge",
-           facecolor="none", edgecolor=COLORS["val"], hatch="///", linewidth=0.8,
-           label="gap to mean confidence")
+    ax.bar(
+        edges[:-1][filled],
+        (conf - acc)[filled],
+        bottom=acc[filled],
+        width=width,
+        align="edge",
+        facecolor="none",
+        edgecolor=COLORS["val"],
+        hatch="///",
+        linewidth=0.8,
+        label="gap to mean confidence",
+    )
     ax.plot([0, 1], [0, 1], color="black", linestyle=":", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -387,8 +434,15 @@ def grid_figsize(n: int) -> tuple[float, float]:
     return GRID_WIDTH, GRID_TITLE + GRID_ROW * rows
 
 
-def _digit_grid(kind: str, images: np.ndarray, titles: list[str], colors: list[str],
-                suptitle: str, path: Path, shape: tuple[int, int] | None = None) -> None:
+def _digit_grid(
+    kind: str,
+    images: np.ndarray,
+    titles: list[str],
+    colors: list[str],
+    suptitle: str,
+    path: Path,
+    shape: tuple[int, int] | None = None,
+) -> None:
     """images: (n, 28, 28) uint8 or [0,1] float, n <= rows*cols; ink dark on white.
 
     Without `shape`: GRID's columns and as many rows as the tiles need (grid_figsize)."""
@@ -420,13 +474,20 @@ def plot_worst_errors(X, y, proba, title: str, path: Path) -> int:
     order = wrong[np.argsort(-conf, kind="stable")][: GRID[0] * GRID[1]]
     if len(order):
         titles = [f"true {y[i]} → {pred[i]}\n{proba[i, pred[i]]:.1%} sure" for i in order]
-        _digit_grid("errors", X[order], titles, [COLORS["bad"]] * len(order),
-                    f"{title}: most confident validation errors ({len(wrong)} in all)", path)
+        _digit_grid(
+            "errors",
+            X[order],
+            titles,
+            [COLORS["bad"]] * len(order),
+            f"{title}: most confident validation errors ({len(wrong)} in all)",
+            path,
+        )
     return len(wrong)
 
 
-def plot_disagreement(X, y, ens_proba, member_preds: np.ndarray, names: list[str],
-                      title: str, path: Path) -> int:
+def plot_disagreement(
+    X, y, ens_proba, member_preds: np.ndarray, names: list[str], title: str, path: Path
+) -> int:
     """Images where the members' predicted classes differ, least agreement first.
 
     member_preds: (n_members, n_val) int. Returns how many images the members disagree on.
@@ -439,13 +500,21 @@ def plot_disagreement(X, y, ens_proba, member_preds: np.ndarray, names: list[str
         titles = []
         for i in order:
             # each member's vote in member order while that fits a tile; counts beyond
-            votes = (" ".join(str(c) for c in member_preds[:, i]) if len(member_preds) <= VOTES_LISTED
-                     else " ".join(f"{c}×{n}" for c, n in Counter(member_preds[:, i]).most_common()))
+            votes = (
+                " ".join(str(c) for c in member_preds[:, i])
+                if len(member_preds) <= VOTES_LISTED
+                else " ".join(f"{c}×{n}" for c, n in Counter(member_preds[:, i]).most_common())
+            )
             titles.append(f"true {y[i]}, ens {ens[i]}\nvotes {votes}")
         colors = [COLORS["ok"] if ens[i] == y[i] else COLORS["bad"] for i in order]
-        _digit_grid("disagree", X[order], titles, colors,
-                    f"{title}: members disagree on {len(split)} images "
-                    f"(green: ensemble right, red: wrong)", path)
+        _digit_grid(
+            "disagree",
+            X[order],
+            titles,
+            colors,
+            f"{title}: members disagree on {len(split)} images (green: ensemble right, red: wrong)",
+            path,
+        )
     return len(split)
 
 
@@ -453,11 +522,18 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
     """X: (n, 28, 28) uint8 originals; aug: (n, V, 28, 28) float32 [0, 1] augmented copies."""
     n, V = aug.shape[:2]
     images = np.concatenate([X[:, None].astype(np.float32) / 255, aug], axis=1).reshape(-1, 28, 28)
-    titles = [("original" if j == 0 else f"aug {j}") if i == 0 else "" for i in range(n)
-              for j in range(V + 1)]
-    _digit_grid("augment", images, titles, ["black"] * len(titles),
-                "one validation image per digit, then augmented copies",
-                path, shape=(n, V + 1))
+    titles = [
+        ("original" if j == 0 else f"aug {j}") if i == 0 else "" for i in range(n) for j in range(V + 1)
+    ]
+    _digit_grid(
+        "augment",
+        images,
+        titles,
+        ["black"] * len(titles),
+        "one validation image per digit, then augmented copies",
+        path,
+        shape=(n, V + 1),
+    )
 
 
 def plot_leaderboard(df, path: Path, title: str = LEADERBOARD_TITLE) -> None:
@@ -480,8 +556,10 @@ def _draw_leaderboard(df, path: Path, title: str) -> None:
     fig = _figure("leaderboard")
     ax = fig.subplots()
     x = np.arange(len(df))
-    for col, label, color, marker in (("val_accuracy", "validation accuracy", COLORS["train"], "o"),
-                                      ("public_score", "public leaderboard score", COLORS["score"], "s")):
+    for col, label, color, marker in (
+        ("val_accuracy", "validation accuracy", COLORS["train"], "o"),
+        ("public_score", "public leaderboard score", COLORS["score"], "s"),
+    ):
         v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
         ok = ~np.isnan(v)
         if ok.any():
@@ -532,14 +610,18 @@ def _img(name: str, size: str | tuple[float, float], alt: str) -> str:
     return f'<img src="{_e(name)}" width="{w}" height="{h}" alt="{_e(alt)}">'
 
 
-def _table(header: list[str], rows: list[list], num: set[int] = frozenset(),
-           wrap: set[int] = frozenset()) -> str:
+def _table(
+    header: list[str], rows: list[list], num: set[int] = frozenset(), wrap: set[int] = frozenset()
+) -> str:
     """Cells stay on one line except columns in `wrap`; `num` columns align right."""
+
     def cls(j):
         return ' class="num"' if j in num else ' class="wrap"' if j in wrap else ""
+
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td{cls(j)}>{_e(c)}</td>" for j, c in enumerate(r)) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(j)}>{_e(c)}</td>" for j, c in enumerate(r)) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -562,22 +644,41 @@ def summary_row(v: RunView) -> list[str]:
         epochs = f"{done or 0} of {planned}" if planned is not None else done
     acc, loss = m.get("val_accuracy"), m.get("val_loss")
     status = "finished" if v.run.finished else "unfinished"
-    return [v.run.name, v.model, str(setting), str(c.get("seed", m.get("seed", "—"))),
-            "—" if epochs is None else str(epochs), _seconds(m.get("wall_time_s")),
-            "—" if acc is None else f"{acc:.4f}", "—" if loss is None else f"{loss:.4f}", status]
+    return [
+        v.run.name,
+        v.model,
+        str(setting),
+        str(c.get("seed", m.get("seed", "—"))),
+        "—" if epochs is None else str(epochs),
+        _seconds(m.get("wall_time_s")),
+        "—" if acc is None else f"{acc:.4f}",
+        "—" if loss is None else f"{loss:.4f}",
+        status,
+    ]
 
 
-SUMMARY_HEADER = ["run", "model", "preset / arch", "seed", "epochs", "wall time",
-                  "val accuracy", "val loss", "status"]
+SUMMARY_HEADER = [
+    "run",
+    "model",
+    "preset / arch",
+    "seed",
+    "epochs",
+    "wall time",
+    "val accuracy",
+    "val loss",
+    "status",
+]
 
 
 # ----------------------------------------------------------------------------- sections
 
+
 def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
     name = v.run.name
     usable = _check_split(v, val)  # first: its notes belong at the top with the others
-    parts = [f'<h2 id="{_e(v.slug)}">{_e(name)}</h2>',
-             f'<p class="meta">{_e(v.run.path)}</p>'] + [_note(n) for n in v.notes]
+    parts = [f'<h2 id="{_e(v.slug)}">{_e(name)}</h2>', f'<p class="meta">{_e(v.run.path)}</p>'] + [
+        _note(n) for n in v.notes
+    ]
 
     if not v.history.empty:
         f = f"{v.slug}-curves.png"
@@ -599,20 +700,29 @@ def _validation_parts(v: RunView, val: ValData, out: Path) -> list[str]:
     f_cm, f_pc = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png"
     plot_confusion(C, f"{name}: validation confusion ({len(y)} images, accuracy {acc:.4f})", out / f_cm)
     plot_per_class(C, "per-class accuracy", out / f_pc)
-    parts += ["<h3>Confusion matrix (validation split)</h3>",
-              _img(f_cm, "confusion", f"confusion matrix of {name}")]
+    parts += [
+        "<h3>Confusion matrix (validation split)</h3>",
+        _img(f_cm, "confusion", f"confusion matrix of {name}"),
+    ]
 
     f_cal = f"{v.slug}-calibration.png"
     ece = plot_calibration(P, y, "calibration", out / f_cal)
-    parts += [f"<h3>Per-class accuracy and calibration (ECE {ece:.4f})</h3>",
-              '<div class="row">', _img(f_pc, "per_class", f"per-class accuracy of {name}"),
-              _img(f_cal, "calibration", f"reliability diagram of {name}"), "</div>"]
+    parts += [
+        f"<h3>Per-class accuracy and calibration (ECE {ece:.4f})</h3>",
+        '<div class="row">',
+        _img(f_pc, "per_class", f"per-class accuracy of {name}"),
+        _img(f_cal, "calibration", f"reliability diagram of {name}"),
+        "</div>",
+    ]
 
     f_err = f"{v.slug}-errors.png"
     n_wrong = plot_worst_errors(X, y, P, name, out / f_err)
     parts.append(f"<h3>Worst validation errors ({n_wrong} of {len(y)})</h3>")
-    parts.append(_img(f_err, grid_figsize(n_wrong), f"most confident errors of {name}") if n_wrong
-                 else _note("no validation errors"))
+    parts.append(
+        _img(f_err, grid_figsize(n_wrong), f"most confident errors of {name}")
+        if n_wrong
+        else _note("no validation errors")
+    )
 
     members = v.config.get("members")
     if members:
@@ -642,15 +752,19 @@ def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> st
         names.append(m.name)
     parts = [_note(n) for n in notes]
     if len(preds) < 2:
-        return "\n".join(parts + [_note("fewer than two members with validation predictions: "
-                                         "nothing to compare")])
+        return "\n".join(
+            parts + [_note("fewer than two members with validation predictions: nothing to compare")]
+        )
     f = f"{v.slug}-disagree.png"
     n = plot_disagreement(val.X, val.y, v.val_proba, np.stack(preds), names, v.run.name, out / f)
     parts.append(_members_table(v, names))
     order = "in this order" if len(names) <= VOTES_LISTED else "(vote counts: class×members)"
     parts.append(f'<p class="meta">votes of the members {order}: {_e(", ".join(names))}</p>')
-    parts.append(_img(f, grid_figsize(n), f"images where members of {v.run.name} disagree") if n
-                 else _note("the members agree on every validation image"))
+    parts.append(
+        _img(f, grid_figsize(n), f"images where members of {v.run.name} disagree")
+        if n
+        else _note("the members agree on every validation image")
+    )
     return "\n".join(parts)
 
 
@@ -664,8 +778,11 @@ def _members_table(v: RunView, names: list[str]) -> str:
         weights = {}
     accs = v.metrics.get("member_val_accuracy", {})
     fmt = lambda x: "—" if x is None else f"{float(x):.4f}"  # noqa: E731
-    return _table(["member", "weight", "val accuracy"],
-                  [[n, fmt(weights.get(n)), fmt(accs.get(n))] for n in names], num={1, 2})
+    return _table(
+        ["member", "weight", "val accuracy"],
+        [[n, fmt(weights.get(n)), fmt(accs.get(n))] for n in names],
+        num={1, 2},
+    )
 
 
 def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
@@ -683,9 +800,12 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
         cfg = models.get("cnn").run_config(v.run.config)
     except KitError as e:  # a hand-edited config.json: say so, show the rest of the report
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
-    parts.append(f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
-                 f'±{cfg.shift:g} of the side'
-                 + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)") + "</p>")
+    parts.append(
+        f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
+        f"±{cfg.shift:g} of the side"
+        + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)")
+        + "</p>"
+    )
     # the first validation image of each digit, in split order (deterministic)
     idx = [int(np.flatnonzero(val.y == d)[0]) for d in range(config.N_CLASSES) if (val.y == d).any()]
     X = val.X[idx]
@@ -705,8 +825,15 @@ def _leaderboard_section(out: Path) -> str:
     except KitError as e:
         return "\n".join(parts + [_note(f"cannot read the submission ledger: {e}")])
     if df.empty:
-        return "\n".join(parts + [_note(f"no submissions yet ({config.ledger_path()} is empty or "
-                                        "missing): `kit submit` records them")])
+        return "\n".join(
+            parts
+            + [
+                _note(
+                    f"no submissions yet ({config.ledger_path()} is empty or "
+                    "missing): `kit submit` records them"
+                )
+            ]
+        )
     plot_leaderboard(df, out / "leaderboard.png")
     parts.append(_img("leaderboard.png", "leaderboard", "validation accuracy vs public score"))
     if df["public_score"].isna().all():
@@ -719,14 +846,30 @@ def _leaderboard_section(out: Path) -> str:
             run_names = str(r["runs"])
         fmt = lambda x: "—" if x is None or x != x else f"{float(x):.5f}"  # noqa: E731 (x != x: NaN)
         created = str(r["created_utc"] or "")[:16].replace("T", " ")  # minutes are enough to read
-        rows.append([r["id"], created, r["message"] or "", run_names,
-                     fmt(r["val_accuracy"]), fmt(r["public_score"]), r["status"]])
-    parts.append(_table(["#", "created (UTC)", "message", "runs", "val accuracy", "public score",
-                         "status"], rows, num={4, 5}, wrap={2, 3}))
+        rows.append(
+            [
+                r["id"],
+                created,
+                r["message"] or "",
+                run_names,
+                fmt(r["val_accuracy"]),
+                fmt(r["public_score"]),
+                r["status"],
+            ]
+        )
+    parts.append(
+        _table(
+            ["#", "created (UTC)", "message", "runs", "val accuracy", "public score", "status"],
+            rows,
+            num={4, 5},
+            wrap={2, 3},
+        )
+    )
     return "\n".join(parts)
 
 
 # ----------------------------------------------------------------------------- build
+
 
 def _out_dir(out: Path | None) -> Path:
     """`out` if it is new or an empty folder; by default a new, empty reports/<UTC stamp>/,
@@ -789,10 +932,12 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
 
 
 def _page(name: str, n_runs: int, body: str) -> str:
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>kit report {_e(name)}</title><style>{CSS}</style></head>\n<body>\n"
-            f"<h1>kit report</h1><p class=\"meta\">{_e(config.competition().slug)} · "
-            f"generated {_e(utc_iso())} · {n_runs} run(s)</p>\n{body}\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>kit report {_e(name)}</title><style>{CSS}</style></head>\n<body>\n"
+        f'<h1>kit report</h1><p class="meta">{_e(config.competition().slug)} · '
+        f"generated {_e(utc_iso())} · {n_runs} run(s)</p>\n{body}\n</body></html>\n"
+    )
 
 
 def _move(tmp: Path, out: Path, chosen_out: bool) -> Path:
@@ -815,10 +960,15 @@ def _wants_augment(views: list[RunView]) -> bool:
 
 
 def _body(views: list[RunView], val: ValData | None, val_note: str | None, out: Path) -> str:
-    toc = " · ".join([f'<a href="#{_e(v.slug)}">{_e(v.run.name)}</a>' for v in views]
-                     + ['<a href="#leaderboard">leaderboard</a>'])
-    parts = [f"<p>{toc}</p>", "<h2 id=\"summary\">Summary</h2>",
-             _table(SUMMARY_HEADER, [summary_row(v) for v in views], num={3, 4, 5, 6, 7})]
+    toc = " · ".join(
+        [f'<a href="#{_e(v.slug)}">{_e(v.run.name)}</a>' for v in views]
+        + ['<a href="#leaderboard">leaderboard</a>']
+    )
+    parts = [
+        f"<p>{toc}</p>",
+        '<h2 id="summary">Summary</h2>',
+        _table(SUMMARY_HEADER, [summary_row(v) for v in views], num={3, 4, 5, 6, 7}),
+    ]
     if val_note:
         parts.append(_note(val_note))
     parts.append(_leaderboard_section(out))

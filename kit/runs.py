@@ -35,6 +35,7 @@ TEST_PROBA = "test_proba.npy"
 
 # ----------------------------------------------------------------------------- runs
 
+
 @dataclass(frozen=True)
 class Run:
     """A run folder. Cheap to construct; files are read on demand."""
@@ -120,8 +121,11 @@ def all_runs(root: Path | None = None, model: str | None = None, finished: bool 
     root = Path(root or config.runs_dir())
     if not root.exists():
         return []
-    runs = [Run(p) for p in sorted(root.iterdir(), key=lambda p: (_stamp_of(p.name), p.name))
-            if p.is_dir() and not p.name.startswith(".")]
+    runs = [
+        Run(p)
+        for p in sorted(root.iterdir(), key=lambda p: (_stamp_of(p.name), p.name))
+        if p.is_dir() and not p.name.startswith(".")
+    ]
     if model:
         runs = [r for r in runs if r.name.startswith(model + "-")]
     if finished:
@@ -151,8 +155,10 @@ def resolve(ref: str | Path, root: Path | None = None) -> Run:
     run = latest(str(ref), root)
     if run is not None:
         return run
-    raise KitError(f"no run {str(ref)!r}: not a folder, not a run under {root}, "
-                   f"and no finished run of a model by that name (see `kit runs`)")
+    raise KitError(
+        f"no run {str(ref)!r}: not a folder, not a run under {root}, "
+        f"and no finished run of a model by that name (see `kit runs`)"
+    )
 
 
 def require_run(run: Run, model: str | None = None, finished: bool = True) -> Run:

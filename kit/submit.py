@@ -41,9 +41,10 @@ _DIGIT = re.compile(r"[0-9]")
 @dataclass
 class WaitConfig:
     """Polling Kaggle's submission list for the score: exponential backoff, bounded."""
-    first_s: float = 1.0      # first poll after this long (scoring takes seconds to minutes)
-    factor: float = 1.5       # each wait this much longer than the one before ...
-    max_s: float = 30.0       # ... but never longer than this
+
+    first_s: float = 1.0  # first poll after this long (scoring takes seconds to minutes)
+    factor: float = 1.5  # each wait this much longer than the one before ...
+    max_s: float = 30.0  # ... but never longer than this
     timeout_s: float = 600.0  # then stop waiting and say where to look
 
 
@@ -52,6 +53,7 @@ def submissions_url() -> str:
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def validate(path: Path, n_test: int | None = None) -> int:
     """Check a submission CSV; return its row count or raise KitError naming line and column.
@@ -78,10 +80,14 @@ def validate(path: Path, n_test: int | None = None) -> int:
         # pandas says e.g. "Expected 2 fields in line 7, saw 3"
         raise KitError(f"{path}: {e}; each row must be `ImageId,Label`") from None
     if len(df) != n_test:
-        raise KitError(f"{path}: has {len(df)} data rows, expected exactly {n_test} "
-                       f"(one per test image, ImageId 1..{n_test})")
-    for col, colno, pattern, what in (("ImageId", 1, _INT, "a positive integer"),
-                                      ("Label", 2, _DIGIT, "a digit 0-9")):
+        raise KitError(
+            f"{path}: has {len(df)} data rows, expected exactly {n_test} "
+            f"(one per test image, ImageId 1..{n_test})"
+        )
+    for col, colno, pattern, what in (
+        ("ImageId", 1, _INT, "a positive integer"),
+        ("Label", 2, _DIGIT, "a digit 0-9"),
+    ):
         values = df[col].str.strip()
         bad = ~values.str.fullmatch(pattern)
         if bad.any():
@@ -97,13 +103,16 @@ def validate(path: Path, n_test: int | None = None) -> int:
         i = int(np.argmax(dup))
         first = int(np.argmax(ids == ids[i]))
         missing = np.setdiff1d(np.arange(1, n_test + 1), ids)
-        raise KitError(f"{path}: line {i + 2}, column 1 (ImageId): {ids[i]} repeats line {first + 2}; "
-                       f"ImageId {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
-                       f"{'is' if len(missing) == 1 else 'are'} missing")
+        raise KitError(
+            f"{path}: line {i + 2}, column 1 (ImageId): {ids[i]} repeats line {first + 2}; "
+            f"ImageId {', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
+            f"{'is' if len(missing) == 1 else 'are'} missing"
+        )
     return len(df)
 
 
 # ----------------------------------------------------------------------------- writing
+
 
 def default_run() -> Run:
     """The latest ensemble run, else the most recent finished run of any model."""
@@ -111,8 +120,10 @@ def default_run() -> Run:
     if run is None:
         every = runs.all_runs()
         if not every:
-            raise KitError(f"no finished runs in {config.runs_dir()}; train one first "
-                           f"(`kit train cnn`) or name a run: `kit predict RUN`")
+            raise KitError(
+                f"no finished runs in {config.runs_dir()}; train one first "
+                f"(`kit train cnn`) or name a run: `kit predict RUN`"
+            )
         run = every[-1]
     return run
 
@@ -130,9 +141,11 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
         raise KitError(f"{run.path} has no {runs.TEST_PROBA}: it cannot make a submission")
     proba = run.test_proba()
     if proba.shape != (n_test, config.N_CLASSES):
-        raise KitError(f"{run.path}: test predictions have shape {proba.shape}, but "
-                       f"{config.competition().slug} has {n_test} test images; was it trained on "
-                       f"other data (check KIT_COMPETITION / --data-dir)?")
+        raise KitError(
+            f"{run.path}: test predictions have shape {proba.shape}, but "
+            f"{config.competition().slug} has {n_test} test images; was it trained on "
+            f"other data (check KIT_COMPETITION / --data-dir)?"
+        )
     labels = proba.argmax(axis=1)
     text = HEADER + "\n" + "".join(f"{i},{k}\n" for i, k in enumerate(labels, start=1))
 
@@ -153,24 +166,28 @@ def write_submission(run: Run, out_dir: Path | None = None) -> Path:
     names = run_names(run)
     siblings = {n: runs.Run(run.path.parent / n) for n in names}
     m = run.metrics
-    write_json(path.with_suffix(".json"), {
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "created_utc": utc_iso(),
-        "competition": config.competition().slug,
-        "runs": names,
-        "configs": {n: r.config for n, r in siblings.items()},
-        "val_accuracy": m.get("val_accuracy"),
-        "member_val_accuracy": {n: siblings[n].metrics.get("val_accuracy") for n in names[1:]},
-        "data_checksum": m.get("data_checksum"),
-        "split_hash": m.get("split_hash"),
-        "n_rows": n_test,
-    })
+    write_json(
+        path.with_suffix(".json"),
+        {
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "created_utc": utc_iso(),
+            "competition": config.competition().slug,
+            "runs": names,
+            "configs": {n: r.config for n, r in siblings.items()},
+            "val_accuracy": m.get("val_accuracy"),
+            "member_val_accuracy": {n: siblings[n].metrics.get("val_accuracy") for n in names[1:]},
+            "data_checksum": m.get("data_checksum"),
+            "split_hash": m.get("split_hash"),
+            "n_rows": n_test,
+        },
+    )
     return path
 
 
 def _link_new(tmp: Path, out_dir: Path, stem: str) -> Path:
     """Give `tmp` a name `stem.csv` (or `stem-2.csv`, ...) that did not exist: never overwrite."""
+
     def make(name: str) -> Path:
         os.link(tmp, out_dir / name)  # atomic, and fails if the name is taken (rename would replace)
         return out_dir / name
@@ -200,16 +217,25 @@ def default_message(path: Path) -> str:
 
 def latest_submission_for(run: Run) -> Path | None:
     """The newest CSV in submissions/ written from `run`, if any."""
-    found = [p for p in sorted(config.submissions_dir().glob("*.csv"))
-             if not p.name.startswith(".") and (sidecar(p).get("runs") or [None])[0] == run.name]
+    found = [
+        p
+        for p in sorted(config.submissions_dir().glob("*.csv"))
+        if not p.name.startswith(".") and (sidecar(p).get("runs") or [None])[0] == run.name
+    ]
     return found[-1] if found else None
 
 
 # ----------------------------------------------------------------------------- upload
 
-def submit(path: Path | None = None, message: str | None = None, force: bool = False,
-           wait: bool = True, wait_cfg: WaitConfig | None = None,
-           echo: Callable[[str], None] = print) -> dict:
+
+def submit(
+    path: Path | None = None,
+    message: str | None = None,
+    force: bool = False,
+    wait: bool = True,
+    wait_cfg: WaitConfig | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Upload one submission CSV (default: the latest run's, written if needed); return its ledger record."""
     if path is None:
         run = default_run()
@@ -227,8 +253,10 @@ def submit(path: Path | None = None, message: str | None = None, force: bool = F
     if sent and not force:
         r = sent[-1]
         score = f", public score {r['public_score']:.5f}" if r["public_score"] is not None else ""
-        raise KitError(f"{path.name} was already submitted on {r['created_utc']} (ledger #{r['id']}, "
-                       f"Kaggle ref {r['kaggle_ref']}{score}); use --force to submit the same file again")
+        raise KitError(
+            f"{path.name} was already submitted on {r['created_utc']} (ledger #{r['id']}, "
+            f"Kaggle ref {r['kaggle_ref']}{score}); use --force to submit the same file again"
+        )
     waiting = [r for r in previous if r["status"] == "pending"]
     if waiting:
         rid = waiting[-1]["id"]
@@ -238,8 +266,9 @@ def submit(path: Path | None = None, message: str | None = None, force: bool = F
     return _upload(ledger.get(rid), message, wait, wait_cfg, echo)
 
 
-def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
-          echo: Callable[[str], None] = print) -> list[dict]:
+def retry(
+    wait: bool = True, wait_cfg: WaitConfig | None = None, echo: Callable[[str], None] = print
+) -> list[dict]:
     """Send every 'pending' ledger record (a failed or refused upload). Returns their records."""
     from kit import kaggle_io
 
@@ -253,8 +282,9 @@ def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
     remote = [s for s in kaggle_io.list_submissions() if s.ref not in known]
     done = []
     for rec in todo:
-        match = [s for s in remote if s.file_name == Path(rec["file"]).name
-                 and s.description == rec["message"]]
+        match = [
+            s for s in remote if s.file_name == Path(rec["file"]).name and s.description == rec["message"]
+        ]
         if match:
             s = match[0]
             remote.remove(s)
@@ -263,8 +293,10 @@ def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
             done.append(_wait_and_record(ledger.get(rec["id"]), wait, wait_cfg, echo))
             continue
         if not Path(rec["file"]).is_file():  # the others can still go
-            echo(f"skipping pending ledger #{rec['id']}: {rec['file']} no longer exists "
-                 f"(write a new one with `kit predict`)")
+            echo(
+                f"skipping pending ledger #{rec['id']}: {rec['file']} no longer exists "
+                f"(write a new one with `kit predict`)"
+            )
             continue
         if any(r["status"] in ("submitted", "complete") for r in ledger.by_sha256(rec["sha256"])):
             echo(f"ledger #{rec['id']}: the same file was submitted since; skipping it")
@@ -275,21 +307,27 @@ def retry(wait: bool = True, wait_cfg: WaitConfig | None = None,
     return done
 
 
-def _upload(rec: dict, message: str, wait: bool, wait_cfg: WaitConfig | None,
-            echo: Callable[[str], None]) -> dict:
+def _upload(
+    rec: dict, message: str, wait: bool, wait_cfg: WaitConfig | None, echo: Callable[[str], None]
+) -> dict:
     """Check the limit, upload, record the ref, then (optionally) wait for the score."""
     from kit import kaggle_io
 
     path = Path(rec["file"])
-    keep = (f"\nThe file is kept ({path}) and recorded as pending (ledger #{rec['id']}): "
-            f"run `kit submit --retry` to send it.")
+    keep = (
+        f"\nThe file is kept ({path}) and recorded as pending (ledger #{rec['id']}): "
+        f"run `kit submit --retry` to send it."
+    )
     try:
         remaining = kaggle_io.remaining_submissions()
         if remaining is not None and remaining <= 0:
             raise kaggle_io.KaggleLimitError(
-                "today's submission limit is reached on Kaggle (it resets at 00:00 UTC)")
-        echo(f"uploading {path.name} ({'unknown' if remaining is None else remaining} "
-             f"submissions left today): {message}")
+                "today's submission limit is reached on Kaggle (it resets at 00:00 UTC)"
+            )
+        echo(
+            f"uploading {path.name} ({'unknown' if remaining is None else remaining} "
+            f"submissions left today): {message}"
+        )
         ref = kaggle_io.submit(path, message)
     except KitError as e:
         ledger.update(rec["id"], error=str(e))
@@ -299,8 +337,7 @@ def _upload(rec: dict, message: str, wait: bool, wait_cfg: WaitConfig | None,
     return _wait_and_record(ledger.get(rec["id"]), wait, wait_cfg, echo)
 
 
-def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None,
-                     echo: Callable[[str], None]) -> dict:
+def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None, echo: Callable[[str], None]) -> dict:
     """Poll Kaggle's submission list with backoff until `rec` is scored; record and print the score."""
     from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
@@ -324,12 +361,16 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None,
     try:
         sub = polls(status)
     except RetryError:
-        echo(f"not scored after {cfg.timeout_s:g} s; it is recorded as submitted (ledger #{rec['id']}, "
-             f"Kaggle ref {rec['kaggle_ref']}). See {submissions_url()} or run `kit scores --sync` later.")
+        echo(
+            f"not scored after {cfg.timeout_s:g} s; it is recorded as submitted (ledger #{rec['id']}, "
+            f"Kaggle ref {rec['kaggle_ref']}). See {submissions_url()} or run `kit scores --sync` later."
+        )
         return rec
     except KitError as e:
-        echo(f"could not read the score ({e}); the upload itself worked (ledger #{rec['id']}, Kaggle "
-             f"ref {rec['kaggle_ref']}). See {submissions_url()} or run `kit scores --sync` later.")
+        echo(
+            f"could not read the score ({e}); the upload itself worked (ledger #{rec['id']}, Kaggle "
+            f"ref {rec['kaggle_ref']}). See {submissions_url()} or run `kit scores --sync` later."
+        )
         return rec
     ledger.sync([sub])
     rec = ledger.get(rec["id"])
@@ -341,6 +382,7 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None,
 
 
 # ----------------------------------------------------------------------------- leaderboard
+
 
 def standing(top: int = 10) -> list[str]:
     """Lines for `kit leaderboard`: the top entries and where we stand among them."""
@@ -361,8 +403,10 @@ def standing(top: int = 10) -> list[str]:
     elif scored:
         best = max(scored)
         rank = ledger.rank_among(best, [e.score for e in entries])
-        lines.append(f"you ({me}) are not on the leaderboard; your best public score in the ledger, "
-                     f"{best:.5f}, would rank {rank} of {len(entries) + 1}")
+        lines.append(
+            f"you ({me}) are not on the leaderboard; your best public score in the ledger, "
+            f"{best:.5f}, would rank {rank} of {len(entries) + 1}"
+        )
     else:
         lines.append(f"you ({me}) have no scored submission yet: `kit submit`")
     return lines

@@ -24,10 +24,10 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -75,9 +75,15 @@ class Progress:
 
         self.total = epochs
         if self.mode == "bar":
-            self.bar = tqdm(total=epochs, initial=done, desc=self.label, unit="epoch", dynamic_ncols=True,
-                            file=self.tty,
-                            bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=epochs,
+                initial=done,
+                desc=self.label,
+                unit="epoch",
+                dynamic_ncols=True,
+                file=self.tty,
+                bar_format="{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}{postfix}]",
+            )
 
     def step(self, fraction: float) -> None:
         """`fraction` of an epoch more is done (1 / steps per epoch after each step)."""
@@ -86,8 +92,10 @@ class Progress:
 
     def epoch(self, row: dict) -> None:
         """An epoch finished: `row` is its history.csv row (epoch, loss, accuracy, val_loss, ...)."""
-        text = (f"loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
-                f"val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s")
+        text = (
+            f"loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f}  "
+            f"val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+        )
         if self.bar is not None:
             self.bar.n = row["epoch"]  # whole again, whatever the steps' float sums came to
             self.bar.set_postfix_str(f"val_acc {row['val_accuracy']:.4f}", refresh=True)
@@ -107,8 +115,14 @@ def load_data() -> TrainData:
     from kit import data
 
     ds, sp = data.load_split()
-    return TrainData(ds.X_train[sp.train_idx], ds.y_train[sp.train_idx], ds.X_train[sp.val_idx],
-                     ds.y_train[sp.val_idx], ds.X_test, metrics.identity(ds.checksum, sp.hash))
+    return TrainData(
+        ds.X_train[sp.train_idx],
+        ds.y_train[sp.train_idx],
+        ds.X_train[sp.val_idx],
+        ds.y_train[sp.val_idx],
+        ds.X_test,
+        metrics.identity(ds.checksum, sp.hash),
+    )
 
 
 def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool = True) -> runs.Run:
@@ -139,8 +153,10 @@ def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool 
         try:
             _finish(model, cfg, run, data, trained, t_start)
         except KeyboardInterrupt:
-            raise KitError(f"interrupted after training, while writing predictions; the checkpoint is "
-                           f"kept in {run.path}. Finish it with: kit train {name} --resume {run.path}") from None
+            raise KitError(
+                f"interrupted after training, while writing predictions; the checkpoint is "
+                f"kept in {run.path}. Finish it with: kit train {name} --resume {run.path}"
+            ) from None
     return run
 
 
@@ -152,8 +168,10 @@ def one_writer(run: runs.Run) -> Iterator[None]:
         try:
             stack.enter_context(io.exclusive(run.file(LOCK), wait=False))
         except io.LockHeld as e:
-            raise KitError(f"{run.path} is being trained by {e.holder or 'another process'}; "
-                           f"wait for it to finish (or stop it), then resume it") from None
+            raise KitError(
+                f"{run.path} is being trained by {e.holder or 'another process'}; "
+                f"wait for it to finish (or stop it), then resume it"
+            ) from None
         yield
 
 
@@ -171,8 +189,10 @@ def _check_resume(model: models.Model, run: runs.Run, data: TrainData) -> None:
     model.module.check_resumable(run)
     diff = metrics.mismatch(run.config, data.identity)
     if diff:
-        raise KitError(f"{run.path} was trained on other data ({diff}): it cannot be resumed on "
-                       f"this data; start a new run")
+        raise KitError(
+            f"{run.path} was trained on other data ({diff}): it cannot be resumed on "
+            f"this data; start a new run"
+        )
 
 
 def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t_start: float) -> None:
@@ -185,19 +205,27 @@ def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t
     run.write_history(trained.history)
     run.write_predictions(val_proba, test_proba)
     history = trained.history
-    run.finish({
-        "model": model.name, "seed": cfg.seed, "preset": cfg.preset,
-        "val_accuracy": metrics.accuracy(val_proba, data.y_val),
-        "val_loss": metrics.log_loss(val_proba, data.y_val),
-        "train_time_s": round(sum(r["seconds"] for r in history), 3),
-        "wall_time_s": round(time.perf_counter() - t_start, 3),
-        "inference_s": round(inference_s, 3),
-        "time_to_99_4_s": metrics.seconds_to(history, metrics.TARGET_ACCURACY),
-        **data.identity,
-        "n_train": trained.n_train, "n_val": len(data.y_val), "n_test": len(data.X_test),
-        "epochs_run": history[-1]["epoch"], "best_epoch": trained.best_epoch,
-        "kept_epoch": trained.kept_epoch, **trained.extra,
-    })
+    run.finish(
+        {
+            "model": model.name,
+            "seed": cfg.seed,
+            "preset": cfg.preset,
+            "val_accuracy": metrics.accuracy(val_proba, data.y_val),
+            "val_loss": metrics.log_loss(val_proba, data.y_val),
+            "train_time_s": round(sum(r["seconds"] for r in history), 3),
+            "wall_time_s": round(time.perf_counter() - t_start, 3),
+            "inference_s": round(inference_s, 3),
+            "time_to_99_4_s": metrics.seconds_to(history, metrics.TARGET_ACCURACY),
+            **data.identity,
+            "n_train": trained.n_train,
+            "n_val": len(data.y_val),
+            "n_test": len(data.X_test),
+            "epochs_run": history[-1]["epoch"],
+            "best_epoch": trained.best_epoch,
+            "kept_epoch": trained.kept_epoch,
+            **trained.extra,
+        }
+    )
     for name in model.module.RESUME_FILES:
         run.file(name).unlink(missing_ok=True)
     run.file(LOCK).unlink(missing_ok=True)

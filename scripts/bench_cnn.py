@@ -70,19 +70,29 @@ print("BENCH_RESULT " + json.dumps({"run": str(run.path), "metrics": run.metrics
 
 def _train(preset: str, seed: int) -> dict:
     env = {**os.environ, "KIT_RUNS_DIR": str(RUNS)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, preset, str(seed)], env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, preset, str(seed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     assert proc.returncode == 0, f"training {preset} failed (exit {proc.returncode})"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")][-1]
     res = json.loads(line.removeprefix("BENCH_RESULT "))
     m = res["metrics"]
-    return {"run": res["run"], "val_accuracy": m["val_accuracy"], "val_loss": round(m["val_loss"], 4),
-            "train_time_s": m["train_time_s"], "time_to_99_4_s": m["time_to_99_4_s"],
-            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
-            "kept_epoch": m.get("kept_epoch"), "bn_refresh_s": m.get("bn_refresh_s"), "n_params": m["n_params"],
-            "inference_s": m["inference_s"], "device": m["device"],
-            "val_accuracy_per_epoch": res["history"]["val_accuracy"],
-            "lr_per_epoch": res["history"]["lr"]}
+    return {
+        "run": res["run"],
+        "val_accuracy": m["val_accuracy"],
+        "val_loss": round(m["val_loss"], 4),
+        "train_time_s": m["train_time_s"],
+        "time_to_99_4_s": m["time_to_99_4_s"],
+        "epochs_run": m["epochs_run"],
+        "best_epoch": m["best_epoch"],
+        "kept_epoch": m.get("kept_epoch"),
+        "bn_refresh_s": m.get("bn_refresh_s"),
+        "n_params": m["n_params"],
+        "inference_s": m["inference_s"],
+        "device": m["device"],
+        "val_accuracy_per_epoch": res["history"]["val_accuracy"],
+        "lr_per_epoch": res["history"]["lr"],
+    }
 
 
 def onednn() -> dict:
@@ -92,7 +102,9 @@ def onednn() -> dict:
     for flag in ("0", "1"):
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": flag}
         code = ONEDNN_CHILD % (ONEDNN_STEPS, ONEDNN_STEPS)
-        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         assert proc.returncode == 0, "onednn bench failed"
         out["on" if flag == "1" else "off"] = json.loads(proc.stdout.split("BENCH_RESULT ")[-1])
     out["train_speedup"] = round(out["on"]["train_images_per_s"] / out["off"]["train_images_per_s"], 2)
@@ -116,9 +128,14 @@ def inference() -> dict:
             t = time.perf_counter()
             cnn.predict_proba(model, ds.X_test, cfg=cfg)  # with the blur, as train() predicts
             times.append(time.perf_counter() - t)
-        out[name] = {"seconds_best": round(min(times), 3), "seconds_all": [round(t, 3) for t in times],
-                     "images_per_s": round(len(ds.X_test) / min(times))}
-    out["speedup_folded"] = round(out["as_trained"]["seconds_best"] / out["batchnorm_folded"]["seconds_best"], 2)
+        out[name] = {
+            "seconds_best": round(min(times), 3),
+            "seconds_all": [round(t, 3) for t in times],
+            "images_per_s": round(len(ds.X_test) / min(times)),
+        }
+    out["speedup_folded"] = round(
+        out["as_trained"]["seconds_best"] / out["batchnorm_folded"]["seconds_best"], 2
+    )
     return out
 
 
@@ -127,6 +144,7 @@ def blur(paths: list[str]) -> dict:
     import dataclasses
 
     import keras
+
     from kit import data, models, runs
     from kit.models import cnn
 
@@ -144,7 +162,11 @@ def blur(paths: list[str]) -> dict:
         # augment=True above and here: eval_blur only blurs for runs trained with augmentation
         p = cnn.predict_proba(net, X, 4, dataclasses.replace(cfg, augment=True))
         errors[f"blur_{cfg.blur:.3g}_tta_4"] = int((p.argmax(1) != y).sum())
-        out[run.path.name] = {"filters": [cfg.width, cfg.growth * cfg.width], "n_val": len(y), "errors": errors}
+        out[run.path.name] = {
+            "filters": [cfg.width, cfg.growth * cfg.width],
+            "n_val": len(y),
+            "errors": errors,
+        }
     return out
 
 
@@ -188,12 +210,16 @@ def run() -> dict:
         if part in ("default", "reference"):
             out[part] = _train(part, seed)
         elif part == "blur":
-            paths = [out["default"]["run"]] if "default" in out else \
-                [p for p in os.environ.get("BENCH_CNN_RUNS", "").split(",") if p]
+            paths = (
+                [out["default"]["run"]]
+                if "default" in out
+                else [p for p in os.environ.get("BENCH_CNN_RUNS", "").split(",") if p]
+            )
             out[part] = blur(paths) if paths else {"skipped": "no default run here and no BENCH_CNN_RUNS"}
         else:
             out[part] = globals()[part]()
     if "default" in out and "reference" in out:
         out["val_accuracy_gain_default_over_reference"] = round(
-            out["default"]["val_accuracy"] - out["reference"]["val_accuracy"], 4)
+            out["default"]["val_accuracy"] - out["reference"]["val_accuracy"], 4
+        )
     return out

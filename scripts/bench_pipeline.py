@@ -24,17 +24,23 @@ import time
 import numpy as np
 
 PARTS = ["throughput", "step"]
-BATCH = 128                  # fixed, not the default network's batch size: results stay comparable across runs
-WARMUP, BATCHES = 5, 100     # batches discarded, then timed (12,800 images)
-STEP_WARMUP, STEPS = 5, 40   # training steps discarded, then timed, per input
+BATCH = 128  # fixed, not the default network's batch size: results stay comparable across runs
+WARMUP, BATCHES = 5, 100  # batches discarded, then timed (12,800 images)
+STEP_WARMUP, STEPS = 5, 40  # training steps discarded, then timed, per input
 
 
 def _idg_flow(X, y, seed: int):
     """The reference kernel's generator, same augmentation: (B, 28, 28, 1) float32 in [0, 1]."""
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
-    gen = ImageDataGenerator(rotation_range=10, zoom_range=0.1, width_shift_range=0.1,
-                             height_shift_range=0.1, fill_mode="constant", cval=0.0)
+    gen = ImageDataGenerator(
+        rotation_range=10,
+        zoom_range=0.1,
+        width_shift_range=0.1,
+        height_shift_range=0.1,
+        fill_mode="constant",
+        cval=0.0,
+    )
     onehot = np.eye(10, dtype=np.float32)[y]
     return gen.flow(X.astype(np.float32)[..., None] / 255, onehot, batch_size=BATCH, seed=seed)
 
@@ -55,9 +61,12 @@ def throughput(X, y, cfg) -> dict:
     tf_rate = _rate(cnn.train_dataset(X, y, cfg, BATCH, cfg.seed, cnn.augmentation(cfg)), BATCHES)
     idg_rate = _rate(_idg_flow(X, y, cfg.seed), BATCHES)
     plain = _rate(cnn.train_dataset(X, y, cfg, BATCH, cfg.seed, None), BATCHES)
-    return {"tf_data_images_per_s": round(tf_rate), "image_data_generator_images_per_s": round(idg_rate),
-            "ratio_tf_data_over_idg": round(tf_rate / idg_rate, 2),
-            "tf_data_no_augmentation_images_per_s": round(plain)}
+    return {
+        "tf_data_images_per_s": round(tf_rate),
+        "image_data_generator_images_per_s": round(idg_rate),
+        "ratio_tf_data_over_idg": round(tf_rate / idg_rate, 2),
+        "tf_data_no_augmentation_images_per_s": round(plain),
+    }
 
 
 def step(X, y, cfg) -> dict:
@@ -71,10 +80,13 @@ def step(X, y, cfg) -> dict:
     pipe = cnn.train_dataset(X, y, cfg, BATCH, cfg.seed, cnn.augmentation(cfg))
     batches = [(xb.numpy(), yb.numpy()) for xb, yb in pipe.take(n)]
     memory = tf.data.Dataset.from_tensor_slices(
-        (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))).batch(BATCH)
+        (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+    ).batch(BATCH)
 
     def seconds_per_step(source) -> float:
-        model.fit(source, epochs=1, steps_per_epoch=STEP_WARMUP, verbose=0, shuffle=False)   # trace + warm caches
+        model.fit(
+            source, epochs=1, steps_per_epoch=STEP_WARMUP, verbose=0, shuffle=False
+        )  # trace + warm caches
         t = time.perf_counter()
         model.fit(source, epochs=1, steps_per_epoch=STEPS, verbose=0, shuffle=False)
         return (time.perf_counter() - t) / STEPS
@@ -82,11 +94,15 @@ def step(X, y, cfg) -> dict:
     t_mem = seconds_per_step(memory.repeat())
     t_tf = seconds_per_step(pipe.repeat())
     t_idg = seconds_per_step(_idg_flow(X, y, cfg.seed))
-    return {"step_s_in_memory": round(t_mem, 4), "step_s_tf_data": round(t_tf, 4),
-            "step_s_image_data_generator": round(t_idg, 4),
-            "input_wait_share_tf_data": round(max(0.0, 1 - t_mem / t_tf), 3),
-            "input_wait_share_image_data_generator": round(max(0.0, 1 - t_mem / t_idg), 3),
-            "batch_size": BATCH, "steps_timed": STEPS}
+    return {
+        "step_s_in_memory": round(t_mem, 4),
+        "step_s_tf_data": round(t_tf, 4),
+        "step_s_image_data_generator": round(t_idg, 4),
+        "input_wait_share_tf_data": round(max(0.0, 1 - t_mem / t_tf), 3),
+        "input_wait_share_image_data_generator": round(max(0.0, 1 - t_mem / t_idg), 3),
+        "batch_size": BATCH,
+        "steps_timed": STEPS,
+    }
 
 
 def run() -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ["peak", "step", "reference", "default", "best"]
-PEAK_N = 2048        # matmul side for the peak (large enough for BLAS to reach its best)
+PEAK_N = 2048  # matmul side for the peak (large enough for BLAS to reach its best)
 STEP_WARMUP, STEP_COUNT = 10, 60  # training steps: discarded, then timed
 
 CHILD = """
@@ -62,7 +62,7 @@ def peak_gflops(repeats: int = 7) -> float:
             t = time.perf_counter()
             np.matmul(A, B, out=C)
             best = min(best, time.perf_counter() - t)
-    return 2 * PEAK_N ** 3 / best / 1e9
+    return 2 * PEAK_N**3 / best / 1e9
 
 
 def step_gflops() -> dict:
@@ -91,15 +91,20 @@ def step_gflops() -> dict:
             if i >= STEP_WARMUP:
                 times.append(time.perf_counter() - t)
     flops = scratch.flops_per_example(sizes) * cfg.batch_size
-    return {"step_gflops": flops / float(np.median(times)) / 1e9, "step_ms": 1e3 * float(np.median(times)),
-            "batch_size": cfg.batch_size, "sizes": sizes}
+    return {
+        "step_gflops": flops / float(np.median(times)) / 1e9,
+        "step_ms": 1e3 * float(np.median(times)),
+        "batch_size": cfg.batch_size,
+        "sizes": sizes,
+    }
 
 
 def train_preset(preset: str, runs_dir: str) -> dict:
     """Train `preset` in a fresh process; its metrics, history and peak RSS (MB)."""
     env = {**os.environ, "KIT_RUNS_DIR": runs_dir}
-    out = subprocess.run([sys.executable, "-c", CHILD, preset], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, preset], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     if out.returncode:
         raise SystemExit(f"training --preset {preset} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,7 +137,9 @@ def run() -> dict:
         step = step_gflops()
         res["default_step"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in step.items()}
         if "peak_matmul_gflops" in res:
-            res["default_step"]["fraction_of_peak"] = round(step["step_gflops"] / res["peak_matmul_gflops"], 3)
+            res["default_step"]["fraction_of_peak"] = round(
+                step["step_gflops"] / res["peak_matmul_gflops"], 3
+            )
         print(f"default training step: {res['default_step']}")
 
     histories = {}
@@ -143,10 +150,15 @@ def run() -> dict:
             out = train_preset(preset, runs_dir)
             m, h = out["metrics"], out["history"]
             histories[preset] = h
-            res[preset] = {"val_accuracy": m["val_accuracy"], "val_loss": round(m["val_loss"], 5),
-                           "train_time_s": m["train_time_s"], "epochs_run": m["epochs_run"],
-                           "best_epoch": m["best_epoch"], "peak_rss_mb": round(out["max_rss_mb"], 1),
-                           "samples_per_s_median": float(np.median(h["samples_per_s"]))}
+            res[preset] = {
+                "val_accuracy": m["val_accuracy"],
+                "val_loss": round(m["val_loss"], 5),
+                "train_time_s": m["train_time_s"],
+                "epochs_run": m["epochs_run"],
+                "best_epoch": m["best_epoch"],
+                "peak_rss_mb": round(out["max_rss_mb"], 1),
+                "samples_per_s_median": float(np.median(h["samples_per_s"])),
+            }
             print(f"{preset}: {res[preset]}")
 
     if "default" in res:
@@ -158,7 +170,13 @@ def run() -> dict:
         n_train = config.competition().n_train - round(config.competition().n_train * config.VAL_FRACTION)
         # end to end: every training FLOP of the run over its wall time (augmentation, shuffling,
         # per-epoch validation included), against the same peak
-        e2e = scratch.flops_per_example(sizes) * n_train * res["default"]["epochs_run"] / res["default"]["train_time_s"] / 1e9
+        e2e = (
+            scratch.flops_per_example(sizes)
+            * n_train
+            * res["default"]["epochs_run"]
+            / res["default"]["train_time_s"]
+            / 1e9
+        )
         res["default"]["end_to_end_gflops"] = round(e2e, 1)
         if "peak_matmul_gflops" in res:
             res["default"]["end_to_end_fraction_of_peak"] = round(e2e / res["peak_matmul_gflops"], 3)
@@ -166,6 +184,8 @@ def run() -> dict:
         # how long `default` takes to match what the reference reaches after all its iterations
         tta = time_to_accuracy(histories["default"], res["reference"]["val_accuracy"])
         res["default"]["time_to_reference_accuracy_s"] = tta
-        res["default"]["speedup_vs_reference"] = round(res["reference"]["train_time_s"] / tta, 1) if tta else None
+        res["default"]["speedup_vs_reference"] = (
+            round(res["reference"]["train_time_s"] / tta, 1) if tta else None
+        )
     res["load_average_end"] = os.getloadavg()
     return res

@@ -64,7 +64,9 @@ def run(env: dict, *args: str) -> None:
 def main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description="The whole kit flow offline against a local Kaggle emulator.")
+    parser = argparse.ArgumentParser(
+        description="The whole kit flow offline against a local Kaggle emulator."
+    )
     parser.add_argument("--out", type=Path, default=DEMO, help=f"demo folder, wiped first [default: {DEMO}]")
     parser.add_argument("--fast", action="store_true", help="tiny training budgets (for the test)")
     args = parser.parse_args(argv)
@@ -86,15 +88,21 @@ def main(argv: list[str]) -> int:
     step(2, "start the local Kaggle emulator (demo credentials, nothing leaves this machine)")
     kaggle_config = demo / "kaggle-config"  # empty: the user's real ~/.kaggle is never read
     kaggle_config.mkdir()
-    with Emulator(comp / f"{COMPETITION}.zip", comp / "answers.csv", slug=COMPETITION,
-                  scoring_delay_s=1.0, teams=TEAMS) as emu:
+    with Emulator(
+        comp / f"{COMPETITION}.zip", comp / "answers.csv", slug=COMPETITION, scoring_delay_s=1.0, teams=TEAMS
+    ) as emu:
         print(f"emulator at {emu.url}, user {emu.username!r}")
-        env = {**os.environ, **emu.env(kaggle_config),
-               "KIT_COMPETITION": COMPETITION,
-               "KIT_DATA_DIR": str(demo / "data"), "KIT_RUNS_DIR": str(demo / "runs"),
-               "KIT_SUBMISSIONS_DIR": str(demo / "submissions"), "KIT_REPORTS_DIR": str(demo / "reports"),
-               "KIT_CACHE_DIR": str(demo / "cache"),
-               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}  # TensorFlow's C++ chatter
+        env = {
+            **os.environ,
+            **emu.env(kaggle_config),
+            "KIT_COMPETITION": COMPETITION,
+            "KIT_DATA_DIR": str(demo / "data"),
+            "KIT_RUNS_DIR": str(demo / "runs"),
+            "KIT_SUBMISSIONS_DIR": str(demo / "submissions"),
+            "KIT_REPORTS_DIR": str(demo / "reports"),
+            "KIT_CACHE_DIR": str(demo / "cache"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        }  # TensorFlow's C++ chatter
 
         step(3, "download and verify the data (the real kaggle client, against the emulator)")
         run(env, "download")

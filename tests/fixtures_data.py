@@ -1,10 +1,10 @@
 """Fixtures for data, fixture competition and run folders (owned by kit.data / kit.fixture).
 
-    fixture_competition  Path: the built fixture folder (digit-recognizer-fixture.zip,
-                         answers.csv), built once per session
-    isolated_dirs        every KIT_*_DIR moved under tmp_path (data, runs, submissions,
-                         reports); KIT_CACHE_DIR shared by the session; fixture competition
-    fixture_data         isolated_dirs with the fixture installed, so data.load() works
+fixture_competition  Path: the built fixture folder (digit-recognizer-fixture.zip,
+                     answers.csv), built once per session
+isolated_dirs        every KIT_*_DIR moved under tmp_path (data, runs, submissions,
+                     reports); KIT_CACHE_DIR shared by the session; fixture competition
+fixture_data         isolated_dirs with the fixture installed, so data.load() works
 """
 
 from __future__ import annotations
@@ -33,8 +33,12 @@ def fixture_competition(kit_session_cache) -> Path:
 @pytest.fixture
 def isolated_dirs(tmp_path, monkeypatch, kit_session_cache) -> Path:
     """Point every kit folder at tmp_path subfolders; returns tmp_path."""
-    for env, sub in [("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"),
-                     ("KIT_SUBMISSIONS_DIR", "submissions"), ("KIT_REPORTS_DIR", "reports")]:
+    for env, sub in [
+        ("KIT_DATA_DIR", "data"),
+        ("KIT_RUNS_DIR", "runs"),
+        ("KIT_SUBMISSIONS_DIR", "submissions"),
+        ("KIT_REPORTS_DIR", "reports"),
+    ]:
         monkeypatch.setenv(env, str(tmp_path / sub))
     monkeypatch.setenv("KIT_CACHE_DIR", str(kit_session_cache))
     monkeypatch.setenv("KIT_COMPETITION", FIXTURE_COMPETITION)

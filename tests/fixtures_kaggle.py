@@ -1,11 +1,11 @@
 """Fixtures for the local Kaggle emulator and the real kaggle client (owned by kit.emulator / kit.kaggle_io).
 
-    kaggle_emulator   an Emulator serving the fixture competition, started, with its
-                      environment monkeypatched in (KAGGLE_API_ENVIRONMENT=LOCALHOST, the
-                      proxy variables, demo credentials), HOME and KAGGLE_CONFIG_DIR in
-                      tmp_path (the user's real ~/.kaggle is never read), every KIT_*_DIR
-                      isolated and retry backoff shortened (KIT_RETRY_BASE_S=0.01).
-                      Yields the Emulator; stopped afterwards.
+kaggle_emulator   an Emulator serving the fixture competition, started, with its
+                  environment monkeypatched in (KAGGLE_API_ENVIRONMENT=LOCALHOST, the
+                  proxy variables, demo credentials), HOME and KAGGLE_CONFIG_DIR in
+                  tmp_path (the user's real ~/.kaggle is never read), every KIT_*_DIR
+                  isolated and retry backoff shortened (KIT_RETRY_BASE_S=0.01).
+                  Yields the Emulator; stopped afterwards.
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
     monkeypatch.setenv("KIT_RETRY_BASE_S", "0.01")
     monkeypatch.setenv("KIT_RETRY_ATTEMPTS", "3")
     monkeypatch.setenv("KIT_NET_TIMEOUT_S", "3")  # a stalled request fails fast in tests
-    emulator = Emulator(fixture_competition / "digit-recognizer-fixture.zip", fixture_competition / "answers.csv",
-                        username=EMULATOR_USER, key=EMULATOR_KEY, scoring_delay_s=0.3,
-                        teams=[("alice", 0.99), ("bob", 0.5)])
+    emulator = Emulator(
+        fixture_competition / "digit-recognizer-fixture.zip",
+        fixture_competition / "answers.csv",
+        username=EMULATOR_USER,
+        key=EMULATOR_KEY,
+        scoring_delay_s=0.3,
+        teams=[("alice", 0.99), ("bob", 0.5)],
+    )
     with emulator:
         for name, value in emulator.env(config_dir).items():
             monkeypatch.setenv(name, value)

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from kit import data, models, runs, training
-from kit.models import cnn
 from kit.cli import cli
 from kit.errors import KitError
+from kit.models import cnn
 
 # Keras 3.15 itself calls np.array() on its TF variables inside fit(); not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -62,13 +62,18 @@ def test_growth_sets_the_second_block_and_the_reference_preset_keeps_the_referen
     import keras
 
     def conv_filters(cfg):
-        return [layer.filters for layer in cnn.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)]
+        return [
+            layer.filters for layer in cnn.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)
+        ]
 
     assert conv_filters(CNN.make_config("default", width=8, growth=2)) == [8, 8, 8, 16, 16, 16, 32]
     assert conv_filters(CNN.make_config()) == [16, 16, 16, 64, 64, 64, 128]
     assert conv_filters(CNN.make_config("reference")) == [32, 32, 64, 64]
-    dense = [layer.units for layer in cnn.build_model(CNN.make_config("reference")).layers
-             if isinstance(layer, keras.layers.Dense)]
+    dense = [
+        layer.units
+        for layer in cnn.build_model(CNN.make_config("reference")).layers
+        if isinstance(layer, keras.layers.Dense)
+    ]
     assert dense == [256, 10]
 
 
@@ -81,8 +86,14 @@ def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
     for layer in model.layers:  # non-trivial statistics, else folding is the identity
         if isinstance(layer, keras.layers.BatchNormalization):
             shapes = [w.shape for w in layer.get_weights()]
-            layer.set_weights([rng.uniform(0.5, 2, shapes[0]), rng.normal(0, 0.5, shapes[1]),
-                               rng.normal(0, 0.5, shapes[2]), rng.uniform(0.2, 3, shapes[3])])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, shapes[0]),
+                    rng.normal(0, 0.5, shapes[1]),
+                    rng.normal(0, 0.5, shapes[2]),
+                    rng.uniform(0.2, 3, shapes[3]),
+                ]
+            )
     folded = cnn.inference_model(model)
     kinds = {type(layer).__name__ for layer in folded.layers}
     assert "BatchNormalization" not in kinds and "Dropout" not in kinds
@@ -120,10 +131,11 @@ def test_augmentation_is_the_named_reference_pipeline():
     assert aug.name == "augmentation"
     rot, zoom, shift = aug.layers
     assert [type(l).__name__ for l in aug.layers] == ["RandomRotation", "RandomZoom", "RandomTranslation"]
-    assert math.isclose(rot.factor[1] * 360, 10.0)             # +-10 degrees, as the reference
+    assert math.isclose(rot.factor[1] * 360, 10.0)  # +-10 degrees, as the reference
     assert (zoom.height_lower, zoom.height_upper) == pytest.approx((-0.1, 0.1))
-    assert (shift.height_lower, shift.height_upper, shift.width_lower, shift.width_upper) == \
-        pytest.approx((-0.1, 0.1, -0.1, 0.1))
+    assert (shift.height_lower, shift.height_upper, shift.width_lower, shift.width_upper) == pytest.approx(
+        (-0.1, 0.1, -0.1, 0.1)
+    )
 
 
 def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fixture_data):
@@ -132,7 +144,7 @@ def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fi
     aug = cnn.augmentation(cnn.Config(seed=3))
     trained = np.asarray(aug(x, training=True))
     assert trained.shape == x.shape and trained.dtype == np.float32
-    assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0        # every image moved
+    assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0  # every image moved
     np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
 
 
@@ -145,8 +157,8 @@ def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
         xb = np.asarray(xb)[..., 0]
         # distance of each image in the batch to its nearest original
         nearest = np.abs(xb[:, None] - originals[None]).max(axis=(2, 3)).min(axis=1)
-        assert (nearest[:4] < 1e-6).all()       # round(0.25 * 16) = 4 sharp training images
-        assert (nearest[4:] > 1e-3).all()       # the rest augmented
+        assert (nearest[:4] < 1e-6).all()  # round(0.25 * 16) = 4 sharp training images
+        assert (nearest[4:] > 1e-3).all()  # the rest augmented
 
 
 def _numpy_blur(images: np.ndarray, b: float) -> np.ndarray:
@@ -161,10 +173,11 @@ def _numpy_blur(images: np.ndarray, b: float) -> np.ndarray:
 def test_bn_refresh_normalises_each_layers_input_on_the_images_predictions_see(fixture_data, augment, blur):
     ds, _ = data.load_split()
     X = ds.X_train[:200]
-    cfg = tiny(augment=augment, blur=blur, bn_refresh=1000, dropout=0.5)   # all 200 images
+    cfg = tiny(augment=augment, blur=blur, bn_refresh=1000, dropout=0.5)  # all 200 images
     model = cnn.build_model(cfg)
     cnn.refresh_batchnorm(model, X, cfg)
     import keras
+
     # what predictions see: never augmented; smoothed by the eval blur, which is off without augmentation
     images = X.astype(np.float64) / 255
     if augment and blur:
@@ -177,16 +190,16 @@ def test_bn_refresh_normalises_each_layers_input_on_the_images_predictions_see(f
         # mean beta and variance gamma^2 (up to epsilon); gamma=1, beta=0 when untrained
         out = keras.Model(model.input, bn.output).predict(images, verbose=0).reshape(-1, bn.output.shape[-1])
         gamma, beta, _, var = bn.get_weights()
-        live = var > 1e-3                       # channels a ReLU left all-zero have no variance to fix
+        live = var > 1e-3  # channels a ReLU left all-zero have no variance to fix
         np.testing.assert_allclose(out.mean(0), beta, atol=1e-4)
-        np.testing.assert_allclose(out.var(0)[live], (gamma ** 2 * var / (var + bn.epsilon))[live], rtol=1e-3)
+        np.testing.assert_allclose(out.var(0)[live], (gamma**2 * var / (var + bn.epsilon))[live], rtol=1e-3)
 
 
 def test_eval_blur_is_the_separable_kernel_and_conserves_ink():
     b = 0.25
     x = np.zeros((1, 28, 28, 1), np.float32)
-    x[0, 10, 20, 0] = 1.0                      # an impulse: its response is the kernel itself
-    x[0, 0, 0, 0] = 1.0                        # a corner pixel: the zero border takes the rest
+    x[0, 10, 20, 0] = 1.0  # an impulse: its response is the kernel itself
+    x[0, 0, 0, 0] = 1.0  # a corner pixel: the zero border takes the rest
     y = np.asarray(cnn._blur(x, b))[0, :, :, 0]
     k = np.array([b, 1 - 2 * b, b])
     np.testing.assert_allclose(y[9:12, 19:22], np.outer(k, k), atol=1e-7)
@@ -200,7 +213,7 @@ def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture
     model = cnn.build_model(tiny())
     sharp = model.predict(cnn.eval_dataset(X), verbose=0)
     assert cnn.eval_blur(tiny()) == 0.25 and cnn.eval_blur(tiny(augment=False)) == 0.0
-    assert cnn.eval_blur(CNN.make_config("reference")) == 0.0          # the reference kernel stays as it was
+    assert cnn.eval_blur(CNN.make_config("reference")) == 0.0  # the reference kernel stays as it was
     np.testing.assert_allclose(cnn.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
     # the same smoothing done independently in NumPy: a separable [b, 1-2b, b] pass per axis
     b, x = 0.25, np.pad(X.astype(np.float64) / 255, ((0, 0), (1, 1), (1, 1)))
@@ -217,7 +230,7 @@ def test_augmented_examples_shape_range_and_seed(fixture_data):
     ex = cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
     assert ex.shape == (5, 3, 28, 28) and ex.dtype == np.float32
     assert 0.0 <= ex.min() and ex.max() <= 1.0
-    assert not np.array_equal(ex[:, 0], ex[:, 1])                   # variants differ
+    assert not np.array_equal(ex[:, 0], ex[:, 1])  # variants differ
     np.testing.assert_array_equal(ex, cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1))
 
 
@@ -232,7 +245,7 @@ def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
         xs = np.concatenate([b[0] for b in batches])
         ys = np.concatenate([b[1] for b in batches]).argmax(1)
         assert xs.shape == (96, 28, 28, 1) and xs.dtype == np.float32 and 0 <= xs.min() and xs.max() <= 1
-        assert sorted(ys) == sorted(y)                               # every image once per epoch
+        assert sorted(ys) == sorted(y)  # every image once per epoch
     assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])
 
 
@@ -242,7 +255,7 @@ def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
 def test_cosine_schedule_closed_form():
     cfg = CNN.make_config("default", lr=1e-2, lr_min=0.0, epochs=10)
     assert cnn.lr_at(cfg, 0) == pytest.approx(1e-2)
-    assert cnn.lr_at(cfg, 5) == pytest.approx(5e-3)                 # half-way: half the rate
+    assert cnn.lr_at(cfg, 5) == pytest.approx(5e-3)  # half-way: half the rate
     assert cnn.lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
     exp = CNN.make_config("default", lr=1e-2, lr_schedule="exponential", lr_decay=0.5, lr_min=1e-3)
     assert [cnn.lr_at(exp, k) for k in range(5)] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 1e-3])
@@ -255,7 +268,11 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
     cfg = tiny("reference", lr=1e-3, lr_decay=0.5, plateau_patience=2)
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
-    (plateau,) = [c for c in cnn._callbacks(runs.Run(None), cfg, [], {}, training.Progress("test", "quiet"), 1) if "Plateau" in type(c).__name__]
+    (plateau,) = [
+        c
+        for c in cnn._callbacks(runs.Run(None), cfg, [], {}, training.Progress("test", "quiet"), 1)
+        if "Plateau" in type(c).__name__
+    ]
     assert plateau.monitor == "val_accuracy"
     plateau.set_model(model)
     plateau.on_train_begin()
@@ -290,8 +307,22 @@ def test_run_folder_follows_the_format(trained):
     assert test.shape == (len(ds.X_test), 10) and test.dtype == np.float32
     np.testing.assert_allclose(val.sum(1), 1, rtol=1e-4)
     m = run.metrics
-    for key in ("model", "seed", "arch", "val_accuracy", "val_loss", "wall_time_s", "train_time_s", "data_checksum",
-                "split_hash", "n_val", "n_test", "epochs_run", "best_epoch", "inference_s"):
+    for key in (
+        "model",
+        "seed",
+        "arch",
+        "val_accuracy",
+        "val_loss",
+        "wall_time_s",
+        "train_time_s",
+        "data_checksum",
+        "split_hash",
+        "n_val",
+        "n_test",
+        "epochs_run",
+        "best_epoch",
+        "inference_s",
+    ):
         assert key in m, key
     assert "time_to_99_4_s" in m
     # independent check: accuracy and log-loss recomputed from the labels in split order
@@ -300,9 +331,9 @@ def test_run_folder_follows_the_format(trained):
     assert m["val_loss"] == pytest.approx(-np.mean(np.log(val[np.arange(len(y_val)), y_val])), rel=1e-5)
     assert (m["data_checksum"], m["split_hash"]) == (ds.checksum, sp.hash)
     assert m["epochs_run"] == 3 and m["best_epoch"] == hist["val_loss"].idxmin() + 1
-    assert m["kept_epoch"] == 3                            # --keep last, the default
+    assert m["kept_epoch"] == 3  # --keep last, the default
     assert run.file(cnn.MODEL_FILE).exists()
-    assert not run.file(cnn.CHECKPOINT).exists()      # a finished run keeps only the final model
+    assert not run.file(cnn.CHECKPOINT).exists()  # a finished run keeps only the final model
     assert runs.latest("cnn") == run
 
 
@@ -310,7 +341,7 @@ def test_logged_learning_rate_is_the_schedules(trained):
     run, cfg = trained
     lrs = run.history()["lr"].tolist()
     assert lrs == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
-    assert lrs[0] > lrs[1] > lrs[2]                       # it really changes
+    assert lrs[0] > lrs[1] > lrs[2]  # it really changes
 
 
 def test_same_seed_same_predictions(trained):
@@ -342,7 +373,9 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
     real = cnn._callbacks
     monkeypatch.setattr(cnn, "_callbacks", lambda *a: [*real(*a), CtrlC()])
     cfg = tiny(seed=7, epochs=3)
-    with pytest.raises(KitError, match=r"interrupted after epoch 1 of 3; continue with: kit train cnn --resume "):
+    with pytest.raises(
+        KitError, match=r"interrupted after epoch 1 of 3; continue with: kit train cnn --resume "
+    ):
         train(cfg)
     (run,) = runs.all_runs(model="cnn", finished=False)
     first = run.history()
@@ -353,7 +386,7 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
     assert result.exit_code == 0, result.output
     hist = run.history()
     assert hist["epoch"].tolist() == [1, 2, 3]
-    pd.testing.assert_frame_equal(hist.iloc[:1], first)             # epoch 1 kept, not redone
+    pd.testing.assert_frame_equal(hist.iloc[:1], first)  # epoch 1 kept, not redone
     assert hist["lr"].tolist() == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
     assert run.metrics["epochs_run"] == 3 and run.finished
     assert f"run folder: {run.path}" in result.output
@@ -368,22 +401,26 @@ def test_cli_trains_and_prints_the_run(fixture_data):
     run = runs.latest("cnn")
     m = run.metrics
     assert result.output.splitlines()[-1] == f"run folder: {run.path}"
-    assert result.output.startswith(f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  "
-                                    f"kept epoch 1/1  training ")
+    assert result.output.startswith(
+        f"val accuracy {m['val_accuracy']:.4f}  val loss {m['val_loss']:.4f}  kept epoch 1/1  training "
+    )
     assert run.config["width"] == 4 and run.config["epochs"] == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "resnet"], "Error: unknown preset 'resnet'; choose one of: reference, default, best\n"),
-    (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
-    (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
-    (["--growth", "0"], "Error: --growth must be at least 1 (got 0)\n"),
-    (["--dropout", "1.5"], "Error: --dropout must be in [0, 1) (got 1.5)\n"),
-    (["--blur", "0.5"], "Error: --blur must be between 0 and 1/3 (1/3: a 3x3 box filter) (got 0.5)\n"),
-    (["--lr-min", "1"], "Error: --lr-min must be between 0 and --lr (0.002) (got 1.0)\n"),
-    (["--clean-fraction", "1"], "Error: --clean-fraction must be in [0, 1) (got 1.0)\n"),
-    (["--bn-refresh", "-1"], "Error: --bn-refresh must be 0 or more (got -1)\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "resnet"], "Error: unknown preset 'resnet'; choose one of: reference, default, best\n"),
+        (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
+        (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
+        (["--growth", "0"], "Error: --growth must be at least 1 (got 0)\n"),
+        (["--dropout", "1.5"], "Error: --dropout must be in [0, 1) (got 1.5)\n"),
+        (["--blur", "0.5"], "Error: --blur must be between 0 and 1/3 (1/3: a 3x3 box filter) (got 0.5)\n"),
+        (["--lr-min", "1"], "Error: --lr-min must be between 0 and --lr (0.002) (got 1.0)\n"),
+        (["--clean-fraction", "1"], "Error: --clean-fraction must be in [0, 1) (got 1.0)\n"),
+        (["--bn-refresh", "-1"], "Error: --bn-refresh must be 0 or more (got -1)\n"),
+    ],
+)
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
     result = invoke("train", "cnn", *args)
     assert result.exit_code == 1 and result.output == message
@@ -394,26 +431,34 @@ def test_cli_mirrored_without_gpu_is_refused(fixture_data):
         pytest.skip("a GPU is visible")
     result = invoke("train", "cnn", "--strategy", "mirrored", "--width", "4", "--epochs", "1")
     assert result.exit_code == 1
-    assert result.output == ("Error: --strategy mirrored needs a GPU, and TensorFlow sees none; drop the "
-                             "option to train on the CPU, or install the GPU build: pip install -e '.[gpu]'\n")
-    assert runs.all_runs(model="cnn", finished=False) == []        # refused before any folder
+    assert result.output == (
+        "Error: --strategy mirrored needs a GPU, and TensorFlow sees none; drop the "
+        "option to train on the CPU, or install the GPU build: pip install -e '.[gpu]'\n"
+    )
+    assert runs.all_runs(model="cnn", finished=False) == []  # refused before any folder
 
 
 def test_resume_refuses_other_models_archs_options_and_finished_runs(trained, tmp_path):
     run, _ = trained
     result = invoke("train", "cnn", "--resume", str(run.path))
-    assert result.output == f"Error: {run.path} already finished; there is nothing to resume (start a new run)\n"
+    assert (
+        result.output == f"Error: {run.path} already finished; there is nothing to resume (start a new run)\n"
+    )
 
     unfinished = runs.create("cnn", 1)
     unfinished.write_config({"model": "cnn", **dataclasses.asdict(tiny())})
     result = invoke("train", "cnn", "--resume", str(unfinished.path), "--preset", "reference")
     assert result.exit_code == 1
-    assert result.output == ("Error: --resume continues a run with the settings it was started with; "
-                             "drop --preset (or start a new run without --resume)\n")
+    assert result.output == (
+        "Error: --resume continues a run with the settings it was started with; "
+        "drop --preset (or start a new run without --resume)\n"
+    )
 
     result = invoke("train", "cnn", "--resume", str(unfinished.path), "--epochs", "9", "--seed", "2")
-    assert result.output == ("Error: --resume continues a run with the settings it was started with; "
-                             "drop --epochs, --seed (or start a new run without --resume)\n")
+    assert result.output == (
+        "Error: --resume continues a run with the settings it was started with; "
+        "drop --epochs, --seed (or start a new run without --resume)\n"
+    )
 
     scratch = runs.create("scratch", 0)
     scratch.write_config({"model": "scratch"})

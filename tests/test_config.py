@@ -12,17 +12,30 @@ from kit import config
 from kit.cli import cli
 from kit.errors import KitError
 
-ENV = {"KIT_DATA_DIR": "/d", "KIT_RUNS_DIR": "/r", "KIT_SUBMISSIONS_DIR": "/s", "KIT_REPORTS_DIR": "/p",
-       "KIT_CACHE_DIR": "/c", "KIT_COMPETITION": "digit-recognizer-fixture", "KIT_RETRY_ATTEMPTS": "7",
-       "KIT_RETRY_BASE_S": "0.5", "KIT_NET_TIMEOUT_S": "9"}
+ENV = {
+    "KIT_DATA_DIR": "/d",
+    "KIT_RUNS_DIR": "/r",
+    "KIT_SUBMISSIONS_DIR": "/s",
+    "KIT_REPORTS_DIR": "/p",
+    "KIT_CACHE_DIR": "/c",
+    "KIT_COMPETITION": "digit-recognizer-fixture",
+    "KIT_RETRY_ATTEMPTS": "7",
+    "KIT_RETRY_BASE_S": "0.5",
+    "KIT_NET_TIMEOUT_S": "9",
+}
 
 
 def test_from_env_reads_every_variable():
     s = config.Settings.from_env(ENV)
     assert (s.data_dir, s.runs_dir, s.submissions_dir, s.reports_dir, s.cache_dir) == tuple(
-        map(Path, ("/d", "/r", "/s", "/p", "/c")))
+        map(Path, ("/d", "/r", "/s", "/p", "/c"))
+    )
     assert (s.competition, s.retry_attempts, s.retry_base_s, s.net_timeout_s) == (
-        "digit-recognizer-fixture", 7, 0.5, 9.0)
+        "digit-recognizer-fixture",
+        7,
+        0.5,
+        9.0,
+    )
 
 
 def test_defaults_overrides_and_bad_numbers():
@@ -50,10 +63,13 @@ def test_settings_follow_the_environment_until_activated(isolated_dirs, monkeypa
     assert config.data_dir() == tmp_path / "ignored"
 
 
-@pytest.mark.parametrize("args", [
-    ["download", "--data-dir", "{tmp}/one", "--from", "{tmp}"],  # the command fails (no CSVs there)
-    ["download", "--data-dir", "{tmp}/one", "--no-such-option"],  # parsing fails after --data-dir
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["download", "--data-dir", "{tmp}/one", "--from", "{tmp}"],  # the command fails (no CSVs there)
+        ["download", "--data-dir", "{tmp}/one", "--no-such-option"],  # parsing fails after --data-dir
+    ],
+)
 def test_cli_options_never_outlive_the_command(args, isolated_dirs, tmp_path):
     before = dict(os.environ)
     result = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args])

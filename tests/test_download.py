@@ -59,8 +59,9 @@ def test_second_download_makes_no_request(kaggle_emulator):
     t0 = time.perf_counter()
     result = kaggle_io.download(echo=lambda s: None)
     assert kaggle_emulator.requests == []
-    assert result == (f"{SLUG}: data already installed and verified in {config.raw_dir()} "
-                      f"(use --force to download again)")
+    assert result == (
+        f"{SLUG}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
+    )
     assert time.perf_counter() - t0 < 2.0
 
 
@@ -78,7 +79,8 @@ def test_wrong_key_is_401_with_clear_message_and_no_key(kaggle_emulator, monkeyp
         kaggle_io.download(echo=lambda s: None)
     assert str(err.value) == (
         "Kaggle rejected the credentials from KAGGLE_USERNAME/KAGGLE_KEY (HTTP 401, user 'demo') "
-        f"while downloading {SLUG}. The key is wrong or was revoked: {TOKEN_HELP}.")
+        f"while downloading {SLUG}. The key is wrong or was revoked: {TOKEN_HELP}."
+    )
     assert _calls(kaggle_emulator, RPC + "DownloadDataFiles") == 1  # a 401 is not retried
     assert not data.is_installed()
 
@@ -91,7 +93,8 @@ def test_wrong_key_via_cli_exact_output(kaggle_emulator, monkeypatch):
     assert result.stdout == f"Downloading {SLUG} from Kaggle as demo ...\n"
     assert result.stderr == (
         "Error: Kaggle rejected the credentials from KAGGLE_USERNAME/KAGGLE_KEY (HTTP 401, user 'demo') "
-        f"while downloading {SLUG}. The key is wrong or was revoked: {TOKEN_HELP}.\n")
+        f"while downloading {SLUG}. The key is wrong or was revoked: {TOKEN_HELP}.\n"
+    )
     assert bad_key not in result.output and "Traceback" not in result.output
 
 
@@ -102,7 +105,8 @@ def test_rules_not_accepted_is_403_message(kaggle_emulator):
     assert str(err.value) == (
         f"Kaggle refused access to competition '{SLUG}' (HTTP 403) while downloading {SLUG}: the "
         "competition rules are not accepted for this account. Accept them at "
-        f"https://www.kaggle.com/competitions/{SLUG}/rules, then run the command again.")
+        f"https://www.kaggle.com/competitions/{SLUG}/rules, then run the command again."
+    )
     assert _calls(kaggle_emulator, RPC + "DownloadDataFiles") == 1
 
 
@@ -114,7 +118,8 @@ def test_missing_credentials(kaggle_emulator, monkeypatch, tmp_path):
     config_dir = tmp_path / "kaggle-config"
     assert str(err.value) == (
         f"no Kaggle credentials found (KAGGLE_CONFIG_DIR points at {config_dir}, so kaggle.json is "
-        f"looked for there): {TOKEN_HELP}.")
+        f"looked for there): {TOKEN_HELP}."
+    )
     assert kaggle_emulator.requests == []
 
 
@@ -200,13 +205,22 @@ def test_cli_download_exact_output(kaggle_emulator):
 
     second = runner.invoke(cli, ["download"])
     assert second.exit_code == 0
-    assert second.stdout == (f"{SLUG}: data already installed and verified in {config.raw_dir()} "
-                             "(use --force to download again)\n")
+    assert second.stdout == (
+        f"{SLUG}: data already installed and verified in {config.raw_dir()} (use --force to download again)\n"
+    )
 
 
 def test_two_concurrent_downloads_fetch_once(kaggle_emulator):
-    procs = [subprocess.Popen([sys.executable, "-m", "kit.cli", "download"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kit.cli", "download"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _calls(kaggle_emulator, ZIP_URL_PATH) == 1  # the second waited, then found it installed
@@ -217,18 +231,22 @@ def test_missing_credentials_in_a_fresh_process(kaggle_emulator, monkeypatch, tm
     # kaggle 2.x authenticates at `import kaggle` and prints its own help: a fresh process
     # shows that only our one-line error comes out
     env = {k: v for k, v in os.environ.items() if k not in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", "download"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "download"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr == (
         f"Error: no Kaggle credentials found (KAGGLE_CONFIG_DIR points at {tmp_path / 'kaggle-config'}, "
-        f"so kaggle.json is looked for there): {TOKEN_HELP}.\n")
+        f"so kaggle.json is looked for there): {TOKEN_HELP}.\n"
+    )
     assert kaggle_emulator.requests == []
 
 
 def test_scrub_hides_every_credential(kaggle_emulator, monkeypatch, tmp_path):
-    (tmp_path / "kaggle-config" / "kaggle.json").write_text(json.dumps({"username": "u", "key": "file-key-123"}))
+    (tmp_path / "kaggle-config" / "kaggle.json").write_text(
+        json.dumps({"username": "u", "key": "file-key-123"})
+    )
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token-456789")
     text = f"a {EMULATOR_KEY} b file-key-123 c token-456789 d"
     assert kaggle_io.scrub(text) == "a *** b *** c *** d"

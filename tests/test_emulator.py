@@ -55,6 +55,7 @@ def _count(emu, rpc):
 
 # ============================================================================ lifecycle
 
+
 def test_starts_and_stops_in_well_under_a_second(fixture_competition):
     t0 = time.perf_counter()
     emu = Emulator(fixture_competition / f"{SLUG}.zip", fixture_competition / "answers.csv").start()
@@ -84,6 +85,7 @@ def test_env_points_only_at_localhost(kaggle_emulator, tmp_path):
 
 # ============================================================================ submissions
 
+
 def test_submit_is_pending_then_scored_against_the_answer_key(kaggle_emulator, tmp_path):
     answers = _answers(kaggle_emulator)
     # 37 deliberately wrong labels: accuracy (n - 37) / n, computed here independently
@@ -93,7 +95,9 @@ def test_submit_is_pending_then_scored_against_the_answer_key(kaggle_emulator, t
 
     ref = kaggle_io.submit(path, "37 wrong")
     first = kaggle_io.list_submissions()
-    assert [(s.ref, s.status, s.file_name, s.description) for s in first] == [(ref, "pending", "sub.csv", "37 wrong")]
+    assert [(s.ref, s.status, s.file_name, s.description) for s in first] == [
+        (ref, "pending", "sub.csv", "37 wrong")
+    ]
     assert first[0].date.endswith("Z")
 
     scored = _wait_scored(ref)
@@ -102,12 +106,19 @@ def test_submit_is_pending_then_scored_against_the_answer_key(kaggle_emulator, t
     assert kaggle_emulator.submissions[0]["sha256"]  # the emulator kept what was uploaded
 
 
-@pytest.mark.parametrize("header, rows_fn, message", [
-    ("ImageId,Lable", lambda a: a, "Submission must have the header ImageId,Label"),
-    ("ImageId,Label", lambda a: a[:-1], "Submission must have 597 rows, found 596"),
-    ("ImageId,Label", lambda a: [a[0]] + a[:-1], "Line 3: duplicate ImageId 1"),
-    ("ImageId,Label", lambda a: [(a[0][0], "x")] + a[1:], "Line 2: ImageId and Label must be integers, found '1','x'"),
-])
+@pytest.mark.parametrize(
+    "header, rows_fn, message",
+    [
+        ("ImageId,Lable", lambda a: a, "Submission must have the header ImageId,Label"),
+        ("ImageId,Label", lambda a: a[:-1], "Submission must have 597 rows, found 596"),
+        ("ImageId,Label", lambda a: [a[0]] + a[:-1], "Line 3: duplicate ImageId 1"),
+        (
+            "ImageId,Label",
+            lambda a: [(a[0][0], "x")] + a[1:],
+            "Line 2: ImageId and Label must be integers, found '1','x'",
+        ),
+    ],
+)
 def test_malformed_submission_ends_in_error(kaggle_emulator, tmp_path, header, rows_fn, message):
     path = _write(tmp_path / "bad.csv", rows_fn(_answers(kaggle_emulator)), header=header)
     ref = kaggle_io.submit(path, "bad")
@@ -127,7 +138,8 @@ def test_remaining_submissions_and_daily_limit(kaggle_emulator, tmp_path):
         kaggle_io.submit(path, "three")
     assert str(err.value).startswith(
         f"daily submission limit reached for '{SLUG}': Submission not allowed: Your team has used its daily "
-        "Submission allowance (2) today, please try again tomorrow UTC (")
+        "Submission allowance (2) today, please try again tomorrow UTC ("
+    )
     assert str(err.value).endswith("Nothing was submitted; try again after 00:00 UTC.")
     assert len(kaggle_emulator.submissions) == 2
     assert _count(kaggle_emulator, "CreateSubmission") == 3  # the refusal is not retried
@@ -143,7 +155,11 @@ def test_leaderboard_ranks_our_best_score_among_the_teams(kaggle_emulator, tmp_p
 
     _wait_scored(kaggle_io.submit(_write(tmp_path / "all.csv", answers), "perfect"))
     board = kaggle_io.leaderboard()
-    assert [(e.rank, e.team_name, e.score) for e in board] == [(1, "demo", 1.0), (2, "alice", 0.99), (3, "bob", 0.5)]
+    assert [(e.rank, e.team_name, e.score) for e in board] == [
+        (1, "demo", 1.0),
+        (2, "alice", 0.99),
+        (3, "bob", 0.5),
+    ]
 
 
 def test_leaderboard_pages(kaggle_emulator):
@@ -187,6 +203,7 @@ def test_wrong_competition_is_404(kaggle_emulator, monkeypatch):
 
 # ============================================================================ faults on the submission side
 
+
 def test_create_submission_500_then_success(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("CreateSubmission", "500")
     ref = kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
@@ -214,7 +231,9 @@ def test_failed_upload_could_not_submit_is_detected_and_retried(kaggle_emulator,
 
 def test_failed_upload_gives_up_clearly_and_submits_nothing(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("/upload/", "500", times=10)
-    with pytest.raises(kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of s.csv failed"):
+    with pytest.raises(
+        kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of s.csv failed"
+    ):
         kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert kaggle_emulator.submissions == [] and _count(kaggle_emulator, "CreateSubmission") == 0
 
@@ -244,6 +263,7 @@ def test_slow_response_is_waited_for(kaggle_emulator):
 
 # ============================================================================ data download details
 
+
 @pytest.fixture
 def big_emulator(tmp_path, kaggle_emulator, monkeypatch):
     """An emulator whose zip is 3 MiB (incompressible), so a half download leaves whole 1 MiB chunks."""
@@ -251,8 +271,13 @@ def big_emulator(tmp_path, kaggle_emulator, monkeypatch):
     zip_path = tmp_path / "big.zip"
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("blob.bin", payload)
-    emu = Emulator(zip_path, kaggle_emulator.zip_path.parent / "answers.csv", slug="big",
-                   username="demo", key=EMULATOR_KEY).start()
+    emu = Emulator(
+        zip_path,
+        kaggle_emulator.zip_path.parent / "answers.csv",
+        slug="big",
+        username="demo",
+        key=EMULATOR_KEY,
+    ).start()
     for name, value in emu.env(tmp_path / "kaggle-config").items():
         monkeypatch.setenv(name, value)
     yield emu
@@ -264,7 +289,9 @@ def test_dropped_download_resumes_with_range(big_emulator, tmp_path):
     emu.fail("/data/big.zip", "drop")
     api = kaggle_io._client()
     out = tmp_path / "dl"
-    kaggle_io._with_retries(lambda: api.competition_download_files("big", path=str(out), quiet=True), "downloading")
+    kaggle_io._with_retries(
+        lambda: api.competition_download_files("big", path=str(out), quiet=True), "downloading"
+    )
     assert (out / "big.zip").read_bytes() == emu.zip_bytes
     gets = [e["range"] for e in emu.log if e["path"] == "/data/big.zip"]
     # the retry's redirect opens a full GET, which the client drops for a Range request
@@ -303,6 +330,7 @@ def test_list_data_files_via_client(kaggle_emulator):
 
 # ============================================================================ CLI
 
+
 def test_cli_emulator_needs_zip_and_answers_together(fixture_competition):
     from click.testing import CliRunner
 
@@ -310,15 +338,17 @@ def test_cli_emulator_needs_zip_and_answers_together(fixture_competition):
 
     result = CliRunner().invoke(cli, ["emulator", "--zip", str(fixture_competition / f"{SLUG}.zip")])
     assert result.exit_code == 1
-    assert result.output == ("Error: --zip and --answers go together: the competition zip and its "
-                             "answer key (ImageId,Label)\n")
+    assert result.output == (
+        "Error: --zip and --answers go together: the competition zip and its answer key (ImageId,Label)\n"
+    )
 
 
 def test_export_lines_name_kit_competition_only_for_a_known_one(fixture_competition):
     from kit import emulator
 
-    zip_path, answers, slug = emulator.competition_files(fixture_competition / f"{SLUG}.zip",
-                                                         fixture_competition / "answers.csv")
+    zip_path, answers, slug = emulator.competition_files(
+        fixture_competition / f"{SLUG}.zip", fixture_competition / "answers.csv"
+    )
     assert slug == SLUG
     with Emulator(zip_path, answers, slug=slug) as known, Emulator(zip_path, answers, slug="other") as other:
         assert known.port != other.port
@@ -330,8 +360,13 @@ def test_export_lines_name_kit_competition_only_for_a_known_one(fixture_competit
 def test_cli_emulator_prints_working_exports(tmp_path, fixture_competition):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     env["KIT_CACHE_DIR"] = str(fixture_competition.parent)
-    proc = subprocess.Popen([sys.executable, "-m", "kit.cli", "emulator", "--scoring-delay", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit.cli", "emulator", "--scoring-delay", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert lines[0].startswith(f"Kaggle emulator serving {SLUG} on http://127.0.0.1:")
@@ -339,12 +374,15 @@ def test_cli_emulator_prints_working_exports(tmp_path, fixture_competition):
         while "KIT_COMPETITION" not in exports:
             line = proc.stdout.readline().strip()
             assert line.startswith("export "), line
-            name, _, value = line[len("export "):].partition("=")
+            name, _, value = line[len("export ") :].partition("=")
             exports[name] = value.strip("'")
         assert exports["KAGGLE_API_ENVIRONMENT"] == "LOCALHOST" and exports["KIT_COMPETITION"] == SLUG
         port = int(exports["HTTP_PROXY"].rsplit(":", 1)[1])
-        r = requests.post(f"http://127.0.0.1:{port}{RPC}GetSubmissionLimits", json={"competitionName": SLUG},
-                          auth=(exports["KAGGLE_USERNAME"], exports["KAGGLE_KEY"]))
+        r = requests.post(
+            f"http://127.0.0.1:{port}{RPC}GetSubmissionLimits",
+            json={"competitionName": SLUG},
+            auth=(exports["KAGGLE_USERNAME"], exports["KAGGLE_KEY"]),
+        )
         assert r.json()["numAllowedNow"] == 5
     finally:
         proc.terminate()

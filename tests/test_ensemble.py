@@ -30,10 +30,20 @@ def fake_run(model: str, seed: int, val: np.ndarray, test: np.ndarray, **overrid
     run = runs.create(model, seed)
     run.write_config({"model": model, "seed": seed})
     run.write_predictions(val, test)
-    run.finish({"model": model, "seed": seed, "val_accuracy": ensemble.accuracy(val, y),
-                "val_loss": ensemble.log_loss(val, y), "wall_time_s": 1.0,
-                "data_checksum": ds.checksum, "split_hash": sp.hash,
-                "n_val": len(val), "n_test": len(test), **overrides})
+    run.finish(
+        {
+            "model": model,
+            "seed": seed,
+            "val_accuracy": ensemble.accuracy(val, y),
+            "val_loss": ensemble.log_loss(val, y),
+            "wall_time_s": 1.0,
+            "data_checksum": ds.checksum,
+            "split_hash": sp.hash,
+            "n_val": len(val),
+            "n_test": len(test),
+            **overrides,
+        }
+    )
     return run
 
 
@@ -61,16 +71,19 @@ def test_gradient_matches_finite_differences():
     w0 = np.array([0.2, 0.3, 0.5])
     analytic = -(q / (w0 @ q)).mean(axis=1)
     h = 1e-6
-    numeric = [(-np.log(((w0 + h * e) @ q)).mean() + np.log(((w0 - h * e) @ q)).mean()) / (2 * h)
-               for e in np.eye(3)]
+    numeric = [
+        (-np.log((w0 + h * e) @ q).mean() + np.log((w0 - h * e) @ q).mean()) / (2 * h) for e in np.eye(3)
+    ]
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
 
 
 def test_build_writes_an_ensemble_run_never_worse_than_the_best_member(labels):
     y, n_test = labels
     rng = np.random.default_rng(1)
-    members = [fake_run(m, s, _noisy_proba(y, skill, rng), _noisy_proba(rng.integers(0, K, n_test), skill, rng))
-               for m, s, skill in (("scratch", 0, 0.35), ("cnn", 1, 0.5), ("cnn", 2, 0.45))]
+    members = [
+        fake_run(m, s, _noisy_proba(y, skill, rng), _noisy_proba(rng.integers(0, K, n_test), skill, rng))
+        for m, s, skill in (("scratch", 0, 0.35), ("cnn", 1, 0.5), ("cnn", 2, 0.45))
+    ]
     result = CliRunner().invoke(cli, ["ensemble", *[r.name for r in members]])
     assert result.exit_code == 0, result.output
     for r in members:
@@ -80,8 +93,17 @@ def test_build_writes_an_ensemble_run_never_worse_than_the_best_member(labels):
     w = json.loads(run.file(ensemble.WEIGHTS).read_text())
     assert set(w["weights"]) == {r.name for r in members}
     m = run.metrics
-    for key in ("model", "seed", "val_accuracy", "val_loss", "wall_time_s", "data_checksum",
-                "split_hash", "n_val", "n_test"):
+    for key in (
+        "model",
+        "seed",
+        "val_accuracy",
+        "val_loss",
+        "wall_time_s",
+        "data_checksum",
+        "split_hash",
+        "n_val",
+        "n_test",
+    ):
         assert key in m
     # recompute from the files, independently of the ensemble's own bookkeeping
     val = run.val_proba()
@@ -138,8 +160,13 @@ def test_refuses_members_from_different_data(labels, key):
     y, n_test = labels
     rng = np.random.default_rng(4)
     a = fake_run("scratch", 0, _noisy_proba(y, 0.4, rng), _noisy_proba(np.zeros(n_test, int), 0.4, rng))
-    b = fake_run("cnn", 0, _noisy_proba(y, 0.4, rng), _noisy_proba(np.zeros(n_test, int), 0.4, rng),
-                 **{key: "0123456789abcdef"})
+    b = fake_run(
+        "cnn",
+        0,
+        _noisy_proba(y, 0.4, rng),
+        _noisy_proba(np.zeros(n_test, int), 0.4, rng),
+        **{key: "0123456789abcdef"},
+    )
     result = CliRunner().invoke(cli, ["ensemble", a.name, b.name])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: runs {a.name} and {b.name} were trained on a different")

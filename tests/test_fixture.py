@@ -52,4 +52,5 @@ def test_images_look_like_mnist():
     assert X[:, :4].max() == X[:, -4:].max() == X[:, :, :4].max() == X[:, :, -4:].max() == 0
     # the test images are the held-out labels' images: answers agree with sklearn's targets
     from sklearn.datasets import load_digits
+
     assert (y == load_digits().target).all()

@@ -23,8 +23,9 @@ class Toy(ModelConfig):
     angle: float = param(10.0, "degrees", ge=0, le=180)
     decay: float = param(0.9, "decay", gt=0, le=1)
     mode: str = param("a", "mode", choices=("a", "b"))
-    widths: tuple[int, ...] = param((4,), "widths", check=lambda w: all(x > 0 for x in w),
-                                    rule="must be positive widths")
+    widths: tuple[int, ...] = param(
+        (4,), "widths", check=lambda w: all(x > 0 for x in w), rule="must be positive widths"
+    )
 
     def checks(self):
         if self.delay > self.steps:
@@ -34,18 +35,21 @@ class Toy(ModelConfig):
 PRESETS = {"reference": dict(rate=0.5), "default": {}, "best": dict(steps=9)}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(rate=0.0), "--rate must be > 0 (got 0.0)"),
-    (dict(keep=1.0), "--keep must be in [0, 1): it is a probability (got 1.0)"),
-    (dict(steps=0), "--steps must be at least 1 (got 0)"),
-    (dict(delay=-1), "--delay must be 0 or more (got -1)"),
-    (dict(angle=181.0), "--angle must be between 0 and 180 (got 181.0)"),
-    (dict(decay=0.0), "--decay must be in (0, 1] (got 0.0)"),
-    (dict(mode="c"), "--mode must be one of: a, b (got 'c')"),
-    (dict(widths=(4, 0)), "--widths must be positive widths (got (4, 0))"),
-    (dict(delay=5), "--delay must be at most --steps (3) (got 5)"),
-    (dict(seed=-1), "--seed must be 0 or more (got -1)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(rate=0.0), "--rate must be > 0 (got 0.0)"),
+        (dict(keep=1.0), "--keep must be in [0, 1): it is a probability (got 1.0)"),
+        (dict(steps=0), "--steps must be at least 1 (got 0)"),
+        (dict(delay=-1), "--delay must be 0 or more (got -1)"),
+        (dict(angle=181.0), "--angle must be between 0 and 180 (got 181.0)"),
+        (dict(decay=0.0), "--decay must be in (0, 1] (got 0.0)"),
+        (dict(mode="c"), "--mode must be one of: a, b (got 'c')"),
+        (dict(widths=(4, 0)), "--widths must be positive widths (got (4, 0))"),
+        (dict(delay=5), "--delay must be at most --steps (3) (got 5)"),
+        (dict(seed=-1), "--seed must be 0 or more (got -1)"),
+    ],
+)
 def test_every_rule_speaks_the_one_format(overrides, message):
     with pytest.raises(KitError) as e:
         hparams.make_config(Toy, PRESETS, "default", **overrides)
@@ -66,15 +70,23 @@ def test_a_saved_config_comes_back_with_tuples_and_the_new_preset_names():
     # an old CNN run: arch "seed", no preset field -> the reference preset, fields it lacks from there
     old_cnn = {"model": "cnn", "arch": "seed", "seed": 3, "epochs": 10}
     cnn = models.get("cnn").run_config(old_cnn)
-    assert (cnn.arch, cnn.preset, cnn.seed, cnn.width, cnn.optimizer) == ("reference", "reference", 3, 32, "rmsprop")
+    assert (cnn.arch, cnn.preset, cnn.seed, cnn.width, cnn.optimizer) == (
+        "reference",
+        "reference",
+        3,
+        32,
+        "rmsprop",
+    )
 
 
 @pytest.mark.parametrize("model", models.names())
 def test_the_same_mistake_reads_the_same_in_every_model(model, isolated_dirs):
-    for args, message in ((["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
-                          (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
-                          (["--seed", "-2"], "Error: --seed must be 0 or more (got -2)\n"),
-                          (["--preset", "x"], "Error: unknown preset 'x'; choose one of: reference, default, best\n")):
+    for args, message in (
+        (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
+        (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
+        (["--seed", "-2"], "Error: --seed must be 0 or more (got -2)\n"),
+        (["--preset", "x"], "Error: unknown preset 'x'; choose one of: reference, default, best\n"),
+    ):
         result = CliRunner().invoke(cli, ["train", model, *args])
         assert (result.exit_code, result.output) == (1, message)
 
@@ -84,4 +96,4 @@ def test_every_models_presets_are_named_alike_and_valid():
         m = models.get(name)
         assert list(m.presets) == ["reference", "default", "best"]
         for preset in m.presets:
-            assert m.make_config(preset).seed == 0     # presets never choose the seed
+            assert m.make_config(preset).seed == 0  # presets never choose the seed

@@ -15,8 +15,9 @@ ROWS_PER_PROC = 20
 def _writer(args: tuple[str, int]) -> None:
     path, proc = args
     for j in range(ROWS_PER_PROC):
-        rid = ledger.add(f"p{proc}-{j}.csv", f"{proc:02d}{j:02d}", "msg", [f"run-{proc}"], 0.5,
-                         path=Path(path))
+        rid = ledger.add(
+            f"p{proc}-{j}.csv", f"{proc:02d}{j:02d}", "msg", [f"run-{proc}"], 0.5, path=Path(path)
+        )
         ledger.update(rid, status="submitted", kaggle_ref=proc * 1000 + j, path=Path(path))
 
 
@@ -31,8 +32,9 @@ def test_eight_processes_lose_no_row(tmp_path):
     expected = {f"p{p}-{j}.csv" for p in range(N_PROCS) for j in range(ROWS_PER_PROC)}
     assert set(df["file"]) == expected
     assert set(df["status"]) == {"submitted"}
-    assert sorted(df["kaggle_ref"]) == sorted(p * 1000 + j for p in range(N_PROCS)
-                                              for j in range(ROWS_PER_PROC))
+    assert sorted(df["kaggle_ref"]) == sorted(
+        p * 1000 + j for p in range(N_PROCS) for j in range(ROWS_PER_PROC)
+    )
 
 
 def test_read_all_columns_and_missing_ledger(tmp_path):

@@ -18,8 +18,14 @@ from kit.io import write_json
 
 # Pixel sizes of each chart, written out by hand (not read from report.FIGSIZE): a layout
 # change that alters them must be a deliberate change here too.
-SIZES = {"curves": (1100, 400), "confusion": (1100, 500), "per-class": (550, 400),
-         "calibration": (550, 600), "augment": (720, 900), "leaderboard": (1100, 400)}
+SIZES = {
+    "curves": (1100, 400),
+    "confusion": (1100, 500),
+    "per-class": (550, 400),
+    "calibration": (550, 600),
+    "augment": (720, 900),
+    "leaderboard": (1100, 400),
+}
 
 
 def _grid_px(n_tiles: int) -> tuple[int, int]:
@@ -28,6 +34,7 @@ def _grid_px(n_tiles: int) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def _val_labels() -> tuple[np.ndarray, str, str]:
     ds, sp = data.load_split()
@@ -45,27 +52,56 @@ def _fake_proba(y: np.ndarray, accuracy: float, seed: int) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def _fake_run(model: str, seed: int, *, accuracy: float = 0.9, history: bool = True,
-              val: bool = True, test: bool = True, finished: bool = True, extra_config=None,
-              split_hash: str | None = None) -> runs.Run:
+def _fake_run(
+    model: str,
+    seed: int,
+    *,
+    accuracy: float = 0.9,
+    history: bool = True,
+    val: bool = True,
+    test: bool = True,
+    finished: bool = True,
+    extra_config=None,
+    split_hash: str | None = None,
+) -> runs.Run:
     y, hash_, checksum = _val_labels()
     run = runs.create(model, seed)
-    run.write_config({"model": model, "seed": seed, "preset": "tiny", "epochs": 3,
-                      **(extra_config or {})})
+    run.write_config({"model": model, "seed": seed, "preset": "tiny", "epochs": 3, **(extra_config or {})})
     if history:
-        run.write_history([{"epoch": e, "loss": 1.0 / e, "accuracy": 1 - 0.3 / e,
-                            "val_loss": 1.2 / e, "val_accuracy": 1 - 0.35 / e,
-                            "lr": 0.1 * 0.5 ** e, "seconds": 0.5} for e in (1, 2, 3)])
+        run.write_history(
+            [
+                {
+                    "epoch": e,
+                    "loss": 1.0 / e,
+                    "accuracy": 1 - 0.3 / e,
+                    "val_loss": 1.2 / e,
+                    "val_accuracy": 1 - 0.35 / e,
+                    "lr": 0.1 * 0.5**e,
+                    "seconds": 0.5,
+                }
+                for e in (1, 2, 3)
+            ]
+        )
     proba = _fake_proba(y, accuracy, seed)
     if val:
-        run.write_predictions(proba, _fake_proba(np.zeros(config.competition().n_test, np.uint8), 0.5, seed)
-                              if test else None)
+        run.write_predictions(
+            proba, _fake_proba(np.zeros(config.competition().n_test, np.uint8), 0.5, seed) if test else None
+        )
     if finished:
-        run.finish({"model": model, "seed": seed, "epochs_run": 3, "wall_time_s": 12.5 + seed,
-                    "val_accuracy": float(np.mean(proba.argmax(1) == y)),
-                    "val_loss": float(-np.mean(np.log(proba[np.arange(len(y)), y]))),
-                    "data_checksum": checksum, "split_hash": split_hash or hash_,
-                    "n_val": len(y), "n_test": config.competition().n_test})
+        run.finish(
+            {
+                "model": model,
+                "seed": seed,
+                "epochs_run": 3,
+                "wall_time_s": 12.5 + seed,
+                "val_accuracy": float(np.mean(proba.argmax(1) == y)),
+                "val_loss": float(-np.mean(np.log(proba[np.arange(len(y)), y]))),
+                "data_checksum": checksum,
+                "split_hash": split_hash or hash_,
+                "n_val": len(y),
+                "n_test": config.competition().n_test,
+            }
+        )
     return run
 
 
@@ -106,6 +142,7 @@ class _Page(HTMLParser):
 
 # ----------------------------------------------------------------------------- independent checks
 
+
 def test_confusion_matches_sklearn():
     from sklearn.metrics import confusion_matrix
 
@@ -121,6 +158,7 @@ def test_ece_of_a_hand_made_case():
         p = np.full((n, 10), (1 - conf) / 9)
         p[:, 0] = conf
         return p
+
     proba = np.vstack([rows(0.9, 10), rows(0.6, 10)])
     y = np.array([0] * 5 + [1] * 5 + [0] * 6 + [1] * 4)
     conf, acc, count, ece = report.reliability(proba, y)
@@ -131,6 +169,7 @@ def test_ece_of_a_hand_made_case():
 
 # ----------------------------------------------------------------------------- the report
 
+
 def test_report_references_every_image_with_the_right_size(fixture_data):
     a, b = _fake_run("scratch", 1), _fake_run("scratch", 2, accuracy=0.8)
     ens = _fake_run("ensemble", 0, accuracy=0.95, extra_config={"members": [a.name, b.name]})
@@ -140,18 +179,26 @@ def test_report_references_every_image_with_the_right_size(fixture_data):
     page = _Page(index.read_text())
     srcs = [i["src"] for i in page.images]
     slug_a, slug_e = a.name, ens.name
-    expected = {f"{s}-{k}.png" for s in (slug_a, slug_e)
-                for k in ("curves", "confusion", "per-class", "calibration", "errors")}
+    expected = {
+        f"{s}-{k}.png"
+        for s in (slug_a, slug_e)
+        for k in ("curves", "confusion", "per-class", "calibration", "errors")
+    }
     expected.add(f"{slug_e}-disagree.png")
     assert set(srcs) == expected and len(srcs) == len(expected)
     assert {p.name for p in out.iterdir()} == expected | {"index.html"}
     y, _, _ = _val_labels()
     n_wrong = {r.name: int(np.sum(r.val_proba().argmax(1) != y)) for r in (a, ens)}
     votes = np.stack([a.val_proba().argmax(1), b.val_proba().argmax(1)])
-    sizes = {**{f"{s}-{k}.png": SIZES[k] for s in (slug_a, slug_e)
-                for k in ("curves", "confusion", "per-class", "calibration")},
-             **{f"{r}-errors.png": _grid_px(n) for r, n in n_wrong.items()},
-             f"{slug_e}-disagree.png": _grid_px(int(np.sum(votes[0] != votes[1])))}
+    sizes = {
+        **{
+            f"{s}-{k}.png": SIZES[k]
+            for s in (slug_a, slug_e)
+            for k in ("curves", "confusion", "per-class", "calibration")
+        },
+        **{f"{r}-errors.png": _grid_px(n) for r, n in n_wrong.items()},
+        f"{slug_e}-disagree.png": _grid_px(int(np.sum(votes[0] != votes[1]))),
+    }
     assert all(0 < n < 32 for n in n_wrong.values())  # the fake runs make partly filled grids
     for img in page.images:
         w, h = sizes[img["src"]]
@@ -166,8 +213,10 @@ def test_report_references_every_image_with_the_right_size(fixture_data):
 
 def test_summary_table_matches_metrics(fixture_data):
     # (a "cnn" run would pull in TensorFlow for the augmentation grid: tested on its own below)
-    made = [_fake_run("scratch", 3), _fake_run("scratch", 4, accuracy=0.97,
-                                                extra_config={"arch": "seed", "preset": None})]
+    made = [
+        _fake_run("scratch", 3),
+        _fake_run("scratch", 4, accuracy=0.97, extra_config={"arch": "seed", "preset": None}),
+    ]
     index = report.build([str(r.path) for r in made])
     page = _Page(index.read_text())
     header = page.rows[0]
@@ -191,8 +240,7 @@ def test_missing_pieces_give_notes_not_a_crash(fixture_data):
     index = report.build([bare.name, no_test.name])
     page = _Page(index.read_text())
     assert page.notes == [
-        f"no submissions yet ({config.submissions_dir()}/ledger.db is empty or missing): `kit submit` records them"
-        ,
+        f"no submissions yet ({config.submissions_dir()}/ledger.db is empty or missing): `kit submit` records them",
         "unfinished: no metrics.json (it crashed or is still running); what it wrote so far is shown",
         "no history.csv yet: no training curves",
         "no val_proba.npy: no confusion matrix, errors or calibration",
@@ -202,7 +250,8 @@ def test_missing_pieces_give_notes_not_a_crash(fixture_data):
     ]
     # the run with validation predictions still gets its validation charts
     assert {i["src"] for i in page.images} == {
-        f"{no_test.name}-{k}.png" for k in ("confusion", "per-class", "calibration", "errors")}
+        f"{no_test.name}-{k}.png" for k in ("confusion", "per-class", "calibration", "errors")
+    }
     row = next(r for r in page.rows if r and r[0] == bare.name)
     assert row[4] == "0 of 3"  # epochs: how far it got, of how many
     assert row[-3:] == ["—", "—", "unfinished"]
@@ -212,8 +261,10 @@ def test_another_split_is_reported_and_skipped(fixture_data):
     run = _fake_run("scratch", 7, split_hash="0123456789abcdef")
     page = _Page(report.build([run.name]).read_text())
     _, hash_, _ = _val_labels()
-    assert (f"trained on another validation split (run split_hash 0123456789abcdef, installed "
-            f"data {hash_}): validation charts skipped") in page.notes
+    assert (
+        f"trained on another validation split (run split_hash 0123456789abcdef, installed "
+        f"data {hash_}): validation charts skipped"
+    ) in page.notes
     assert [i["src"] for i in page.images] == [f"{run.name}-curves.png"]
 
 
@@ -232,8 +283,10 @@ def test_not_a_run_is_a_clear_error(fixture_data, tmp_path):
 def test_no_runs_at_all_says_what_to_do(fixture_data):
     result = CliRunner().invoke(cli, ["report"])
     assert result.exit_code == 1
-    assert result.output == (f"Error: no finished runs in {config.runs_dir()}: train one first "
-                             "(`kit train scratch`), or name a run folder: `kit report RUN`\n")
+    assert result.output == (
+        f"Error: no finished runs in {config.runs_dir()}: train one first "
+        "(`kit train scratch`), or name a run folder: `kit report RUN`\n"
+    )
 
 
 def test_cli_defaults_to_latest_run_of_each_model_and_prints_the_path(fixture_data):
@@ -275,6 +328,7 @@ def test_a_failure_mid_report_leaves_nothing(fixture_data, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(report, "plot_calibration", boom)
     with pytest.raises(RuntimeError):
         report.build([run.name])
@@ -296,7 +350,8 @@ def test_leaderboard_history_from_the_ledger(fixture_data):
     table = [r for r in page.rows if r and r[0] in ("1", "2")]
     assert [(r[2], r[3], r[4], r[5], r[6]) for r in table] == [
         ("first try", run.name, "0.98120", "0.97857", "complete"),
-        ("second", run.name, "0.99010", "—", "submitted")]
+        ("second", run.name, "0.99010", "—", "submitted"),
+    ]
 
 
 def test_augmentation_grid_for_a_cnn_run(fixture_data):
@@ -318,8 +373,10 @@ def test_damaged_files_give_notes_not_a_crash(fixture_data):
     (run.path / "history.csv").write_bytes(b'epoch,loss\n1,"unterminated\n')
     page = _Page(report.build([run.name]).read_text())
     run_notes = page.notes[1:]  # after the ledger's
-    assert run_notes[0] == (f"{run.path}/metrics.json: line 2, column 3: not valid JSON "
-                            "(Expecting property name enclosed in double quotes)")
+    assert run_notes[0] == (
+        f"{run.path}/metrics.json: line 2, column 3: not valid JSON "
+        "(Expecting property name enclosed in double quotes)"
+    )
     assert run_notes[1].startswith(f"{run.path}/history.csv is unreadable (")
     assert run_notes[2].startswith(f"{run.path}/val_proba.npy is unreadable (")
     assert page.images == []
@@ -335,14 +392,25 @@ def test_ensemble_members_table(fixture_data):
     write_json(ens.path / "metrics.json", {**m, "member_val_accuracy": {a.name: 0.91, b.name: 0.92}})
     rows = _Page(report.build([ens.name]).read_text()).rows
     i = rows.index(["member", "weight", "val accuracy"])
-    assert rows[i + 1:i + 3] == [[a.name, "0.2500", "0.9100"], [b.name, "0.7500", "0.9200"]]
+    assert rows[i + 1 : i + 3] == [[a.name, "0.2500", "0.9100"], [b.name, "0.7500", "0.9200"]]
 
 
 def test_without_installed_data_the_curves_still_come(isolated_dirs):
     run = runs.create("scratch", 1)
     run.write_config({"model": "scratch", "seed": 1, "epochs": 1})
-    run.write_history([{"epoch": 1, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
-                        "val_accuracy": 0.7, "lr": 0.01, "seconds": 1.0}])
+    run.write_history(
+        [
+            {
+                "epoch": 1,
+                "loss": 0.5,
+                "accuracy": 0.8,
+                "val_loss": 0.6,
+                "val_accuracy": 0.7,
+                "lr": 0.01,
+                "seconds": 1.0,
+            }
+        ]
+    )
     run.write_predictions(np.full((120, 10), 0.1, np.float32), None)
     page = _Page(report.build([run.name]).read_text())
     assert [i["src"] for i in page.images] == [f"{run.name}-curves.png"]
@@ -371,10 +439,14 @@ def test_two_reports_in_the_same_second_both_land(fixture_data, monkeypatch):
             (chosen / "index.html").write_text("the other report")
         calls.append(chosen)
         return chosen
+
     monkeypatch.setattr(report, "_out_dir", racy)
     second = report.build([run.name]).parent
     assert first.name == "20260101-000000"
     assert [c.name for c in calls] == ["20260101-000000-2", "20260101-000000-3"]
     assert second == calls[1] and (calls[0] / "index.html").read_text() == "the other report"
     assert sorted(p.name for p in config.reports_dir().iterdir()) == [
-        "20260101-000000", "20260101-000000-2", "20260101-000000-3"]
+        "20260101-000000",
+        "20260101-000000-2",
+        "20260101-000000-3",
+    ]

@@ -10,14 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from kit import models, runs, training
-from kit.models import scratch, scratch_augment
 from kit.cli import cli
 from kit.errors import KitError
+from kit.models import scratch, scratch_augment
 
 RTOL = 1e-6  # relative error allowed between analytic and central-difference gradients (float64)
 
 
 # ============================================================================ finite differences
+
 
 def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """Central differences (f(x + h e_i) - f(x - h e_i)) / 2h for every entry of x (float64)."""
@@ -183,6 +184,7 @@ def test_learning_rate_warmup_then_cosine():
 
 # ============================================================================ augmentation
 
+
 def digits(n=16) -> np.ndarray:
     """(n, 28, 28) uint8 MNIST-like digits (scikit-learn's, as the fixture competition makes them)."""
     from kit.fixture import digits_28
@@ -206,8 +208,12 @@ def test_shift_moves_pixels_by_whole_pixels():
     assert np.array_equal(out[1, :-1, 1:], X[1, 1:, :-1])
     # the affine path agrees with the exact shift for a pure translation
     one = np.ones(2, np.float32)
-    assert np.array_equal(scratch_augment.affine_images(X, 0 * one, one, np.array([2, -1], np.float32),
-                                                np.array([-2, 1], np.float32)), out)
+    assert np.array_equal(
+        scratch_augment.affine_images(
+            X, 0 * one, one, np.array([2, -1], np.float32), np.array([-2, 1], np.float32)
+        ),
+        out,
+    )
 
 
 def test_random_shifts_keep_shape_dtype_and_order():
@@ -216,8 +222,11 @@ def test_random_shifts_keep_shape_dtype_and_order():
     assert out.shape == X.shape and out.dtype == np.uint8
     # each output is its own input moved by some (dy, dx) in [-2, 2]^2: order (and labels) kept
     for i in range(len(X)):
-        candidates = [scratch_augment.shift_images(X[i:i + 1], np.array([dy]), np.array([dx]), 2)[0]
-                      for dy in range(-2, 3) for dx in range(-2, 3)]
+        candidates = [
+            scratch_augment.shift_images(X[i : i + 1], np.array([dy]), np.array([dx]), 2)[0]
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        ]
         assert any(np.array_equal(out[i], c) for c in candidates), i
     assert not np.array_equal(out, X)
 
@@ -274,8 +283,21 @@ def test_run_folder_in_the_shared_format(fixture_data):
     run = training.train("scratch", tiny(), progress=False)
     assert run.finished and run.name.startswith("scratch-")
     m = run.metrics
-    for key in ("model", "seed", "preset", "val_accuracy", "val_loss", "wall_time_s", "train_time_s", "data_checksum",
-                "split_hash", "n_val", "n_test", "epochs_run", "best_epoch"):
+    for key in (
+        "model",
+        "seed",
+        "preset",
+        "val_accuracy",
+        "val_loss",
+        "wall_time_s",
+        "train_time_s",
+        "data_checksum",
+        "split_hash",
+        "n_val",
+        "n_test",
+        "epochs_run",
+        "best_epoch",
+    ):
         assert key in m, key
     assert m["model"] == "scratch" and m["n_val"] == 120 and m["n_test"] == 597 and m["epochs_run"] == 3
     cfg = run.config
@@ -338,22 +360,34 @@ def test_resume_after_interrupt_equals_the_uninterrupted_run(fixture_data, monke
 
 # ============================================================================ CLI
 
+
 def invoke(*args):
     return CliRunner().invoke(cli, ["train", "scratch", *args])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "huge"], "Error: unknown preset 'huge'; choose one of: reference, default, best\n"),
-    (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
-    (["--epochs", "-3"], "Error: --epochs must be at least 1 (got -3)\n"),
-    (["--hidden", "512,0"], "Error: --hidden must be one or more positive layer widths, "
-                            "e.g. 1024 or 1024,1024 (got (512, 0))\n"),
-    (["--batch-size", "-1"], "Error: --batch-size must be 0 or more (got -1)\n"),
-    (["--dropout", "1"], "Error: --dropout must be in [0, 1): it is the probability of dropping "
-                         "a hidden unit (got 1.0)\n"),
-    (["--dropout", "-0.1"], "Error: --dropout must be in [0, 1): it is the probability of dropping "
-                            "a hidden unit (got -0.1)\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "huge"], "Error: unknown preset 'huge'; choose one of: reference, default, best\n"),
+        (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
+        (["--epochs", "-3"], "Error: --epochs must be at least 1 (got -3)\n"),
+        (
+            ["--hidden", "512,0"],
+            "Error: --hidden must be one or more positive layer widths, "
+            "e.g. 1024 or 1024,1024 (got (512, 0))\n",
+        ),
+        (["--batch-size", "-1"], "Error: --batch-size must be 0 or more (got -1)\n"),
+        (
+            ["--dropout", "1"],
+            "Error: --dropout must be in [0, 1): it is the probability of dropping a hidden unit (got 1.0)\n",
+        ),
+        (
+            ["--dropout", "-0.1"],
+            "Error: --dropout must be in [0, 1): it is the probability of dropping "
+            "a hidden unit (got -0.1)\n",
+        ),
+    ],
+)
 def test_cli_rejects_bad_hyperparameters(isolated_dirs, args, message):
     result = invoke(*args)
     assert result.exit_code == 1 and result.output == message
@@ -370,8 +404,10 @@ def test_cli_resume_rejects_a_run_of_another_model(isolated_dirs):
 def test_cli_resume_refuses_new_settings(isolated_dirs):
     result = invoke("--resume", "somewhere", "--lr", "0.1")
     assert result.exit_code == 1
-    assert result.output == ("Error: --resume continues a run with the settings it was started with; "
-                             "drop --lr (or start a new run without --resume)\n")
+    assert result.output == (
+        "Error: --resume continues a run with the settings it was started with; "
+        "drop --lr (or start a new run without --resume)\n"
+    )
 
 
 def test_cli_trains_and_reports_the_run(fixture_data):

@@ -43,8 +43,19 @@ def fake_run(isolated_dirs, fixture_competition) -> runs.Run:
     run = runs.create("cnn", 3)
     run.write_config({"model": "cnn", "seed": 3, "epochs": 1})
     run.write_predictions(np.eye(10, dtype=np.float32)[np.zeros(120, int)], test)
-    run.finish({"model": "cnn", "seed": 3, "val_accuracy": 0.9123, "val_loss": 0.3, "wall_time_s": 1.0,
-                "data_checksum": "abc", "split_hash": "def", "n_val": 120, "n_test": N_TEST})
+    run.finish(
+        {
+            "model": "cnn",
+            "seed": 3,
+            "val_accuracy": 0.9123,
+            "val_loss": 0.3,
+            "wall_time_s": 1.0,
+            "data_checksum": "abc",
+            "split_hash": "def",
+            "n_val": 120,
+            "n_test": N_TEST,
+        }
+    )
     return run
 
 
@@ -54,6 +65,7 @@ def expected_score(fixture_competition) -> float:
 
 
 # ----------------------------------------------------------------------------- predict
+
 
 def test_predict_writes_timestamped_csv_and_sidecar_never_overwriting(fake_run, fixture_competition):
     first = kit("predict", fake_run.name)
@@ -65,7 +77,9 @@ def test_predict_writes_timestamped_csv_and_sidecar_never_overwriting(fake_run, 
     assert list(df.columns) == ["ImageId", "Label"]
     assert df["ImageId"].tolist() == list(range(1, N_TEST + 1))
     y = answers(fixture_competition)
-    assert np.mean(df["Label"].to_numpy() == y) == pytest.approx(expected_score(fixture_competition), abs=1e-5)
+    assert np.mean(df["Label"].to_numpy() == y) == pytest.approx(
+        expected_score(fixture_competition), abs=1e-5
+    )
     side = json.loads(path.with_suffix(".json").read_text())
     assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert side["runs"] == [fake_run.name] and side["val_accuracy"] == 0.9123
@@ -81,31 +95,51 @@ def test_predict_refuses_a_run_for_another_competition(fake_run, monkeypatch):
     monkeypatch.setenv("KIT_COMPETITION", "digit-recognizer")
     result = kit("predict", fake_run.name)
     assert result.exit_code == 1
-    assert "test predictions have shape (597, 10), but digit-recognizer has 28000 test images" in result.output
+    assert (
+        "test predictions have shape (597, 10), but digit-recognizer has 28000 test images" in result.output
+    )
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def _good_rows() -> list[str]:
     return [f"{i},{i % 10}" for i in range(1, N_TEST + 1)]
 
 
 MALFORMED = {
-    "wrong header": (["ImageID,Label", *_good_rows()],
-                     "line 1: header is 'ImageID,Label', expected 'ImageId,Label'"),
-    "n-1 rows": (["ImageId,Label", *_good_rows()[:-1]],
-                 f"has {N_TEST - 1} data rows, expected exactly {N_TEST}"),
-    "duplicate ImageId": (["ImageId,Label", *_good_rows()[:9], "3,9", *_good_rows()[10:]],
-                          "line 11, column 1 (ImageId): 3 repeats line 4; ImageId 10 is missing"),
-    "ImageId out of range": (["ImageId,Label", *_good_rows()[:-1], f"{N_TEST + 1},1"],
-                             f"line {N_TEST + 1}, column 1 (ImageId): {N_TEST + 1} is outside 1..{N_TEST}"),
-    "label 10": (["ImageId,Label", *_good_rows()[:4], "5,10", *_good_rows()[5:]],
-                 "line 6, column 2 (Label): '10' is not a digit 0-9"),
-    "non-integer label": (["ImageId,Label", *_good_rows()[:4], "5,3.0", *_good_rows()[5:]],
-                          "line 6, column 2 (Label): '3.0' is not a digit 0-9"),
-    "non-integer ImageId": (["ImageId,Label", "one,1", *_good_rows()[1:]],
-                            "line 2, column 1 (ImageId): 'one' is not a positive integer"),
-    "extra column": (["ImageId,Label", "1,1", "2,2,2", *_good_rows()[2:]], "Expected 2 fields in line 3, saw 3"),
+    "wrong header": (
+        ["ImageID,Label", *_good_rows()],
+        "line 1: header is 'ImageID,Label', expected 'ImageId,Label'",
+    ),
+    "n-1 rows": (
+        ["ImageId,Label", *_good_rows()[:-1]],
+        f"has {N_TEST - 1} data rows, expected exactly {N_TEST}",
+    ),
+    "duplicate ImageId": (
+        ["ImageId,Label", *_good_rows()[:9], "3,9", *_good_rows()[10:]],
+        "line 11, column 1 (ImageId): 3 repeats line 4; ImageId 10 is missing",
+    ),
+    "ImageId out of range": (
+        ["ImageId,Label", *_good_rows()[:-1], f"{N_TEST + 1},1"],
+        f"line {N_TEST + 1}, column 1 (ImageId): {N_TEST + 1} is outside 1..{N_TEST}",
+    ),
+    "label 10": (
+        ["ImageId,Label", *_good_rows()[:4], "5,10", *_good_rows()[5:]],
+        "line 6, column 2 (Label): '10' is not a digit 0-9",
+    ),
+    "non-integer label": (
+        ["ImageId,Label", *_good_rows()[:4], "5,3.0", *_good_rows()[5:]],
+        "line 6, column 2 (Label): '3.0' is not a digit 0-9",
+    ),
+    "non-integer ImageId": (
+        ["ImageId,Label", "one,1", *_good_rows()[1:]],
+        "line 2, column 1 (ImageId): 'one' is not a positive integer",
+    ),
+    "extra column": (
+        ["ImageId,Label", "1,1", "2,2,2", *_good_rows()[2:]],
+        "Expected 2 fields in line 3, saw 3",
+    ),
 }
 
 
@@ -131,6 +165,7 @@ def test_validate_accepts_a_good_file_in_any_order(tmp_path):
 
 
 # ----------------------------------------------------------------------------- upload
+
 
 def uploads(emu) -> int:
     """Upload starts the emulator saw (each `kaggle competitions submit` begins with one)."""
@@ -175,7 +210,10 @@ def test_duplicate_is_refused_unless_forced(csv_file, kaggle_emulator):
     again = kit("submit", str(csv_file))
     assert again.exit_code == 1
     assert again.output.startswith(f"Error: {csv_file.name} was already submitted on ")
-    assert "(ledger #1, Kaggle ref " in again.output and "use --force to submit the same file again" in again.output
+    assert (
+        "(ledger #1, Kaggle ref " in again.output
+        and "use --force to submit the same file again" in again.output
+    )
     assert uploads(kaggle_emulator) == 1
     forced = kit("submit", str(csv_file), "--force", "-m", "again, on purpose")
     assert forced.exit_code == 0, forced.output
@@ -196,8 +234,9 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("case", FAULTS)
-def test_fault_leaves_file_and_pending_record_then_retry_sends_it(case, csv_file, kaggle_emulator,
-                                                                   fixture_competition):
+def test_fault_leaves_file_and_pending_record_then_retry_sends_it(
+    case, csv_file, kaggle_emulator, fixture_competition
+):
     kind, opts, times, words = FAULTS[case]
     match = "CreateSubmission" if kind == "drop" else "StartSubmissionUpload"
     kaggle_emulator.fail(match, kind, times=times, **opts)
@@ -205,8 +244,10 @@ def test_fault_leaves_file_and_pending_record_then_retry_sends_it(case, csv_file
     assert failed.exit_code == 1, failed.output
     assert "\nError: " in failed.output and "Traceback" not in failed.output
     assert words.lower() in failed.output.lower(), failed.output
-    assert (f"The file is kept ({csv_file}) and recorded as pending (ledger #1): "
-            "run `kit submit --retry` to send it.") in failed.output
+    assert (
+        f"The file is kept ({csv_file}) and recorded as pending (ledger #1): "
+        "run `kit submit --retry` to send it."
+    ) in failed.output
     assert csv_file.is_file()
     (rec,) = ledger.records()
     assert rec["status"] == "pending" and rec["kaggle_ref"] is None and rec["error"]
@@ -235,7 +276,9 @@ def test_a_single_transient_fault_is_retried_within_one_submit(kind, csv_file, k
 def test_limit_reached_is_refused_before_uploading(csv_file, kaggle_emulator):
     kaggle_emulator.daily_limit = 1
     assert kit("submit", str(csv_file), "--no-wait").exit_code == 0
-    other = sub.write_submission(runs.latest("cnn"))  # same content: --force, so only the limit stands in the way
+    other = sub.write_submission(
+        runs.latest("cnn")
+    )  # same content: --force, so only the limit stands in the way
     refused = kit("submit", str(other), "--force")
     assert refused.exit_code == 1
     assert "limit" in refused.output.lower() and "kit submit --retry" in refused.output
@@ -268,6 +311,7 @@ def test_wait_timeout_says_where_to_look_and_sync_fills_in_the_score(csv_file, k
     assert "https://www.kaggle.com/competitions/digit-recognizer-fixture/submissions" in result.output
     assert ledger.records()[0]["status"] == "submitted"
     import time
+
     time.sleep(2.0)
     synced = kit("scores", "--sync")
     assert synced.exit_code == 0, synced.output
@@ -276,6 +320,7 @@ def test_wait_timeout_says_where_to_look_and_sync_fills_in_the_score(csv_file, k
 
 
 # ----------------------------------------------------------------------------- scores, leaderboard
+
 
 def test_scores_table_json_csv_sync_and_plot(csv_file, kaggle_emulator, fixture_competition):
     from kit import kaggle_io
@@ -295,6 +340,7 @@ def test_scores_table_json_csv_sync_and_plot(csv_file, kaggle_emulator, fixture_
     assert [r["file"].split("/")[-1] for r in as_json] == [csv_file.name, "from-the-website.csv"]
     assert list(as_json[0]) == ledger.COLUMNS
     import io
+
     as_csv = pd.read_csv(io.StringIO(kit("scores", "--csv").output))
     assert list(as_csv.columns) == ledger.COLUMNS and len(as_csv) == 2
     assert as_csv["public_score"].iloc[0] == pytest.approx(expected_score(fixture_competition))
@@ -326,7 +372,9 @@ def test_a_stalled_upload_times_out_instead_of_hanging(csv_file, kaggle_emulator
     monkeypatch.setattr(urllib3.util.retry.Retry, "get_backoff_time", lambda self: 0)
     kaggle_emulator.fail("/upload/", "slow", times=1000, seconds=5)
     start = time.monotonic()
-    with pytest.raises(kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of .*Read timed out"):
+    with pytest.raises(
+        kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of .*Read timed out"
+    ):
         kaggle_io.submit(csv_file, "stalled")
     assert time.monotonic() - start < 60
     assert kaggle_emulator.submissions == []
@@ -337,7 +385,8 @@ def test_scores_sync_without_kaggle_warns_and_shows_the_local_ledger(csv_file, k
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key-at-all")
     result = kit("scores", "--sync")
     assert result.exit_code == 0, result.output
-    assert result.stderr.startswith("Warning: could not sync with Kaggle, showing the local ledger: "
-                                    "Kaggle rejected the credentials")
+    assert result.stderr.startswith(
+        "Warning: could not sync with Kaggle, showing the local ledger: Kaggle rejected the credentials"
+    )
     assert "synced with Kaggle" not in result.stdout and csv_file.name in result.stdout
     assert "not-the-key-at-all" not in result.output

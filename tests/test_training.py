@@ -62,16 +62,19 @@ HOLD = textwrap.dedent("""
 
 def test_a_second_writer_is_refused_naming_the_process(fixture_data, monkeypatch):
     run = interrupted_scratch_run(monkeypatch)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run.file(training.LOCK))],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run.file(training.LOCK))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         result = CliRunner().invoke(cli, ["train", "scratch", "--resume", str(run.path), "--quiet"])
         assert result.exit_code == 1
         # the holder recorded its pid and command line (`python -c ... LOCK` has argv ['-c', LOCK])
-        assert result.output == (f"Error: {run.path} is being trained by process {holder.pid} "
-                                 f"(-c {run.file(training.LOCK)}); wait for it to finish (or stop it), "
-                                 f"then resume it\n")
+        assert result.output == (
+            f"Error: {run.path} is being trained by process {holder.pid} "
+            f"(-c {run.file(training.LOCK)}); wait for it to finish (or stop it), "
+            f"then resume it\n"
+        )
         assert not run.finished
     finally:
         holder.kill()
@@ -91,7 +94,7 @@ def test_a_run_finished_just_before_we_took_its_lock_is_not_trained_again(fixtur
 
     @contextmanager
     def other_process_finishes_first(r):
-        r.finish({"val_accuracy": 0.5})   # the previous holder's last act
+        r.finish({"val_accuracy": 0.5})  # the previous holder's last act
         with real(r):
             yield
 
@@ -103,15 +106,34 @@ def test_a_run_finished_just_before_we_took_its_lock_is_not_trained_again(fixtur
 
 # ----------------------------------------------------------------------------- one schema
 
-COMMON = {"model", "seed", "preset", "val_accuracy", "val_loss", "train_time_s", "wall_time_s",
-          "inference_s", "time_to_99_4_s", "data_checksum", "split_hash", "n_train", "n_val", "n_test",
-          "epochs_run", "best_epoch", "kept_epoch", "finished_utc"}
+COMMON = {
+    "model",
+    "seed",
+    "preset",
+    "val_accuracy",
+    "val_loss",
+    "train_time_s",
+    "wall_time_s",
+    "inference_s",
+    "time_to_99_4_s",
+    "data_checksum",
+    "split_hash",
+    "n_train",
+    "n_val",
+    "n_test",
+    "epochs_run",
+    "best_epoch",
+    "kept_epoch",
+    "finished_utc",
+}
 
 
 def test_every_model_writes_the_same_metrics_with_the_same_meaning(fixture_data):
     cnn_cfg = models.get("cnn").make_config("default", width=4, epochs=2, max_train=128, patience=0)
-    for run in (training.train("scratch", scratch_cfg(), progress=False),
-                training.train("cnn", cnn_cfg, progress=False)):
+    for run in (
+        training.train("scratch", scratch_cfg(), progress=False),
+        training.train("cnn", cnn_cfg, progress=False),
+    ):
         m, h = run.metrics, run.history()
         assert COMMON <= set(m), COMMON - set(m)
         # train_time_s is the epochs' own seconds; wall_time_s the whole command, so larger
@@ -130,8 +152,11 @@ def _val_labels():
 
 
 def test_seconds_to_counts_the_epochs_until_the_target():
-    history = [dict(seconds=2.0, val_accuracy=0.9), dict(seconds=3.0, val_accuracy=0.995),
-               dict(seconds=4.0, val_accuracy=0.999)]
+    history = [
+        dict(seconds=2.0, val_accuracy=0.9),
+        dict(seconds=3.0, val_accuracy=0.995),
+        dict(seconds=4.0, val_accuracy=0.999),
+    ]
     assert metrics.seconds_to(history, 0.994) == 5.0
     assert metrics.seconds_to(history, 0.9999) is None
 
@@ -166,16 +191,24 @@ def _prior_module() -> types.ModuleType:
         np.save(run.file("prior.npy"), trained.p)
 
     mod.__dict__.update(
-        Config=PriorConfig, PRESETS={"reference": {}, "default": {}, "best": {}},
-        RESUME_FILES=(), resolved=lambda cfg: cfg, check_resumable=lambda run: None, fit=fit, save=save,
+        Config=PriorConfig,
+        PRESETS={"reference": {}, "default": {}, "best": {}},
+        RESUME_FILES=(),
+        resolved=lambda cfg: cfg,
+        check_resumable=lambda run: None,
+        fit=fit,
+        save=save,
         load=lambda run, cfg: Trained(np.load(run.file("prior.npy")), []),
-        predict=lambda trained, X: np.tile(trained.p.astype(np.float32), (len(X), 1)))
+        predict=lambda trained, X: np.tile(trained.p.astype(np.float32), (len(X), 1)),
+    )
     return mod
 
 
 def test_a_model_added_to_the_registry_trains_through_the_same_lifecycle(fixture_data, monkeypatch):
     monkeypatch.setitem(sys.modules, "tests_prior_model", _prior_module())
-    monkeypatch.setitem(models.MODELS, "prior", models.Model("prior", "class frequencies", "tests_prior_model"))
+    monkeypatch.setitem(
+        models.MODELS, "prior", models.Model("prior", "class frequencies", "tests_prior_model")
+    )
     cfg = models.get("prior").make_config("default", seed=3)
     run = training.train("prior", cfg, progress=False)
     assert run.name.startswith("prior-") and run.name.endswith("-s3") and run.finished
@@ -202,8 +235,25 @@ def test_the_cli_has_a_train_command_per_registered_model():
 def test_kit_train_cnn_prints_no_tensorflow_start_up_lines(fixture_data):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": ""}
     env.pop("TF_CPP_MIN_LOG_LEVEL")
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", "train", "cnn", "--width", "4", "--epochs", "1",
-                           "--max-train", "128", "--quiet"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kit.cli",
+            "train",
+            "cnn",
+            "--width",
+            "4",
+            "--epochs",
+            "1",
+            "--max-train",
+            "128",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     for marker in ("I0000", "W0000", "E0000", "absl::InitializeLog"):
@@ -215,14 +265,18 @@ def test_kit_train_cnn_prints_no_tensorflow_start_up_lines(fixture_data):
 
 
 def test_without_a_terminal_progress_is_one_line_per_epoch_from_the_history(fixture_data):
-    result = CliRunner().invoke(cli, ["train", "scratch", "--hidden", "16", "--epochs", "2", "--threads", "1"])
+    result = CliRunner().invoke(
+        cli, ["train", "scratch", "--hidden", "16", "--epochs", "2", "--threads", "1"]
+    )
     assert result.exit_code == 0, result.output
     run = runs.latest("scratch")
     lines = result.output.splitlines()
     for row, line in zip(run.history().to_dict("records"), lines):
-        assert line == (f"scratch default epoch {row['epoch']}/2  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                        f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  "
-                        f"{row['seconds']:.1f}s")
+        assert line == (
+            f"scratch default epoch {row['epoch']}/2  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  lr {row['lr']:.2e}  "
+            f"{row['seconds']:.1f}s"
+        )
     assert lines[2].startswith("val accuracy ") and lines[3] == f"run folder: {run.path}"
 
 

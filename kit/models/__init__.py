@@ -56,10 +56,13 @@ class Model:
         return hparams.from_saved(self.config_cls, self.presets, saved)
 
 
-MODELS = {m.name: m for m in (
-    Model("scratch", "the from-scratch NumPy network", "kit.models.scratch"),
-    Model("cnn", "the augmented Keras CNN", "kit.models.cnn"),
-)}
+MODELS = {
+    m.name: m
+    for m in (
+        Model("scratch", "the from-scratch NumPy network", "kit.models.scratch"),
+        Model("cnn", "the augmented Keras CNN", "kit.models.cnn"),
+    )
+}
 
 
 def names() -> tuple[str, ...]:

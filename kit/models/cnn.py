@@ -33,9 +33,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -49,13 +49,13 @@ SCHEDULES = ("cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "mirrored")
 KEEPS = ("last", "best")
 
-CHECKPOINT = "checkpoint.keras"      # full model + optimizer state after the last finished epoch
-BEST_WEIGHTS = "best.weights.h5"     # weights of the best epoch so far (val_loss)
-MODEL_FILE = "model.keras"           # the final model (kept weights)
+CHECKPOINT = "checkpoint.keras"  # full model + optimizer state after the last finished epoch
+BEST_WEIGHTS = "best.weights.h5"  # weights of the best epoch so far (val_loss)
+MODEL_FILE = "model.keras"  # the final model (kept weights)
 RESUME_FILES = (CHECKPOINT, BEST_WEIGHTS)
-PREDICT_BATCH = 1024                 # inference batch: big enough to amortise per-batch overhead
-RESUME_SEED_STRIDE = 7919           # a resumed run shuffles/augments from seed + stride * epoch
-TTA_SEED_OFFSET = 1000              # test-time augmentation draws from seed + this
+PREDICT_BATCH = 1024  # inference batch: big enough to amortise per-batch overhead
+RESUME_SEED_STRIDE = 7919  # a resumed run shuffles/augments from seed + stride * epoch
+TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 
 
 def _blur_ok(b: float) -> bool:
@@ -77,35 +77,63 @@ class Config(ModelConfig):
     batch_size: int = param(64, "Images per step, per replica (mirrored multiplies it by the GPUs).", ge=1)
     optimizer: str = param("adam", "Optimizer.", choices=OPTIMIZERS)
     lr: float = param(2e-3, "Peak (initial) learning rate.", gt=0)
-    lr_schedule: str = param("cosine", "cosine: lr_min + (lr - lr_min)(1 + cos(pi k/epochs))/2 at epoch k; "
-                             "exponential: lr * decay^k; plateau: x decay after plateau-patience epochs "
-                             "without a val_accuracy gain; constant.", choices=SCHEDULES)
+    lr_schedule: str = param(
+        "cosine",
+        "cosine: lr_min + (lr - lr_min)(1 + cos(pi k/epochs))/2 at epoch k; "
+        "exponential: lr * decay^k; plateau: x decay after plateau-patience epochs "
+        "without a val_accuracy gain; constant.",
+        choices=SCHEDULES,
+    )
     lr_decay: float = param(0.95, "Per-epoch factor (exponential) or cut factor (plateau).", gt=0, le=1)
     lr_min: float = param(1e-5, "Floor of every schedule.", ge=0)
-    plateau_patience: int = param(3, "Epochs without val_accuracy gain before the plateau schedule cuts.", ge=0)
+    plateau_patience: int = param(
+        3, "Epochs without val_accuracy gain before the plateau schedule cuts.", ge=0
+    )
     label_smoothing: float = param(0.0, "Label smoothing of the cross-entropy (0 = off).", ge=0, lt=1)
     augment: bool = param(True, "Random rotation/zoom/shift of every training batch.")
-    clean_fraction: float = param(0.2, "Share of each training batch left un-augmented: sharp digits, like "
-                                  "the test set's (0 = augment every image).", ge=0, lt=1)
+    clean_fraction: float = param(
+        0.2,
+        "Share of each training batch left un-augmented: sharp digits, like "
+        "the test set's (0 = augment every image).",
+        ge=0,
+        lt=1,
+    )
     rotation: float = param(10.0, "Augmentation: rotate up to +-this many degrees.", ge=0, le=180)
     zoom: float = param(0.1, "Augmentation: zoom in or out by up to this fraction.", ge=0, lt=1)
     shift: float = param(0.1, "Augmentation: shift up to this fraction of the side, each axis.", ge=0, lt=1)
     patience: int = param(10, "Early stopping: epochs without a val_loss gain (0 = off).", ge=0)
-    keep: str = param("last", "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
-                      "without looking at validation) or best (the epoch of lowest val_loss, "
-                      "EarlyStopping's restore_best_weights).", choices=KEEPS)
-    bn_refresh: int = param(8192, "After training, re-estimate every batch-norm mean/variance on this many "
-                            "training images as predictions see them: un-augmented, eval blur, no dropout "
-                            "(0 = keep the running averages).", ge=0)
-    blur: float = param(0.25, "Prediction and validation: smooth each image with the 3x3 kernel [b, 1-2b, b] "
-                        "x [b, 1-2b, b] first, because augmentation's bilinear resampling smooths every "
-                        "training image (0 = off; unused without --augment).",
-                        check=_blur_ok, rule="must be between 0 and 1/3 (1/3: a 3x3 box filter)")
-    tta: int = param(0, "Test-time augmentation: extra augmented passes averaged into predictions (0 = off).",
-                     ge=0)
+    keep: str = param(
+        "last",
+        "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
+        "without looking at validation) or best (the epoch of lowest val_loss, "
+        "EarlyStopping's restore_best_weights).",
+        choices=KEEPS,
+    )
+    bn_refresh: int = param(
+        8192,
+        "After training, re-estimate every batch-norm mean/variance on this many "
+        "training images as predictions see them: un-augmented, eval blur, no dropout "
+        "(0 = keep the running averages).",
+        ge=0,
+    )
+    blur: float = param(
+        0.25,
+        "Prediction and validation: smooth each image with the 3x3 kernel [b, 1-2b, b] "
+        "x [b, 1-2b, b] first, because augmentation's bilinear resampling smooths every "
+        "training image (0 = off; unused without --augment).",
+        check=_blur_ok,
+        rule="must be between 0 and 1/3 (1/3: a 3x3 box filter)",
+    )
+    tta: int = param(
+        0, "Test-time augmentation: extra augmented passes averaged into predictions (0 = off).", ge=0
+    )
     mixed_precision: bool = param(False, "float16 compute with float32 weights (for GPUs with tensor cores).")
-    strategy: str = param("auto", "auto: the default device (a GPU when TensorFlow sees one); "
-                          "mirrored: every GPU, batch scaled per replica.", choices=STRATEGIES)
+    strategy: str = param(
+        "auto",
+        "auto: the default device (a GPU when TensorFlow sees one); "
+        "mirrored: every GPU, batch scaled per replica.",
+        choices=STRATEGIES,
+    )
     threads: int = param(0, "TensorFlow CPU threads (0 = one per core).", ge=0)
     max_train: int = param(0, "Train on only the first N training rows (0 = all; for quick tuning).", ge=0)
 
@@ -115,6 +143,7 @@ class Config(ModelConfig):
             yield "lr_min", f"must be between 0 and --lr ({self.lr})"
 
 
+# fmt: off
 PRESETS: dict[str, dict] = {
     "reference": dict(arch="reference", width=32, growth=2, blur=0.0, clean_fraction=0.0, keep="best",
                       bn_refresh=0, dropout=0.25, epochs=10, batch_size=86, optimizer="rmsprop", lr=1e-3,
@@ -122,6 +151,7 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "best": dict(width=32, epochs=45),
 }
+# fmt: on
 
 
 def resolved(cfg: Config) -> Config:
@@ -137,8 +167,10 @@ def resolved(cfg: Config) -> Config:
 # "I0000 ... oneDNN custom operations are on", "E0000 ... NodeDef mentions attribute ...") are
 # written straight to file descriptor 2, before and regardless of TF_CPP_MIN_LOG_LEVEL: they are
 # not for users, and they look like failures.
-NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-                        r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
+NATIVE_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )"
+)
 
 
 @contextmanager
@@ -156,8 +188,11 @@ def quiet_native_logs() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not NATIVE_LOG.match(line)]
+            kept = [
+                line
+                for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not NATIVE_LOG.match(line)
+            ]
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
 
@@ -175,6 +210,7 @@ def _tf():
         with quiet_native_logs():
             import tensorflow  # noqa: F401
     import tensorflow as tf
+
     return tf
 
 
@@ -182,6 +218,7 @@ def _keras():
     """Keras, after `_tf()` has set TensorFlow up."""
     _tf()
     import keras
+
     return keras
 
 
@@ -211,8 +248,10 @@ def _require_gpus(cfg: Config) -> None:
     """`mirrored` with no GPU is refused (not silently run on the CPU): a user who asked for
     several GPUs and got the CPU would wait hours for a run they meant to take minutes."""
     if cfg.strategy == "mirrored" and not gpus():
-        raise KitError("--strategy mirrored needs a GPU, and TensorFlow sees none; drop the option "
-                       "to train on the CPU, or install the GPU build: pip install -e '.[gpu]'")
+        raise KitError(
+            "--strategy mirrored needs a GPU, and TensorFlow sees none; drop the option "
+            "to train on the CPU, or install the GPU build: pip install -e '.[gpu]'"
+        )
 
 
 def distribution(cfg: Config):
@@ -225,6 +264,7 @@ def distribution(cfg: Config):
 
 
 # ============================================================================ model
+
 
 def build_model(cfg: Config):
     """The network for cfg.arch: (B, 28, 28, 1) float32 in [0, 1] -> (B, 10) float32 probabilities."""
@@ -258,7 +298,7 @@ def build_model(cfg: Config):
             x = _conv_bn(x, filters, 3)
             x = _conv_bn(x, filters, 5, strides=2, padding="same")
             x = layers.Dropout(p)(x)
-        x = _conv_bn(x, 2 * w2, 4)       # 4x4 -> 1x1: a dense layer over the last feature map
+        x = _conv_bn(x, 2 * w2, 4)  # 4x4 -> 1x1: a dense layer over the last feature map
         x = layers.Flatten()(x)
         x = layers.Dropout(p)(x)
     else:
@@ -306,8 +346,14 @@ def inference_model(model):
             b = ((bias[0] if bias else 0.0) - mu) * s + beta
             after = chain[i + 2] if i + 2 < len(chain) else None
             activation = after.get_config()["activation"] if isinstance(after, layers.Activation) else None
-            conv = layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                                 activation=activation, name=layer.name)
+            conv = layers.Conv2D(
+                layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=layer.padding,
+                activation=activation,
+                name=layer.name,
+            )
             x = conv(x)
             conv.set_weights([(kernel * s).astype(np.float32), b.astype(np.float32)])
             i += 3 if activation else 2
@@ -344,7 +390,7 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: Config) -> None:
     rng = np.random.default_rng(cfg.seed)
     pick = rng.choice(len(X), min(cfg.bn_refresh, len(X)), replace=False)
     x = _eval_images(X[pick], eval_blur(cfg))
-    for layer in chain[:bn_at[-1] + 1]:   # nothing after the last batch-norm needs the images
+    for layer in chain[: bn_at[-1] + 1]:  # nothing after the last batch-norm needs the images
         if isinstance(layer, layers.BatchNormalization):
             a = keras.ops.convert_to_numpy(x).astype(np.float64).reshape(-1, x.shape[-1])
             gamma, beta, _, _ = layer.get_weights()
@@ -381,13 +427,14 @@ def lr_at(cfg: Config, epoch: int) -> float:
     if cfg.lr_schedule == "cosine":
         lr = cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
     elif cfg.lr_schedule == "exponential":
-        lr = max(cfg.lr_min, cfg.lr * cfg.lr_decay ** epoch)
+        lr = max(cfg.lr_min, cfg.lr * cfg.lr_decay**epoch)
     else:
         lr = cfg.lr
     return float(lr)
 
 
 # ============================================================================ input pipeline
+
 
 def augmentation(cfg: Config):
     """The training augmentation, a keras.Sequential named "augmentation".
@@ -400,14 +447,19 @@ def augmentation(cfg: Config):
     layers = keras.layers
 
     s = cfg.seed
-    return keras.Sequential([
-        layers.RandomRotation(cfg.rotation / 360, fill_mode="constant", seed=s),
-        layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=s + 1),
-        layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=s + 2),
-    ], name="augmentation")
+    return keras.Sequential(
+        [
+            layers.RandomRotation(cfg.rotation / 360, fill_mode="constant", seed=s),
+            layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=s + 1),
+            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=s + 2),
+        ],
+        name="augmentation",
+    )
 
 
-def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg: Config | None = None) -> np.ndarray:
+def augmented_examples(
+    images: np.ndarray, n_variants: int, seed: int = 0, cfg: Config | None = None
+) -> np.ndarray:
     """Random augmentations of `images`, for showing what the network trains on.
 
     images: (n, 28, 28) uint8. Returns (n, n_variants, 28, 28) float32 in [0, 1].
@@ -422,6 +474,7 @@ def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg: 
 def _scale(x):
     """uint8 (B, 28, 28) -> float32 (B, 28, 28, 1) in [0, 1], in the graph."""
     import tensorflow as tf  # traced by tf.data: keep os.environ calls (_tf) out of the graph
+
     return tf.cast(x, tf.float32)[..., None] / 255.0
 
 
@@ -465,6 +518,7 @@ def _blur(x, b: float):
     """(B, 28, 28, 1) float32 -> the same, convolved with [b, 1-2b, b] in each axis (zero border:
     the digits' background). Weights sum to 1, so ink is conserved."""
     import tensorflow as tf
+
     k = tf.constant([b, 1 - 2 * b, b], tf.float32)
     kernel = (k[:, None] * k[None, :])[:, :, None, None]
     return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
@@ -486,8 +540,11 @@ def eval_dataset(X, y=None, batch_size: int = PREDICT_BATCH, blur: float = 0.0):
     if y is None:
         ds = tf.data.Dataset.from_tensor_slices(X).batch(batch_size).map(lambda xb: _eval_images(xb, blur))
     else:
-        ds = tf.data.Dataset.from_tensor_slices((X, y)).batch(batch_size).map(
-            lambda xb, yb: (_eval_images(xb, blur), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
+        ds = (
+            tf.data.Dataset.from_tensor_slices((X, y))
+            .batch(batch_size)
+            .map(lambda xb, yb: (_eval_images(xb, blur), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
+        )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -500,16 +557,22 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: Config | None = None)
     tf = _tf()
     proba = model.predict(eval_dataset(X, blur=eval_blur(cfg)), verbose=0).astype(np.float32)
     if tta:
-        aug = augmentation(dataclasses.replace(cfg or Config(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET))
+        aug = augmentation(
+            dataclasses.replace(cfg or Config(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET)
+        )
         for _ in range(tta):
-            ds = tf.data.Dataset.from_tensor_slices(X).batch(PREDICT_BATCH).map(
-                lambda xb: aug(_scale(xb), training=True))
+            ds = (
+                tf.data.Dataset.from_tensor_slices(X)
+                .batch(PREDICT_BATCH)
+                .map(lambda xb: aug(_scale(xb), training=True))
+            )
             proba += model.predict(ds, verbose=0)
         proba /= tta + 1
     return proba
 
 
 # ============================================================================ training
+
 
 def _callbacks(run, cfg: Config, history: list[dict], best: dict, progress, steps: int):
     """Logger: after each epoch, the history row, the checkpoint (model + optimizer) and, on a
@@ -529,10 +592,15 @@ def _callbacks(run, cfg: Config, history: list[dict], best: dict, progress, step
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            row = dict(epoch=epoch + 1, loss=logs.get("loss"), accuracy=logs.get("accuracy"),
-                       val_loss=logs.get("val_loss"), val_accuracy=logs.get("val_accuracy"),
-                       lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-                       seconds=round(time.perf_counter() - self.t0, 3))
+            row = dict(
+                epoch=epoch + 1,
+                loss=logs.get("loss"),
+                accuracy=logs.get("accuracy"),
+                val_loss=logs.get("val_loss"),
+                val_accuracy=logs.get("val_accuracy"),
+                lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                seconds=round(time.perf_counter() - self.t0, 3),
+            )
             history.append(row)
             if row["val_loss"] is not None and row["val_loss"] < best["val_loss"]:
                 best.update(val_loss=row["val_loss"], epoch=epoch + 1)
@@ -550,8 +618,16 @@ def _callbacks(run, cfg: Config, history: list[dict], best: dict, progress, step
 
     cbs = [Logger(), keras.callbacks.TerminateOnNaN()]
     if cfg.lr_schedule == "plateau":
-        cbs.append(Plateau(monitor="val_accuracy", mode="max", patience=cfg.plateau_patience,
-                           factor=cfg.lr_decay, min_lr=cfg.lr_min, verbose=0))
+        cbs.append(
+            Plateau(
+                monitor="val_accuracy",
+                mode="max",
+                patience=cfg.plateau_patience,
+                factor=cfg.lr_decay,
+                min_lr=cfg.lr_min,
+                verbose=0,
+            )
+        )
     else:
         cbs.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr_at(cfg, epoch)))
     if cfg.patience:
@@ -571,8 +647,9 @@ def _early_stopping(cfg: Config, history: list[dict], best: dict):
                 self.best = best["val_loss"]
                 self.wait = history[-1]["epoch"] - best["epoch"]
 
-    return ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                  restore_best_weights=cfg.keep == "best")
+    return ResumableEarlyStopping(
+        monitor="val_loss", patience=cfg.patience, restore_best_weights=cfg.keep == "best"
+    )
 
 
 @dataclass
@@ -617,8 +694,10 @@ def _start_model(cfg: Config, run, strategy, start_epoch: int):
         if start_epoch:
             model = keras.models.load_model(run.file(CHECKPOINT))
             if model.name != f"cnn_{cfg.arch}":
-                raise KitError(f"{run.file(CHECKPOINT)} holds a {model.name!r} model, but the run's "
-                               f"config.json says arch {cfg.arch!r}; start a new run")
+                raise KitError(
+                    f"{run.file(CHECKPOINT)} holds a {model.name!r} model, but the run's "
+                    f"config.json says arch {cfg.arch!r}; start a new run"
+                )
         else:
             model = build_model(cfg)
             compile_model(model, cfg)
@@ -639,8 +718,10 @@ def fit(cfg: Config, run, data, progress) -> Trained:
         setup(cfg)
         strategy = distribution(cfg)
         if cfg.mixed_precision and not gpus():
-            warnings.warn("--mixed-precision on a CPU is slower than float32; it pays off on GPUs "
-                          "with tensor cores", stacklevel=2)
+            warnings.warn(
+                "--mixed-precision on a CPU is slower than float32; it pays off on GPUs with tensor cores",
+                stacklevel=2,
+            )
         X_tr = data.X_train[: cfg.max_train] if cfg.max_train else data.X_train
         y_tr = data.y_train[: cfg.max_train] if cfg.max_train else data.y_train
         history = run.history().to_dict("records")
@@ -658,13 +739,21 @@ def fit(cfg: Config, run, data, progress) -> Trained:
 
 def _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbacks) -> None:
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
-                  callbacks=callbacks, verbose=0,  # progress is the kit's own (callbacks' Logger)
-                  shuffle=False)  # tf.data already shuffles, with the seed
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=start_epoch,
+            callbacks=callbacks,
+            verbose=0,  # progress is the kit's own (callbacks' Logger)
+            shuffle=False,
+        )  # tf.data already shuffles, with the seed
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else 0
-        raise KitError(f"interrupted after epoch {done} of {cfg.epochs}; continue with: "
-                       f"kit train cnn --resume {run.path}") from None
+        raise KitError(
+            f"interrupted after epoch {done} of {cfg.epochs}; continue with: "
+            f"kit train cnn --resume {run.path}"
+        ) from None
 
 
 def _finish(model, cfg, run, history, best, X_tr, strategy) -> Trained:
@@ -672,16 +761,21 @@ def _finish(model, cfg, run, history, best, X_tr, strategy) -> Trained:
     if not history:
         raise KitError(f"{run.path}: no epoch finished; nothing to save")
     if any(not math.isfinite(r["loss"]) for r in history):
-        raise KitError(f"training diverged (loss became NaN) at epoch {history[-1]['epoch']}; "
-                       f"lower --lr (now {cfg.lr})")
+        raise KitError(
+            f"training diverged (loss became NaN) at epoch {history[-1]['epoch']}; lower --lr (now {cfg.lr})"
+        )
     if cfg.keep == "best" and run.file(BEST_WEIGHTS).exists():
         model.load_weights(run.file(BEST_WEIGHTS))  # the best epoch over the whole run, resumes included
     kept_epoch = best["epoch"] if cfg.keep == "best" else history[-1]["epoch"]
     t0 = time.perf_counter()
     refresh_batchnorm(model, X_tr, cfg)
-    extra = dict(arch=cfg.arch, bn_refresh_s=round(time.perf_counter() - t0, 3),
-                 n_params=int(model.count_params()), device="GPU" if gpus() else "CPU",
-                 replicas=strategy.num_replicas_in_sync)
+    extra = dict(
+        arch=cfg.arch,
+        bn_refresh_s=round(time.perf_counter() - t0, 3),
+        n_params=int(model.count_params()),
+        device="GPU" if gpus() else "CPU",
+        replicas=strategy.num_replicas_in_sync,
+    )
     return Trained(model, cfg, history, best["epoch"], kept_epoch, len(X_tr), extra)
 
 
@@ -696,8 +790,15 @@ def load(run, cfg: Config) -> Trained:
     with quiet_native_logs():
         model = keras.models.load_model(run.file(MODEL_FILE))
     m = run.metrics
-    return Trained(model, cfg, run.history().to_dict("records"), m.get("best_epoch", 0),
-                   m.get("kept_epoch", 0), m.get("n_train", 0), {})
+    return Trained(
+        model,
+        cfg,
+        run.history().to_dict("records"),
+        m.get("best_epoch", 0),
+        m.get("kept_epoch", 0),
+        m.get("n_train", 0),
+        {},
+    )
 
 
 def predict(trained: Trained, X: np.ndarray) -> np.ndarray:

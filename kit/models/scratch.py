@@ -23,9 +23,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -34,13 +34,14 @@ from kit.errors import KitError
 from kit.hparams import ModelConfig, param
 from kit.models.scratch_augment import augment
 
-WEIGHTS = "weights.npz"        # the trained network (best epoch), for predict_proba
+WEIGHTS = "weights.npz"  # the trained network (best epoch), for predict_proba
 CHECKPOINT = "checkpoint.npz"  # the last finished epoch, for --resume; removed when the run finishes
 RESUME_FILES = (CHECKPOINT,)
-PREDICT_BATCH = 4096           # rows per forward pass at prediction time (bounds memory)
+PREDICT_BATCH = 4096  # rows per forward pass at prediction time (bounds memory)
 
 
 # ============================================================================ hyper-parameters
+
 
 def _widths_ok(hidden) -> bool:
     return bool(hidden) and all(int(h) > 0 for h in hidden)
@@ -50,14 +51,23 @@ def _widths_ok(hidden) -> bool:
 class Config(ModelConfig):
     """Every hyper-parameter of the network and its training; saved in config.json."""
 
-    hidden: tuple[int, ...] = param((1024,), "hidden layer widths, comma-separated (e.g. 1024,1024)",
-                                    check=_widths_ok,
-                                    rule="must be one or more positive layer widths, e.g. 1024 or 1024,1024")
-    init: str = param("he", "weight init: he = randn*sqrt(2/fan_in); small = randn*0.01 (the reference)",
-                      choices=("he", "small"))
+    hidden: tuple[int, ...] = param(
+        (1024,),
+        "hidden layer widths, comma-separated (e.g. 1024,1024)",
+        check=_widths_ok,
+        rule="must be one or more positive layer widths, e.g. 1024 or 1024,1024",
+    )
+    init: str = param(
+        "he",
+        "weight init: he = randn*sqrt(2/fan_in); small = randn*0.01 (the reference)",
+        choices=("he", "small"),
+    )
     raw_pixels: bool = param(False, "feed raw 0-255 pixels instead of scaling to [0, 1] (the reference)")
-    optimizer: str = param("adam", "sgd (momentum 0 = plain gradient descent), nesterov, or adam",
-                           choices=("sgd", "nesterov", "adam"))
+    optimizer: str = param(
+        "adam",
+        "sgd (momentum 0 = plain gradient descent), nesterov, or adam",
+        choices=("sgd", "nesterov", "adam"),
+    )
     lr: float = param(3e-3, "peak learning rate", gt=0)
     momentum: float = param(0.9, "momentum of sgd / nesterov", ge=0, lt=1)
     beta1: float = param(0.9, "Adam: decay of the gradient mean", ge=0, lt=1)
@@ -66,37 +76,55 @@ class Config(ModelConfig):
     batch_size: int = param(512, "examples per step; 0 = the whole training set (full-batch GD)", ge=0)
     epochs: int = param(24, "passes over the training set (the cosine schedule spans them all)", ge=1)
     warmup_epochs: float = param(1.0, "epochs of linear learning-rate warm-up", ge=0)
-    schedule: str = param("cosine", "after warm-up: cosine decay to min_lr_ratio*lr, or constant",
-                          choices=("cosine", "constant"))
+    schedule: str = param(
+        "cosine",
+        "after warm-up: cosine decay to min_lr_ratio*lr, or constant",
+        choices=("cosine", "constant"),
+    )
     min_lr_ratio: float = param(0.0, "final learning rate of the cosine schedule, as a fraction of lr", ge=0)
-    weight_decay: float = param(0.0, "L2 coefficient lambda: loss += lambda/2 * sum(W**2) (biases exempt)",
-                                ge=0)
-    dropout: float = param(0.0, "probability of dropping a hidden unit (inverted dropout), in [0, 1)",
-                           ge=0, lt=1, why="it is the probability of dropping a hidden unit")
+    weight_decay: float = param(
+        0.0, "L2 coefficient lambda: loss += lambda/2 * sum(W**2) (biases exempt)", ge=0
+    )
+    dropout: float = param(
+        0.0,
+        "probability of dropping a hidden unit (inverted dropout), in [0, 1)",
+        ge=0,
+        lt=1,
+        why="it is the probability of dropping a hidden unit",
+    )
     shift: float = param(2.0, "augmentation: random shift of up to this many pixels (0 = off)", ge=0)
     rotate: float = param(0.0, "augmentation: random rotation of up to this many degrees (0 = off)", ge=0)
-    scale: float = param(0.0, "augmentation: random zoom of up to this fraction, e.g. 0.1 = +-10% (0 = off)",
-                         ge=0, lt=1, why="a fraction of the image size")
-    patience: int = param(0, "early stopping: stop after this many epochs without a better val loss (0 = off)",
-                          ge=0)
+    scale: float = param(
+        0.0,
+        "augmentation: random zoom of up to this fraction, e.g. 0.1 = +-10% (0 = off)",
+        ge=0,
+        lt=1,
+        why="a fraction of the image size",
+    )
+    patience: int = param(
+        0, "early stopping: stop after this many epochs without a better val loss (0 = off)", ge=0
+    )
     checkpoint_every: int = param(1, "write the resume checkpoint every this many epochs", ge=1)
-    threads: int = param(0, "BLAS threads (fixed, for bit-identical results); 0 = all cores of this machine",
-                         ge=0)
+    threads: int = param(
+        0, "BLAS threads (fixed, for bit-identical results); 0 = all cores of this machine", ge=0
+    )
 
 
+# fmt: off
 PRESETS: dict[str, dict] = {
     # The recipe this kit grew from, bias-gradient bug fixed: 784-256-10, randn*0.01, full-batch
     # gradient descent on raw pixels. Kept to show what the rest buys.
     "reference": dict(hidden=(256,), init="small", raw_pixels=True, optimizer="sgd", momentum=0.0,
                       lr=0.0024, batch_size=0, epochs=1200, warmup_epochs=0.0, schedule="constant",
                       shift=0.0, checkpoint_every=50),
-    # Fast and strong: the kit's everyday network (docs/benchmarks.md has its numbers).
+    # Fast and strong: the kit's everyday network.
     "default": dict(),
     # The most this family reaches in reasonable time on a laptop CPU: two hidden layers,
     # dropout and random rotation/zoom on top of the shifts.
     "best": dict(hidden=(1024, 1024), dropout=0.1, epochs=40, lr=1e-3, batch_size=256,
                  shift=2.0, rotate=10.0, scale=0.1),
 }
+# fmt: on
 
 
 def resolved(cfg: Config) -> Config:
@@ -110,6 +138,7 @@ def resolved(cfg: Config) -> Config:
 # Shapes: B examples, D inputs, H outputs. The *_forward functions may overwrite the
 # temporaries they are given (never parameters); that halves memory traffic on the hot path.
 
+
 def dense_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Z = X W + b.   X: (B, D), W: (D, H), b: (H,) -> Z: (B, H)."""
     Z = X @ W
@@ -117,8 +146,14 @@ def dense_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return Z
 
 
-def dense_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool = True,
-                   dW: np.ndarray | None = None, db: np.ndarray | None = None):
+def dense_backward(
+    dZ: np.ndarray,
+    X: np.ndarray,
+    W: np.ndarray,
+    need_dX: bool = True,
+    dW: np.ndarray | None = None,
+    db: np.ndarray | None = None,
+):
     """Gradients of Z = X W + b:  dW = X^T dZ,  db = sum_rows dZ,  dX = dZ W^T.
 
     dZ: (B, H) -> dX: (B, D) or None (the input layer needs none), dW: (D, H), db: (H,).
@@ -170,7 +205,7 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
     Z: (B, 10) logits, y: (B,) ints -> (loss: float, P: (B, 10) probabilities).
     loss = mean_i [ log sum_k exp(Z_ik) - Z_i,y_i ]
     """
-    Zs = Z - Z.max(axis=1, keepdims=True)            # logits shifted so exp cannot overflow
+    Zs = Z - Z.max(axis=1, keepdims=True)  # logits shifted so exp cannot overflow
     log_sum_exp = np.log(np.exp(Zs).sum(axis=1, keepdims=True))
     log_P = Zs - log_sum_exp
     loss = -float(log_P[np.arange(len(y)), y].mean(dtype=np.float64))
@@ -195,6 +230,7 @@ def l2_backward(W: np.ndarray, lam: float) -> np.ndarray:
 
 
 # ============================================================================ the network
+
 
 def n_layers(params: Mapping[str, np.ndarray]) -> int:
     return len(params) // 2
@@ -234,8 +270,14 @@ def forward(params: Mapping[str, np.ndarray], X: np.ndarray, masks: list | None 
     raise AssertionError("a network has at least one layer")
 
 
-def backward(params: Mapping[str, np.ndarray], acts: list, masks: list | None, dZ: np.ndarray,
-             weight_decay: float = 0.0, grads: dict | None = None) -> dict:
+def backward(
+    params: Mapping[str, np.ndarray],
+    acts: list,
+    masks: list | None,
+    dZ: np.ndarray,
+    weight_decay: float = 0.0,
+    grads: dict | None = None,
+) -> dict:
     """Gradients of the loss w.r.t. every parameter, from dZ = dLoss/dlogits: (B, 10).
 
     Walks the layers in reverse: dense_backward, then through dropout and ReLU of the layer below.
@@ -245,14 +287,15 @@ def backward(params: Mapping[str, np.ndarray], acts: list, masks: list | None, d
     grads = {} if grads is None else grads
     for l in range(L, 0, -1):
         W = params[f"W{l}"]
-        dA, grads[f"W{l}"], grads[f"b{l}"] = dense_backward(dZ, acts[l - 1], W, l > 1,
-                                                            grads.get(f"W{l}"), grads.get(f"b{l}"))
+        dA, grads[f"W{l}"], grads[f"b{l}"] = dense_backward(
+            dZ, acts[l - 1], W, l > 1, grads.get(f"W{l}"), grads.get(f"b{l}")
+        )
         if weight_decay:
             grads[f"W{l}"] += l2_backward(W, weight_decay)
         if l > 1:
             if masks is not None:
                 dA = dropout_backward(dA, masks[l - 2])
-            dZ = relu_backward(dA, acts[l - 1])   # acts[l-1] > 0 exactly where ReLU (and the mask) passed
+            dZ = relu_backward(dA, acts[l - 1])  # acts[l-1] > 0 exactly where ReLU (and the mask) passed
     return grads
 
 
@@ -269,6 +312,7 @@ def loss_and_grads(params, X, y, masks=None, weight_decay=0.0, grads=None):
 
 
 # ============================================================================ optimizers
+
 
 class SGD:
     """Gradient descent with optional (Nesterov) momentum, the Sutskever et al. (2013) form.
@@ -329,7 +373,7 @@ class Adam:
     def step(self, params, grads, lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        bias1, bias2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        bias1, bias2 = 1 - b1**self.t, 1 - b2**self.t
         for k, p in params.items():
             g, m, v, tmp = grads[k], self.m[k], self.v[k], self.tmp[k]
             m *= b1
@@ -338,16 +382,19 @@ class Adam:
             np.multiply(g, g, out=tmp)
             tmp *= 1 - b2
             v += tmp
-            np.multiply(v, 1 / bias2, out=tmp)      # v_hat
+            np.multiply(v, 1 / bias2, out=tmp)  # v_hat
             np.sqrt(tmp, out=tmp)
             tmp += self.eps
-            np.divide(m, tmp, out=tmp)              # m / (sqrt(v_hat) + eps)
-            tmp *= lr / bias1                       # lr m_hat / (sqrt(v_hat) + eps)
+            np.divide(m, tmp, out=tmp)  # m / (sqrt(v_hat) + eps)
+            tmp *= lr / bias1  # lr m_hat / (sqrt(v_hat) + eps)
             p -= tmp
 
     def state(self) -> dict:
-        return {"t": np.array(self.t), **{f"m.{k}": m for k, m in self.m.items()},
-                **{f"v.{k}": v for k, v in self.v.items()}}
+        return {
+            "t": np.array(self.t),
+            **{f"m.{k}": m for k, m in self.m.items()},
+            **{f"v.{k}": v for k, v in self.v.items()},
+        }
 
     def load_state(self, state: Mapping) -> None:
         self.t = int(state["t"])
@@ -374,6 +421,7 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, cfg: Config) -
 
 # ============================================================================ prediction
 
+
 def to_inputs(X: np.ndarray, input_scale: float) -> np.ndarray:
     """(N, 28, 28) or (N, 784) pixels 0-255 -> (N, 784) float32 network inputs (times input_scale)."""
     return X.reshape(len(X), -1).astype(np.float32) * np.float32(input_scale)
@@ -392,8 +440,8 @@ def predict_proba(weights: Mapping[str, np.ndarray] | Path | str, X: np.ndarray)
     scale = float(weights.get("input_scale", 1 / 255))
     out = np.empty((len(X), config.N_CLASSES), np.float32)
     for i in range(0, len(X), PREDICT_BATCH):
-        Z, _ = forward(params, to_inputs(X[i:i + PREDICT_BATCH], scale))
-        out[i:i + PREDICT_BATCH] = softmax(Z)
+        Z, _ = forward(params, to_inputs(X[i : i + PREDICT_BATCH], scale))
+        out[i : i + PREDICT_BATCH] = softmax(Z)
     return out
 
 
@@ -401,8 +449,8 @@ def evaluate(params, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of the network on X: (N, 784) float32 inputs, y: (N,)."""
     total, correct = 0.0, 0
     for i in range(0, len(X), PREDICT_BATCH):
-        Z, _ = forward(params, X[i:i + PREDICT_BATCH])
-        yb = y[i:i + PREDICT_BATCH]
+        Z, _ = forward(params, X[i : i + PREDICT_BATCH])
+        yb = y[i : i + PREDICT_BATCH]
         correct += int((Z.argmax(axis=1) == yb).sum())
         loss, _ = softmax_cross_entropy(Z, yb)
         total += loss * len(yb)
@@ -417,6 +465,7 @@ def flops_per_example(sizes: list[int]) -> int:
 
 
 # ============================================================================ training
+
 
 @dataclass
 class Trained:
@@ -454,8 +503,10 @@ def input_scale(cfg: Config) -> float:
 def check_resumable(run) -> None:
     """KitError unless `run` has a checkpoint to continue from."""
     if not run.file(CHECKPOINT).exists():
-        raise KitError(f"{run.path} has no {CHECKPOINT} (it stopped before its first epoch ended); "
-                       f"start a new run instead")
+        raise KitError(
+            f"{run.path} has no {CHECKPOINT} (it stopped before its first epoch ended); "
+            f"start a new run instead"
+        )
 
 
 def fit(cfg: Config, run, data, progress) -> Trained:
@@ -485,8 +536,13 @@ def load(run, cfg: Config) -> Trained:
     with np.load(run.file(WEIGHTS)) as f:
         weights = dict(f)
     scale = float(weights.pop("input_scale"))
-    return Trained(weights, scale, cfg.threads or cpu_cores(), run.history().to_dict("records"),
-                   int(run.metrics.get("kept_epoch") or run.metrics.get("best_epoch") or 0))
+    return Trained(
+        weights,
+        scale,
+        cfg.threads or cpu_cores(),
+        run.history().to_dict("records"),
+        int(run.metrics.get("kept_epoch") or run.metrics.get("best_epoch") or 0),
+    )
 
 
 def predict(trained: Trained, X: np.ndarray) -> np.ndarray:
@@ -515,7 +571,7 @@ def _keep_freed_memory() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)    # blocks up to 32 MB (glibc's maximum) come from the heap
+        libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)  # blocks up to 32 MB (glibc's maximum) come from the heap
         libc.mallopt(M_TRIM_THRESHOLD, 1024 * 2**20)  # and stay there once freed
     except (OSError, AttributeError):
         pass
@@ -526,8 +582,14 @@ def _initial_state(cfg: Config, run, sizes: list[int]):
     rng = np.random.Generator(np.random.PCG64(cfg.seed))
     params = init_params(rng, sizes, cfg.init)
     optimizer = make_optimizer(cfg, params)
-    state = {"epoch": 0, "best_epoch": 0, "best_val_loss": math.inf, "history": [],
-             "elapsed": 0.0, "best_params": {k: p.copy() for k, p in params.items()}}
+    state = {
+        "epoch": 0,
+        "best_epoch": 0,
+        "best_val_loss": math.inf,
+        "history": [],
+        "elapsed": 0.0,
+        "best_params": {k: p.copy() for k, p in params.items()},
+    }
     if run.file(CHECKPOINT).exists():
         _load_checkpoint(run.file(CHECKPOINT), rng, params, optimizer, state)
     return rng, params, optimizer, state
@@ -546,10 +608,32 @@ def _train_loop(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict
     try:
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
-            loss, acc, lr = _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale,
-                                   sizes, state["epoch"], progress)
-            stop = _end_epoch(cfg, run, state, params, rng, optimizer, (X_val, y_val),
-                              dict(loss=loss, accuracy=acc, lr=lr), time.perf_counter() - t0, len(y))
+            loss, acc, lr = _epoch(
+                cfg,
+                rng,
+                params,
+                optimizer,
+                grads,
+                X_img,
+                X_static,
+                y,
+                input_scale,
+                sizes,
+                state["epoch"],
+                progress,
+            )
+            stop = _end_epoch(
+                cfg,
+                run,
+                state,
+                params,
+                rng,
+                optimizer,
+                (X_val, y_val),
+                dict(loss=loss, accuracy=acc, lr=lr),
+                time.perf_counter() - t0,
+                len(y),
+            )
             progress.epoch(state["history"][-1])
             if stop:
                 break
@@ -557,8 +641,10 @@ def _train_loop(cfg, run, X_img, y, X_val, y_val, input_scale, progress) -> dict
         progress.close()
         done = _checkpoint_epoch(run.file(CHECKPOINT))
         where = f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished"
-        raise KitError(f"interrupted during epoch {state['epoch'] + 1}; {where} in {run.path}. "
-                       f"Continue it with: kit train scratch --resume {run.path}") from None
+        raise KitError(
+            f"interrupted during epoch {state['epoch'] + 1}; {where} in {run.path}. "
+            f"Continue it with: kit train scratch --resume {run.path}"
+        ) from None
     return state
 
 
@@ -578,9 +664,8 @@ def _epoch(cfg, rng, params, optimizer, grads, X_img, X_static, y, input_scale, 
     y_epoch = y[order]
     loss_sum, correct, lr = 0.0, 0, cfg.lr
     for s in range(steps_per_epoch):
-        Xb, yb = X_epoch[s * batch:(s + 1) * batch], y_epoch[s * batch:(s + 1) * batch]
-        masks = ([dropout_mask(rng, (len(yb), h), cfg.dropout) for h in sizes[1:-1]]
-                 if cfg.dropout else None)
+        Xb, yb = X_epoch[s * batch : (s + 1) * batch], y_epoch[s * batch : (s + 1) * batch]
+        masks = [dropout_mask(rng, (len(yb), h), cfg.dropout) for h in sizes[1:-1]] if cfg.dropout else None
         loss, n_correct, grads = loss_and_grads(params, Xb, yb, masks, cfg.weight_decay, grads)
         lr = learning_rate(epoch * steps_per_epoch + s, total_steps, warmup_steps, cfg)
         optimizer.step(params, grads, lr)
@@ -597,11 +682,23 @@ def _end_epoch(cfg, run, state, params, rng, optimizer, val, row: dict, seconds:
     state["elapsed"] += seconds
     state["epoch"] += 1
     if val_loss < state["best_val_loss"]:
-        state.update(best_val_loss=val_loss, best_epoch=state["epoch"],
-                     best_params={k: p.copy() for k, p in params.items()})
-    state["history"].append({"epoch": state["epoch"], "loss": row["loss"], "accuracy": row["accuracy"],
-                             "val_loss": val_loss, "val_accuracy": val_acc, "lr": row["lr"],
-                             "seconds": round(seconds, 4), "samples_per_s": round(n_train / seconds, 1)})
+        state.update(
+            best_val_loss=val_loss,
+            best_epoch=state["epoch"],
+            best_params={k: p.copy() for k, p in params.items()},
+        )
+    state["history"].append(
+        {
+            "epoch": state["epoch"],
+            "loss": row["loss"],
+            "accuracy": row["accuracy"],
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": row["lr"],
+            "seconds": round(seconds, 4),
+            "samples_per_s": round(n_train / seconds, 1),
+        }
+    )
     stop = bool(cfg.patience) and state["epoch"] - state["best_epoch"] >= cfg.patience
     if state["epoch"] % cfg.checkpoint_every == 0 or stop or state["epoch"] == cfg.epochs:
         _save_checkpoint(run.file(CHECKPOINT), rng, params, optimizer, state)
@@ -614,10 +711,12 @@ def _save_checkpoint(path: Path, rng, params, optimizer, state) -> None:
     state, the generator's state and the history so far. Atomic: the old one or the new one."""
     meta = {k: state[k] for k in ("epoch", "best_epoch", "best_val_loss", "history", "elapsed")}
     meta["rng"] = rng.bit_generator.state
-    arrays = {**{f"p.{k}": v for k, v in params.items()},
-              **{f"best.{k}": v for k, v in state["best_params"].items()},
-              **{f"opt.{k}": v for k, v in optimizer.state().items()},
-              "meta": np.array(json.dumps(meta))}
+    arrays = {
+        **{f"p.{k}": v for k, v in params.items()},
+        **{f"best.{k}": v for k, v in state["best_params"].items()},
+        **{f"opt.{k}": v for k, v in optimizer.state().items()},
+        "meta": np.array(json.dumps(meta)),
+    }
     with io.atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
 

@@ -22,11 +22,15 @@ def shift_images(X: np.ndarray, dy: np.ndarray, dx: np.ndarray, max_shift: int) 
     n, side = X.shape[0], X.shape[1]
     s = max_shift
     padded = np.pad(X, ((0, 0), (s, s), (s, s)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (side, side), axis=(1, 2))  # (N, 2s+1, 2s+1, 28, 28)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        padded, (side, side), axis=(1, 2)
+    )  # (N, 2s+1, 2s+1, 28, 28)
     return windows[np.arange(n), s - dy, s - dx]
 
 
-def affine_images(X: np.ndarray, angle: np.ndarray, zoom: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
+def affine_images(
+    X: np.ndarray, angle: np.ndarray, zoom: np.ndarray, ty: np.ndarray, tx: np.ndarray
+) -> np.ndarray:
     """Rotate by `angle` (radians), zoom by `zoom`, then shift by (ty, tx) pixels, about the centre.
 
     X: (N, 28, 28) uint8; angle, zoom, ty, tx: (N,) float32 -> (N, 28, 28) uint8.
@@ -35,9 +39,10 @@ def affine_images(X: np.ndarray, angle: np.ndarray, zoom: np.ndarray, ty: np.nda
     """
     n, side = X.shape[0], X.shape[1]
     c = (side - 1) / 2
-    r, q = np.meshgrid(np.arange(side, dtype=np.float32) - c, np.arange(side, dtype=np.float32) - c,
-                       indexing="ij")
-    r, q = r.reshape(1, -1), q.reshape(1, -1)                         # (1, 784) output coordinates
+    r, q = np.meshgrid(
+        np.arange(side, dtype=np.float32) - c, np.arange(side, dtype=np.float32) - c, indexing="ij"
+    )
+    r, q = r.reshape(1, -1), q.reshape(1, -1)  # (1, 784) output coordinates
     cos, sin = (np.cos(angle) / zoom)[:, None], (np.sin(angle) / zoom)[:, None]
     ry, qx = r - ty[:, None], q - tx[:, None]
     # inverse map: input = R(-angle) / zoom @ (output - centre - t) + centre, +1 for the zero border
@@ -46,7 +51,7 @@ def affine_images(X: np.ndarray, angle: np.ndarray, zoom: np.ndarray, ty: np.nda
     r0, q0 = np.floor(src_r), np.floor(src_q)
     fr, fq = src_r - r0, src_q - q0
     width = side + 2
-    idx = r0.astype(np.intp) * width + q0.astype(np.intp)            # (N, 784) into the padded image
+    idx = r0.astype(np.intp) * width + q0.astype(np.intp)  # (N, 784) into the padded image
     padded = np.pad(X, ((0, 0), (1, 1), (1, 1))).reshape(n, -1).astype(np.float32)
 
     def at(offset):
@@ -56,8 +61,14 @@ def affine_images(X: np.ndarray, angle: np.ndarray, zoom: np.ndarray, ty: np.nda
     return np.rint(out, out=out).astype(np.uint8).reshape(n, side, side)
 
 
-def augment(X: np.ndarray, rng: np.random.Generator, shift: float, rotate: float = 0.0,
-            scale: float = 0.0, chunk: int = 4096) -> np.ndarray:
+def augment(
+    X: np.ndarray,
+    rng: np.random.Generator,
+    shift: float,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    chunk: int = 4096,
+) -> np.ndarray:
     """Random distortions of a batch of images; labels are unchanged.
 
     X: (N, 28, 28) uint8 -> (N, 28, 28) uint8. Shift-only uses exact whole-pixel shifts in
