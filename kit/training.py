@@ -4,8 +4,9 @@
     run = training.train("cnn", resume=run.path)          # continue an interrupted run
 
     new run, or resume (the run's own config.json)
+      -> the data loaded; a new run's folder made, with config.json and the data's identity
       -> the run folder locked: one writer at a time (a crashed writer's lock is released)
-      -> the data loaded; a resumed run's data and split checked against what it recorded
+      -> a resumed run: still unfinished, resumable, and its data and split the ones it recorded
       -> the model's fit, reporting to one Progress (its checkpoints and history.csv go into the
        run as it trains)
       -> the kept weights saved -> validation and test predictions
