@@ -144,6 +144,18 @@ def test_every_model_writes_the_same_metrics_with_the_same_meaning(fixture_data)
         assert m["val_accuracy"] == pytest.approx(np.mean(run.val_proba().argmax(1) == y))
 
 
+def test_every_model_loads_its_saved_run_and_predicts_what_the_run_recorded(fixture_data):
+    from kit import data
+
+    ds, _ = data.load_split()
+    cnn_cfg = models.get("cnn").make_config("default", width=4, epochs=1, max_train=128, patience=0)
+    for name, cfg in (("scratch", scratch_cfg()), ("cnn", cnn_cfg)):
+        run = training.train(name, cfg, progress=False)
+        model = models.get(name)
+        trained = model.module.load(run, model.run_config(run.config))
+        np.testing.assert_allclose(model.module.predict(trained, ds.X_test), run.test_proba(), atol=1e-6)
+
+
 def _val_labels():
     from kit import data
 
