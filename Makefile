@@ -68,7 +68,7 @@ train-ensemble: $(STAMP) ## Train SEEDS CNN seeds and the NumPy network, then en
 ensemble: $(STAMP) ## Ensemble the latest run of each model (RUN="run run ..." to choose the members)
 	$(KIT) ensemble $(RUN)
 
-submission: $(STAMP) ## Write a timestamped submission CSV from RUN (default: latest ensemble, else latest run)
+submission: $(STAMP) ## Write a timestamped submission CSV from RUN (default: the run that finished last)
 	$(KIT) predict $(RUN)
 
 submit: $(STAMP) ## Write a submission if needed, upload it, wait for its score (MSG="...")

@@ -299,11 +299,15 @@ def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
 def predict(run_ref: str | None):
     """Write submissions/<UTC time>_<run>.csv (+ .json record) from a run's test predictions.
 
-    RUN_REF: a run folder, run name or model name (default: the latest ensemble, else the latest run).
+    RUN_REF: a run folder, run name or model name (default: the run that finished last, an
+    ensemble or a single model). Says which run, with its validation accuracy and members, and
+    warns about newer finished runs left out of it; the CSV's path is the last line.
     """
     from kit import submit as sub
 
     run = runs.require_run(runs.resolve(run_ref)) if run_ref else sub.default_run()
+    for line in sub.describe(run):
+        click.echo(line, err=line.startswith("Warning:"))
     click.echo(sub.write_submission(run))
 
 

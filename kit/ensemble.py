@@ -11,15 +11,17 @@ and z minimises the validation log-loss
 with gradient dL/dw_k = -1/n sum_i q_ki / p_i, and through the softmax dL/dz = w * (g - w.g).
 L is convex in w, so L-BFGS on z finds the optimum; only the (K, n) matrix q is needed.
 
-Rules, in order:
+Which weights (docs/decisions.md, "Ensemble weights", has the study behind the rule):
   * members must come from the same data and split (data_checksum and split_hash in metrics.json):
     averaging rows of different validation sets would be meaningless;
-  * the fitted weights are kept only if they help over equal weights on what Kaggle scores:
-    higher validation accuracy, or the same accuracy and a log-loss lower by `EnsembleConfig.min_gain`
-    (weights fitted on the rows we score on buy little, and equal weights are the honest default;
-    on real data two CNN seeds averaged equally made 16 errors, log-loss-fitted weights 19);
-  * the result is never worse on validation (accuracy, then log-loss) than the best member alone:
-    if it would be, the ensemble is that member (one-hot weights), and says so.
+  * the default is the plain average, equal weights: a difference of a few of the validation
+    images is noise, and weights chosen on those images carry that noise to the test set;
+  * fitted weights replace it only when their gain is larger than its noise, measured without
+    scoring weights on the rows that chose them: cross-fitted over `folds` folds (each fold
+    predicted with weights fitted on the others), the per-image log-loss difference against
+    equal weights resampled by a paired bootstrap, and the lower end of its `confidence`
+    interval above zero -- and no more cross-fitted errors than equal weights make. A broken or
+    far weaker member is then down-weighted; alike members never are.
 
 The output is an ordinary run folder (model "ensemble") with weights.json, so `kit predict`,
 `kit submit` and `kit report` treat it like any trained model.
@@ -43,7 +45,10 @@ WEIGHTS = "weights.json"
 
 @dataclass
 class EnsembleConfig:
-    min_gain: float = 1e-4  # log-loss (nats) fitted weights must save over equal weights to be kept
+    folds: int = 5  # cross-fitting: weights fitted on the other folds predict each fold
+    bootstrap: int = 2000  # paired bootstrap resamples of the validation rows
+    confidence: float = 0.95  # two-sided: fitted weights need the lower end above zero
+    seed: int = 0  # the folds and the bootstrap draws
     eps: float = metrics.EPS  # floor under probabilities before log (a member can say exactly 0)
     maxiter: int = 200  # L-BFGS iterations; K is tiny, it converges in tens
 
@@ -152,38 +157,81 @@ def _validation_labels(shared: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------- build
 
 
-def choose_weights(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> tuple[np.ndarray, str]:
-    """Apply the rules of the module docstring. val: (K, n, 10). Returns (weights (K,), method)."""
-    K = len(val)
-    equal = np.full(K, 1.0 / K)
-    fitted = fit_weights(val, y, cfg)
-    p_fit, p_eq = combine(val, fitted), combine(val, equal)
-    # Kaggle scores accuracy: log-loss-optimal weights that cost accuracy do not "help"
-    acc_fit, acc_eq = accuracy(p_fit, y), accuracy(p_eq, y)
-    if acc_fit > acc_eq or (acc_fit == acc_eq and log_loss(p_fit, y) < log_loss(p_eq, y) - cfg.min_gain):
-        w, method = fitted, "fitted"
-    else:
-        w, method = equal, "equal"
-    # best member: accuracy first, log-loss to break ties
-    best = max(range(K), key=lambda k: (accuracy(val[k], y), -log_loss(val[k], y)))
-    ens = combine(val, w)
-    # ties in log-loss up to rounding count as "not worse"
-    if (accuracy(ens, y), -log_loss(ens, y) + 1e-9) < (accuracy(val[best], y), -log_loss(val[best], y)):
-        w, method = np.eye(K)[best], "best-member"
-    return w, method
+def row_log_loss(proba: np.ndarray, y: np.ndarray, eps: float = metrics.EPS) -> np.ndarray:
+    """Each row's negative log-likelihood of its label: (n,) nats. proba: (n, 10), y: (n,)."""
+    return -np.log(np.maximum(proba[np.arange(len(y)), y], eps))
 
 
-def cross_fitted_accuracy(
-    val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig, folds: int = 2, seed: int = 0
-) -> float:
-    """Validation accuracy with weights chosen on the other folds: an estimate free of the
-    optimism of scoring weights on the rows they were fitted to. val: (K, n, 10)."""
-    fold = np.random.default_rng(seed).permutation(len(y)) % folds
-    correct = 0
-    for f in range(folds):
-        w, _ = choose_weights(val[:, fold != f], y[fold != f], cfg)
-        correct += int(np.sum(combine(val[:, fold == f], w).argmax(1) == y[fold == f]))
-    return correct / len(y)
+def cross_fitted(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> np.ndarray:
+    """(n, 10): each validation row predicted with weights fitted on the other folds only, so
+    no row scores the weights it helped choose. val: (K, n, 10), y: (n,)."""
+    fold = np.random.default_rng(cfg.seed).permutation(len(y)) % cfg.folds
+    out = np.empty(val.shape[1:], np.float64)
+    for f in range(cfg.folds):
+        w = fit_weights(val[:, fold != f], y[fold != f], cfg)
+        out[fold == f] = combine(val[:, fold == f], w)
+    return out
+
+
+def bootstrap_interval(d: np.ndarray, cfg: EnsembleConfig) -> tuple[float, float]:
+    """Percentile interval of mean(d) over `cfg.bootstrap` resamples of the rows. d: (n,)."""
+    rng = np.random.default_rng(cfg.seed)
+    means = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(cfg.bootstrap)])
+    tail = (1 - cfg.confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def accuracy_interval(proba: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the accuracy of proba (n, 10) on labels y (n,)."""
+    from scipy.stats import norm
+
+    n, p = len(y), accuracy(proba, y)
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+@dataclass
+class Decision:
+    """Which weights, and the evidence: `gain` is the cross-fitted log-loss fitted weights save
+    per image over equal weights (nats; > 0 = fitted better), `interval` its bootstrap interval,
+    `errors` the validation errors of (equal weights, fitted weights cross-fitted)."""
+
+    weights: np.ndarray
+    method: str
+    gain: float
+    interval: tuple[float, float]
+    errors: tuple[int, int]
+    cross_fitted_accuracy: float
+
+    @property
+    def reason(self) -> str:
+        lo, hi = self.interval
+        evidence = (
+            f"fitted weights, cross-fitted, change the log-loss by {-self.gain:+.4f} "
+            f"[{-hi:+.4f}, {-lo:+.4f}] nats per image and the errors {self.errors[0]} -> "
+            f"{self.errors[1]}"
+        )
+        if self.method == "fitted":
+            return f"fitted weights: {evidence}, a gain beyond its noise"
+        if lo > 0:
+            return f"equal weights: {evidence}: fewer nats, but not fewer errors"
+        return f"equal weights: {evidence}: not clearly better"
+
+
+def decide(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> Decision:
+    """Apply the rule of the module docstring. val: (K, n, 10) float64, y: (n,) labels."""
+    equal = np.full(len(val), 1.0 / len(val))
+    p_equal, p_cross = combine(val, equal), cross_fitted(val, y, cfg)
+    d = row_log_loss(p_equal, y, cfg.eps) - row_log_loss(p_cross, y, cfg.eps)
+    lo, hi = bootstrap_interval(d, cfg)
+    errors = (int(np.sum(p_equal.argmax(1) != y)), int(np.sum(p_cross.argmax(1) != y)))
+    fitted = lo > 0 and errors[1] <= errors[0]
+    w = fit_weights(val, y, cfg) if fitted else equal
+    return Decision(
+        w, "fitted" if fitted else "equal", float(d.mean()), (lo, hi), errors, accuracy(p_cross, y)
+    )
 
 
 def _members(run_refs: Sequence[str] | None, cnn_seeds: int | None) -> list[Run]:
@@ -203,6 +251,20 @@ def _members(run_refs: Sequence[str] | None, cnn_seeds: int | None) -> list[Run]
     return members
 
 
+def _print_decision(names, val, y, val_proba, decision: Decision, cfg: EnsembleConfig, echo) -> None:
+    """A line per member, then the ensemble with its decision: accuracies with their intervals."""
+    width = max(len(n) for n in [*names, "ensemble"])
+
+    def acc(p) -> str:
+        lo, hi = accuracy_interval(p, y, cfg.confidence)
+        return f"val accuracy {accuracy(p, y):.4f} [{lo:.4f}, {hi:.4f}]"
+
+    for name, v, wk in zip(names, val, decision.weights):
+        echo(f"  {name:{width}s}  {acc(v)}  weight {wk:.3f}")
+    echo(f"  {'ensemble':{width}s}  {acc(val_proba)}")
+    echo(f"  {decision.reason} ({cfg.confidence:.0%} intervals, {cfg.folds} folds)")
+
+
 def build(
     run_refs: Sequence[str] | None = None,
     cnn_seeds: int | None = None,
@@ -218,38 +280,33 @@ def build(
     val, test = _load_probas(members, shared)
     y = _validation_labels(shared)
 
-    w, method = choose_weights(val, y, cfg)
-    val_proba, test_proba = combine(val, w), combine(test, w)
-
-    member_acc = [accuracy(v, y) for v in val]
-    width = max(len(n) for n in names)
-    for name, acc, wk in zip(names, member_acc, w):
-        echo(f"  {name:{width}s}  val accuracy {acc:.4f}  weight {wk:.3f}")
-    ens_acc, best_acc = accuracy(val_proba, y), max(member_acc)
-    honest = cross_fitted_accuracy(val, y, cfg)
-    echo(
-        f"  {'ensemble':{width}s}  val accuracy {ens_acc:.4f}  ({method} weights; "
-        f"{ens_acc - best_acc:+.4f} over the best member; {honest:.4f} with weights fitted on "
-        f"the other half of the validation rows)"
-    )
-
+    decision = decide(val, y, cfg)
+    val_proba, test_proba = combine(val, decision.weights), combine(test, decision.weights)
+    _print_decision(names, val, y, val_proba, decision, cfg, echo)
     run = runs.create("ensemble", seed=0)
     run.write_config({"model": "ensemble", "seed": 0, "members": names, **asdict(cfg)})
-    io.write_json(run.file(WEIGHTS), {"method": method, "weights": {n: float(wk) for n, wk in zip(names, w)}})
+    weights = {n: float(wk) for n, wk in zip(names, decision.weights)}
+    io.write_json(run.file(WEIGHTS), {"method": decision.method, "weights": weights})
     run.write_predictions(val_proba, test_proba)
     run.finish(
         {
             "model": "ensemble",
             "seed": 0,
             **shared,
-            "val_accuracy": ens_acc,
+            "val_accuracy": accuracy(val_proba, y),
+            "val_accuracy_interval": accuracy_interval(val_proba, y, cfg.confidence),
             "val_loss": log_loss(val_proba, y),
             "wall_time_s": time.perf_counter() - t0,
-            "method": method,
+            "method": decision.method,
+            "reason": decision.reason,
             "members": names,
-            "member_val_accuracy": dict(zip(names, member_acc)),
-            "best_member_val_accuracy": best_acc,
-            "cross_fitted_val_accuracy": honest,
+            "weights": weights,
+            "member_val_accuracy": {n: accuracy(v, y) for n, v in zip(names, val)},
+            "best_member_val_accuracy": max(accuracy(v, y) for v in val),
+            "cross_fitted_val_accuracy": decision.cross_fitted_accuracy,
+            "fitted_log_loss_gain": decision.gain,
+            "fitted_log_loss_gain_interval": decision.interval,
+            "errors_equal_vs_fitted_cross_fitted": decision.errors,
         }
     )
     echo(f"ensemble run: {run.path}")

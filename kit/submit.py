@@ -114,18 +114,43 @@ def validate(path: Path, n_test: int | None = None) -> int:
 # ----------------------------------------------------------------------------- writing
 
 
+def finished_at(run: Run) -> tuple[str, int]:
+    """When `run` finished: its metrics.json's finished_utc, then the file's time to break ties
+    within a second (both grow with time; a copied folder keeps the first)."""
+    return run.metrics.get("finished_utc", ""), (run.path / runs.METRICS).stat().st_mtime_ns
+
+
 def default_run() -> Run:
-    """The latest ensemble run, else the most recent finished run of any model."""
-    run = runs.latest("ensemble")
-    if run is None:
-        every = runs.all_runs()
-        if not every:
-            raise KitError(
-                f"no finished runs in {config.runs_dir()}; train one first "
-                f"(`kit train cnn`) or name a run: `kit predict RUN`"
-            )
-        run = every[-1]
-    return run
+    """The run that finished last, of any kind: today's models are not passed over for
+    yesterday's ensemble."""
+    every = runs.all_runs()
+    if not every:
+        raise KitError(
+            f"no finished runs in {config.runs_dir()}; train one first "
+            f"(`kit train cnn`) or name a run: `kit predict RUN`"
+        )
+    return max(every, key=finished_at)
+
+
+def describe(run: Run) -> list[str]:
+    """What `kit predict` and `kit submit` say about the run they use: its validation accuracy
+    and members, then a warning naming finished runs newer than it (than its newest member, for
+    an ensemble) that are in none of it."""
+    members = run.config.get("members") or []
+    line = f"run {run.name}: val accuracy {run.metrics.get('val_accuracy', float('nan')):.4f}"
+    lines = [line + (f", members {', '.join(members)}" if members else "")]
+    inside = {run.name, *members}
+    siblings = {r.name: r for r in runs.all_runs(run.path.parent)}
+    since = max((finished_at(siblings[n]) for n in members if n in siblings), default=finished_at(run))
+    newer = [r.name for r in siblings.values() if r.name not in inside and finished_at(r) > since]
+    if newer:
+        which = "its newest member" if members else "it"
+        lines.append(
+            f"Warning: {', '.join(newer)} finished after {which} and {'is' if len(newer) == 1 else 'are'} "
+            f"in none of it: `kit ensemble` to include {'it' if len(newer) == 1 else 'them'}, or name "
+            f"the run to submit: `kit predict RUN`"
+        )
+    return lines
 
 
 def run_names(run: Run) -> list[str]:
@@ -239,6 +264,8 @@ def submit(
     """Upload one submission CSV (default: the latest run's, written if needed); return its ledger record."""
     if path is None:
         run = default_run()
+        for line in describe(run):
+            echo(line)
         path = latest_submission_for(run)
         if path is None:
             path = write_submission(run)

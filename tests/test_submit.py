@@ -70,7 +70,7 @@ def expected_score(fixture_competition) -> float:
 def test_predict_writes_timestamped_csv_and_sidecar_never_overwriting(fake_run, fixture_competition):
     first = kit("predict", fake_run.name)
     assert first.exit_code == 0, first.output
-    path = Path(first.output.strip())
+    path = Path(first.output.splitlines()[-1])
     assert path.parent == config.submissions_dir()
     assert path.name.endswith(f"_{fake_run.name}.csv") and len(path.name.split("_")[0]) == 15
     df = pd.read_csv(path)
@@ -87,8 +87,62 @@ def test_predict_writes_timestamped_csv_and_sidecar_never_overwriting(fake_run, 
     before = path.read_bytes()
     second = kit("predict", fake_run.name)  # same second, same run: a new name, the old file intact
     assert second.exit_code == 0, second.output
-    assert Path(second.output.strip()) != path and path.read_bytes() == before
+    assert Path(second.output.splitlines()[-1]) != path and path.read_bytes() == before
     assert not [p for p in config.submissions_dir().iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def _finished(model: str, seed: int, members: list[str] | None = None) -> runs.Run:
+    """A finished run with test predictions, finishing now (after every run made before it)."""
+    import time
+
+    time.sleep(0.01)  # metrics.json's time orders runs finished within the same second
+    run = runs.create(model, seed)
+    run.write_config({"model": model, "seed": seed, **({"members": members} if members else {})})
+    run.write_predictions(np.full((120, 10), 0.1, np.float32), np.full((N_TEST, 10), 0.1, np.float32))
+    run.finish({"model": model, "seed": seed, "val_accuracy": 0.5 + seed / 100, "n_test": N_TEST})
+    return run
+
+
+def test_predict_uses_the_run_that_finished_last_not_an_older_ensemble(isolated_dirs):
+    a, b = _finished("scratch", 1), _finished("cnn", 2)
+    _finished("ensemble", 0, [a.name, b.name])
+    today = _finished("scratch", 3)  # `make train-all` after yesterday's ensemble
+    result = kit("predict")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"run {today.name}: val accuracy 0.5300"
+    assert Path(lines[-1]).name.endswith(f"_{today.name}.csv") and len(lines) == 2
+
+
+def test_predict_names_an_ensembles_members_and_warns_about_newer_runs_left_out(isolated_dirs):
+    a, b = _finished("scratch", 1), _finished("cnn", 2)
+    c = _finished("cnn", 4)  # finished after a and b, but the ensemble was made of a and b only
+    ens = _finished("ensemble", 0, [a.name, b.name])
+    result = kit("predict")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"run {ens.name}: val accuracy 0.5000, members {a.name}, {b.name}"
+    assert lines[1] == (
+        f"Warning: {c.name} finished after its newest member and is in none of it: `kit ensemble` to "
+        f"include it, or name the run to submit: `kit predict RUN`"
+    )
+    assert Path(lines[2]).name.endswith(f"_{ens.name}.csv")
+
+
+def test_predict_of_a_named_older_run_warns_about_every_newer_one(isolated_dirs):
+    old, new1, new2 = _finished("cnn", 1), _finished("cnn", 2), _finished("scratch", 3)
+    lines = kit("predict", old.name).output.splitlines()
+    assert lines[0] == f"run {old.name}: val accuracy 0.5100"
+    assert lines[1].startswith(f"Warning: {new1.name}, {new2.name} finished after it and are in none of it")
+
+
+def test_predict_with_no_finished_run_says_what_to_do(isolated_dirs):
+    result = kit("predict")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: no finished runs in {config.runs_dir()}; train one first (`kit train cnn`) or name a "
+        f"run: `kit predict RUN`\n"
+    )
 
 
 def test_predict_refuses_a_run_for_another_competition(fake_run, monkeypatch):
