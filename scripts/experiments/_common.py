@@ -53,6 +53,13 @@ def cnn_preset(preset: str = "default", **overrides):
     return cnn_model().make_config(preset, **overrides)
 
 
+def ensemble():
+    """The ensemble module (kit.ensemble): fit_weights, combine, decide, accuracy, log_loss."""
+    from kit import ensemble as ens
+
+    return ens
+
+
 def runs_root() -> Path:
     return Path(os.environ.get("KIT_RUNS_DIR") or ROOT / "runs")
 
