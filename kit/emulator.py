@@ -1,4 +1,4 @@
-"""A local emulator of Kaggle's competition service that the official `kaggle` client accepts.
+"""A local emulator of Kaggle's competition and kernels services that the official `kaggle` client accepts.
 
 It serves one competition (its data zip and the hidden answer key) on 127.0.0.1 only, from
 a stdlib ThreadingHTTPServer in a daemon thread, so starting and stopping it is quick.
@@ -35,6 +35,9 @@ which the client turns into requests.HTTPError(message)):
     GET  /data/<slug>/<member>     no auth): Content-Length, Accept-Ranges, ETag, Last-Modified,
                                    `Range: bytes=N-` -> 206 (If-Range honoured), 416 past the end
     PUT  /upload/<token>           the submission file (stands for the signed upload URL)
+    /api/v1/kernels.KernelsApiService/  SaveKernel, GetKernelSessionStatus, ListKernelSessionOutput,
+        GetKernel, GetAcceleratorQuotaStatistics; GET /kernels-output/...: see kit.emulator_kernels,
+        which runs each pushed script for real in a Kaggle-like session folder
 
 Credentials are checked like the real service: a wrong or missing username/key -> 401.
 A submission is PENDING for `scoring_delay_s`, then COMPLETE with publicScore = accuracy
@@ -47,7 +50,9 @@ contains `match` fail with: "401", "403" (rules not accepted), "429" (opts: retr
 seconds, sent as Retry-After), "500", "drop" (the connection is closed mid-body: half the
 download is sent, or half the upload read, then the socket is shut; for an RPC the
 connection closes before it is served, or with after=True once it is served, so that only
-the answer is lost) or "slow" (opts: seconds, then the request is served normally).
+the answer is lost) or "slow" (opts: seconds, then the request is served normally). A "drop" of a download takes
+opts after_bytes (how much of the body is sent first). The kernels service adds "reject",
+"session_limit", "quota" and "script_error" (kit.emulator_kernels), acted on by its RPCs only.
 """
 
 from __future__ import annotations
@@ -73,10 +78,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from kit import config
+from kit.emulator_kernels import FAULT_KINDS as KERNEL_FAULT_KINDS
+from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService
 from kit.errors import KitError
 from kit.io import utc_now
 
-FAULT_KINDS = ("401", "403", "429", "500", "drop", "slow")
+HTTP_FAULTS = ("401", "403", "429", "500")
+FAULT_KINDS = (*HTTP_FAULTS, "drop", "slow", *KERNEL_FAULT_KINDS)
 API = "/api/v1/"
 HOST = "http://localhost"  # what the client believes it talks to (KaggleEnv.LOCAL)
 FIRST_REF = 50_000_001  # submission refs look like Kaggle's 8-digit ones
@@ -104,6 +112,12 @@ class Emulator:
     competition_zip: the zip the data download delivers (train.csv, test.csv, sample_submission.csv)
     answers_csv:     ImageId,Label, the hidden test labels that submissions are scored against
     teams:           other leaderboard entries, (team name, score)
+    kernel_timeout_s: a pushed kernel's time limit (seconds) unless it asks for its own
+    queue_delay_s:   seconds a pushed kernel stays QUEUED before its process starts
+    gpu_quota_hours, gpu_hours_used: the weekly GPU quota and what is used of it (hours;
+                     settable, e.g. `emu.gpu_hours_used = emu.gpu_quota_hours` for none left)
+    max_gpu_sessions: GPU sessions that may be QUEUED or RUNNING at once
+    The kernels service (kit.emulator_kernels) is `self.kernels`.
     """
 
     def __init__(
@@ -118,6 +132,11 @@ class Emulator:
         teams: list[tuple[str, float]] | None = None,
         port: int = 0,
         verbose: bool = False,
+        kernel_timeout_s: float = 600,
+        queue_delay_s: float = 0.0,
+        gpu_quota_hours: float = 30.0,
+        gpu_hours_used: float = 0.0,
+        max_gpu_sessions: int = 2,
     ):
         self.zip_path = Path(competition_zip)
         self.zip_bytes = self.zip_path.read_bytes()
@@ -139,6 +158,10 @@ class Emulator:
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.kernel_timeout_s, self.queue_delay_s = kernel_timeout_s, queue_delay_s
+        self.gpu_quota_hours, self.gpu_hours_used = gpu_quota_hours, gpu_hours_used
+        self.max_gpu_sessions = max_gpu_sessions
+        self.kernels = KernelsService(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,6 +186,7 @@ class Emulator:
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = self._thread = None
+        self.kernels.stop()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -264,15 +288,20 @@ class Emulator:
 
     # ------------------------------------------------------------------ RPCs: body dict -> (status, payload)
 
-    def rpc(self, name: str, body: dict, handler: _Handler):
+    def rpc(self, name: str, body: dict, handler: _Handler, fault: _Fault | None = None):
+        """Serve one RPC: (HTTP status, JSON payload), or (302, the Location). `fault`: a kernels
+        service fault kind (kit.emulator_kernels) that matched this request, if any."""
         if name != "IntrospectToken" and not self._authorized(handler.headers.get("Authorization", "")):
             return 401, {"code": 401, "message": "Unauthenticated"}
         if "competitionName" in body and body["competitionName"] != self.slug:
             return 404, {"code": 404, "message": f"Competition '{body['competitionName']}' not found"}
         method = getattr(self, f"_rpc_{name}", None)
+        if method is not None:
+            return method(body)
+        method = self.kernels.rpc_method(name)
         if method is None:
             return 404, {"code": 404, "message": f"the emulator does not implement {name}"}
-        return method(body)
+        return method(body, fault)
 
     def _authorized(self, header: str) -> bool:
         kind, _, value = header.partition(" ")
@@ -604,21 +633,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "slow":
             time.sleep(float(fault.opts.get("seconds", 2.0)))
             fault = None
-        if fault is not None and fault.kind != "drop":
+        if fault is not None and fault.kind in HTTP_FAULTS:
             self._read_body()
-            status = int(fault.kind)
-            message = {
-                401: "Unauthenticated",
-                403: "You must accept this competition's rules before you can use it",
-                429: "Too many requests",
-                500: "Internal server error",
-            }[status]
-            headers = {"Content-Type": "application/json"}
-            if status == 429:
-                headers["Retry-After"] = str(fault.opts.get("retry_after", 1))
-            self._send(status, json.dumps({"code": status, "message": message}).encode(), headers)
-            return
-        drop = fault is not None
+            return self._answer_fault(fault)
+        drop = fault is not None and fault.kind == "drop"
+        served = None if drop else fault  # a kernels service fault, acted on by the RPC
 
         if method == "POST" and path.startswith(API):
             body = self._read_body()
@@ -632,20 +651,35 @@ class _Handler(BaseHTTPRequestHandler):
             if self.emu.verbose:
                 sys.stderr.write(f"emulator: {path} {json.dumps(request)}\n")
             name = path.rsplit("/", 1)[-1]
-            status, payload = self.emu.rpc(name, request, self)
+            status, payload = self.emu.rpc(name, request, self, served)
             if drop:  # after=True: the request was served, only the answer is lost
                 return self._drop()
             if status == 302:
                 return self._send(302, b"", {"Location": payload})
             return self._json(status, payload)
         if method in ("GET", "HEAD") and path.startswith("/data/"):
-            return self._serve_data(path[len("/data/") :], drop)
+            return self._serve_data(path[len("/data/") :], fault if drop else None)
+        if method in ("GET", "HEAD") and path.startswith(OUTPUT_PREFIX):
+            return self._serve_output(path, fault if drop else None)
         if method == "PUT" and path.startswith("/upload/"):
             return self._receive_upload(path[len("/upload/") :], drop)
         self._read_body()
         self._json(404, {"code": 404, "message": f"no such endpoint: {method} {path}"})
 
-    def _serve_data(self, name: str, drop: bool) -> None:
+    def _answer_fault(self, fault: _Fault) -> None:
+        status = int(fault.kind)
+        message = {
+            401: "Unauthenticated",
+            403: "You must accept this competition's rules before you can use it",
+            429: "Too many requests",
+            500: "Internal server error",
+        }[status]
+        headers = {"Content-Type": "application/json"}
+        if status == 429:
+            headers["Retry-After"] = str(fault.opts.get("retry_after", 1))
+        self._send(status, json.dumps({"code": status, "message": message}).encode(), headers)
+
+    def _serve_data(self, name: str, drop: _Fault | None) -> None:
         emu = self.emu
         if name == f"{emu.slug}.zip":
             data = emu.zip_bytes
@@ -655,17 +689,36 @@ class _Handler(BaseHTTPRequestHandler):
             data = None
         if data is None:
             return self._json(404, {"code": 404, "message": f"no such file: {name}"})
+        kind = "application/zip" if name.endswith(".zip") else "text/csv"
+        self._serve_bytes(data, kind, emu.etag, emu.last_modified, drop)
+
+    def _serve_output(self, path: str, drop: _Fault | None) -> None:
+        """A kernel's output file: like the data files, no auth (it stands for a signed URL)."""
+        file = self.emu.kernels.output_file(path)
+        if file is None:
+            return self._json(404, {"code": 404, "message": f"no such output file: {path}"})
+        data = file.read_bytes()
+        etag = '"' + hashlib.sha1(data).hexdigest() + '"'
+        self._serve_bytes(
+            data, "application/octet-stream", etag, formatdate(file.stat().st_mtime, usegmt=True), drop
+        )
+
+    def _serve_bytes(
+        self, data: bytes, kind: str, etag: str, last_modified: str, drop: _Fault | None
+    ) -> None:
+        """GET/HEAD of `data` with Range (`bytes=N-`, If-Range) support; `drop`: a "drop" fault,
+        whose opts after_bytes (default half the body) are sent before hanging up."""
         size, start = len(data), 0
         headers = {
-            "Content-Type": "application/zip" if name.endswith(".zip") else "text/csv",
+            "Content-Type": kind,
             "Accept-Ranges": "bytes",
-            "ETag": emu.etag,
-            "Last-Modified": emu.last_modified,
+            "ETag": etag,
+            "Last-Modified": last_modified,
         }
         status = 200
         wanted = self.headers.get("Range", "")
         if_range = self.headers.get("If-Range")
-        if wanted.startswith("bytes=") and (if_range is None or if_range in (emu.etag, emu.last_modified)):
+        if wanted.startswith("bytes=") and (if_range is None or if_range in (etag, last_modified)):
             first = wanted[len("bytes=") :].split("-")[0]
             start = int(first or 0)
             if start >= size:
@@ -673,15 +726,15 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
         body = data[start:]
-        if not drop:
+        if drop is None:
             return self._send(status, body, headers)
-        # promise the whole body, deliver half, hang up
+        # promise the whole body, deliver part of it, hang up
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2])
+        self.wfile.write(body[: int(drop.opts.get("after_bytes", len(body) // 2))])
         self._drop()
 
     def _receive_upload(self, token: str, drop: bool) -> None:

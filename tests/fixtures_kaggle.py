@@ -6,10 +6,16 @@ kaggle_emulator   an Emulator serving the fixture competition, started, with its
                   tmp_path (the user's real ~/.kaggle is never read), every KIT_*_DIR
                   isolated and retry backoff shortened (KIT_RETRY_BASE_S=0.01).
                   Yields the Emulator; stopped afterwards.
+push_kernel       push_kernel(code, folder=None, **metadata) -> ApiSaveKernelResponse: writes
+                  kernel-metadata.json (defaults: id demo/kit-kernel-test, a python script
+                  kernel, the fixture competition attached, no GPU) and script.py, and
+                  pushes them with the real client (KaggleApi.kernels_push). Needs
+                  kaggle_emulator.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -44,3 +50,32 @@ def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
         for name, value in emulator.env(config_dir).items():
             monkeypatch.setenv(name, value)
         yield emulator
+
+
+@pytest.fixture
+def push_kernel(kaggle_emulator, tmp_path):
+    from kit import kaggle_io
+
+    count = iter(range(1_000_000))
+
+    def push(code: str, folder=None, **metadata):
+        folder = folder or tmp_path / f"kernel-{next(count)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "id": f"{EMULATOR_USER}/kit-kernel-test",
+            "title": "kit kernel test",
+            "code_file": "script.py",
+            "language": "python",
+            "kernel_type": "script",
+            "is_private": True,
+            "enable_gpu": False,
+            "enable_internet": False,
+            "competition_sources": [kaggle_emulator.slug],
+        } | metadata
+        (folder / "kernel-metadata.json").write_text(json.dumps(meta))
+        (folder / meta["code_file"]).write_text(code)
+        api = kaggle_io._client()
+        with kaggle_io._quiet():
+            return api.kernels_push(str(folder))
+
+    return push
