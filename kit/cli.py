@@ -497,6 +497,97 @@ def emulator(
     emu_mod.serve(emu, echo=click.echo)
 
 
+# ============================================================================ remote training
+# (owned by kit/remote.py)
+
+
+@cli.group(cls=KitGroup)
+def remote():
+    """Train on Kaggle's GPUs; the runs come back as ordinary runs under runs/."""
+
+
+def _remote_train_command(model: models.Model) -> None:
+    """`kit remote train <model>`: the options of `kit train <model>`, plus the job's shape."""
+    import dataclasses
+
+    from kit import remote as remote_mod
+
+    def command(seeds: str, kernels: int, accelerator: str, preset: str | None, **hparams):
+        from kit import remote as rem
+
+        rem.train(model.name, rem.parse_seeds(seeds), kernels, accelerator, preset, hparams, echo=click.echo)
+
+    command.__doc__ = (
+        f"Train {model.summary} on Kaggle: push the kernels, wait, install each seed's run.\n\n"
+        f"Defaults to a GPU budget (preset best, mixed precision on the GPU); every option of "
+        f"`kit train {model.name}` can be set. `kit remote pull` reattaches after Ctrl-C."
+    )
+    command.__name__ = f"remote_train_{model.name}"
+    options = [
+        click.option(
+            "--seeds", default="1-15", show_default=True, help="Seeds to train: 1-15, 0,3,7, 2-4,9."
+        ),
+        click.option(
+            "--kernels",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Kernels to split them over.",
+        ),
+        click.option(
+            "--accelerator",
+            type=click.Choice(remote_mod.ACCELERATORS),
+            default=remote_mod.GPU,
+            show_default=True,
+            help="Kaggle machine: NvidiaTeslaT4 (GPU T4 x2) or none (CPU).",
+        ),
+        click.option(
+            "--preset", default=None, metavar="NAME", help=f"{', '.join(model.presets)}. [default: best]"
+        ),
+        *[
+            _hparam_option(f, model.config_cls(), model.presets)
+            for f in dataclasses.fields(model.config_cls)
+            if f.metadata.get("cli", True) and f.name != "seed"  # --seeds says which
+        ],
+        data_dir_option,
+        competition_option,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    remote_train.command(model.name)(command)
+
+
+@remote.group("train", cls=KitGroup)
+def remote_train():
+    """Train seeds of a model on Kaggle (a private script kernel per group of seeds)."""
+
+
+for _model in models.MODELS.values():
+    _remote_train_command(_model)
+
+
+@remote.command("status")
+@click.argument("job", required=False)
+def remote_status(job: str | None):
+    """Every remote job (or JOB) and its kernels, as recorded in runs/remote/."""
+    from kit import remote as rem
+
+    for line in rem.status_lines(job):
+        click.echo(line)
+
+
+@remote.command("pull")
+@click.argument("job", required=False)
+@data_dir_option
+@competition_option
+def remote_pull(job: str | None):
+    """Reattach to JOB (default: the newest): wait, download, verify and install its runs.
+    Never pushes a kernel again."""
+    from kit import remote as rem
+
+    rem.pull(job, echo=click.echo)
+
+
 def main():
     cli(prog_name="kit")
 

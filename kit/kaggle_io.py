@@ -567,3 +567,146 @@ def leaderboard() -> list[LeaderboardEntry]:
         if not token:
             break
     return out
+
+
+# ============================================================================ kernels (kit remote)
+
+# how Kaggle words a refusal at the concurrent-session limit ("Maximum batch GPU session count
+# of 2 reached."): the kernel is not refused for good, it waits until a session ends
+SESSION_LIMIT_WORDS = ("session count", "maximum batch")
+
+
+class KaggleSessionLimitError(KitError):
+    """Kaggle refused a push: the account already runs as many sessions as it may at once."""
+
+
+def _refused(e: Exception) -> KaggleSessionLimitError | None:
+    """The session-limit refusal an exception or push error carries, if it is one."""
+    text = scrub(str(e))
+    return KaggleSessionLimitError(text) if any(w in text.lower() for w in SESSION_LIMIT_WORDS) else None
+
+
+def push_kernel(folder: Path) -> tuple[str, int]:
+    """Push the kernel in `folder` (kernel-metadata.json + its code_file) and start it.
+
+    Returns (ref 'user/slug' from the metadata's id, the version number the push created). A push answered with an
+    `error` or with any invalid*Sources is a failure (KitError): Kaggle would run the script
+    without its data. The concurrent-session limit is KaggleSessionLimitError.
+    """
+    api = _client()
+    # the ref is the metadata's id: Kaggle's own `ref` answer has varied ("/code/user/slug")
+    ref = json.loads((Path(folder) / "kernel-metadata.json").read_text())["id"]
+    name = ref.split("/")[-1]
+
+    def once() -> tuple[str, int]:
+        try:
+            with _quiet():
+                result = api.kernels_push(str(folder))
+        except Exception as e:  # the limit can come as an HTTP error too
+            limit = _refused(e)
+            if limit is None:
+                raise
+            raise limit from None
+        if result is None:
+            raise KitError(f"Kaggle gave no answer to the push of {name}")
+        if result.error:
+            raise _refused(Exception(result.error)) or KitError(
+                f"Kaggle refused the push of {name}: {scrub(result.error)}"
+            )
+        invalid = {
+            kind: list(getattr(result, f"invalid_{kind}_sources") or [])
+            for kind in ("competition", "dataset", "kernel", "model")
+        }
+        bad = "; ".join(f"{kind} source(s) {', '.join(v)}" for kind, v in invalid.items() if v)
+        if bad:
+            raise KitError(f"Kaggle did not accept the push of {name}: invalid {bad}")
+        return ref, int(result.version_number)
+
+    return _with_retries(once, f"pushing kernel {name}")
+
+
+def kernel_status(ref: str, version: int | None = None) -> tuple[str, str]:
+    """(status, failure message) of kernel `ref` ('user/slug') at `version` (None: the latest).
+
+    status is a KernelWorkerStatus name: QUEUED, RUNNING, COMPLETE, ERROR, CANCEL_REQUESTED,
+    CANCEL_ACKNOWLEDGED, NEW_SCRIPT. Right after a push the unversioned status can still be
+    the previous session's, so callers pass the version the push returned.
+    """
+    api = _client()
+    label = f"{ref}/{version}" if version else ref
+
+    def once():
+        with _quiet():
+            return api.kernels_status(label)
+
+    response = _with_retries(once, f"reading the status of kernel {label}")
+    status = getattr(response.status, "name", str(response.status))
+    return status, scrub(response.failure_message or "")
+
+
+def kernel_log(ref: str, version: int | None = None) -> str:
+    """The session log of kernel `ref` at `version` as Kaggle stores it (often a JSON list of
+    {stream_name, time, data} entries; see kit.remote.log_lines)."""
+    api = _client()
+    label = f"{ref}/{version}" if version else ref
+
+    def once():
+        with _quiet():
+            return api.kernels_logs(label)
+
+    return _with_retries(once, f"reading the log of kernel {label}") or ""
+
+
+def kernel_output(ref: str, dest: Path, version: int | None = None) -> list[Path]:
+    """Download every output file of kernel `ref` at `version` into `dest` (all pages), and the
+    log as <slug>.log. A file cut short by a dropped connection is resumed on the next try
+    (HTTP Range); files already complete are not fetched again. Returns the paths written."""
+    api = _client()
+    label = f"{ref}/{version}" if version else ref
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def once():
+        with _quiet():
+            files, _ = api.kernels_output(label, str(dest), force=False, quiet=True)
+        return [Path(f) for f in files]
+
+    return _with_retries(once, f"downloading the output of kernel {label}")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """This week's GPU quota, in seconds: used, reserved (by running sessions), allowed."""
+
+    used_s: float
+    reserved_s: float
+    total_s: float
+    refresh: str  # ISO 8601 UTC, when the week's quota starts again
+
+    @property
+    def left_s(self) -> float:
+        return max(0.0, self.total_s - self.used_s - self.reserved_s)
+
+
+def gpu_quota() -> Quota | None:
+    """The account's weekly GPU quota (as `kaggle quota` shows it); None if Kaggle does not say."""
+    api = _client()
+
+    def once():
+        with _quiet():
+            return api.quota_view()
+
+    response = _with_retries(once, "reading the GPU quota")
+    q = response.gpu_quota
+    if q is None or q.total_time_allowed is None:
+        return None
+
+    def seconds(t) -> float:
+        return t.total_seconds() if t is not None else 0.0
+
+    return Quota(
+        seconds(q.time_used),
+        seconds(q.time_reserved),
+        seconds(q.total_time_allowed),
+        _iso(response.quota_refresh_time),
+    )

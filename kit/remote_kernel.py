@@ -1,0 +1,145 @@
+"""What runs inside a Kaggle kernel that `kit remote` pushed (kit.remote generates the script).
+
+    the generated script -> unpacks the kit it carries, then main(JOB):
+      -> the Python modules the job needs, checked (one line naming any that are missing)
+      -> the competition files found under the input folder (the folder holding train.csv,
+         searched for: the mount path has changed over the years), installed through
+         kit.data.install (the same verification as `kit download`) into a scratch data folder
+      -> their identity (data checksum, split hash) checked against the user's local data
+      -> each of the job's seeds trained with kit.training.train (a line per epoch in the log)
+         into <working>/runs/ -> kit-kernel.json (the runs, the GPU, wall time) -> a final line
+
+The input and working folders come from KIT_KAGGLE_INPUT / KIT_KAGGLE_WORKING (the local
+emulator sets them) and default to Kaggle's /kaggle/input and /kaggle/working. Only the standard
+library is imported here at module level, so the import check can run before anything else; the
+kaggle client and tenacity are never imported (Kaggle's image runs without internet).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INPUT_ENV, WORKING_ENV = "KIT_KAGGLE_INPUT", "KIT_KAGGLE_WORKING"
+KAGGLE_INPUT, KAGGLE_WORKING = "/kaggle/input", "/kaggle/working"
+SUMMARY = "kit-kernel.json"  # in the working folder: what this kernel made, for the install
+RUNS = "runs"  # under the working folder: the run folders, as under a local runs/
+PREFIX = "kit remote:"  # every line of ours in the log starts with it
+# what training imports, for every model and per model (kit.models.* import theirs lazily)
+NEEDS = {
+    "": ("numpy", "pandas", "sklearn", "tqdm"),
+    "cnn": ("tensorflow", "keras"),
+    "scratch": ("threadpoolctl",),
+}
+EXIT_MISSING, EXIT_FAILED = 2, 1
+
+
+def say(text: str) -> None:
+    print(f"{PREFIX} {text}", flush=True)
+
+
+def missing_modules(model: str) -> list[str]:
+    """The modules model `model`'s training needs that this Python cannot import."""
+    missing = []
+    for name in (*NEEDS[""], *NEEDS.get(model, ())):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # includes a module blocked with sys.modules[name] = None
+            missing.append(name)
+    return missing
+
+
+def find_competition(input_dir: Path) -> Path:
+    """The folder under `input_dir` holding train.csv (and its siblings), shallowest first."""
+    found = sorted(Path(input_dir).rglob("train.csv"), key=lambda p: (len(p.parts), str(p)))
+    if not found:
+        raise FileNotFoundError(
+            f"no train.csv under {input_dir}: is the competition attached to the kernel "
+            f"(competition_sources in kernel-metadata.json)?"
+        )
+    return found[0].parent
+
+
+def gpu_name() -> str | None:
+    """The first GPU's name from nvidia-smi ('Tesla T4'), None without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return names[0] if out.returncode == 0 and names else None
+
+
+def folders() -> tuple[Path, Path]:
+    """(input, working) for this session: the emulator's variables, else Kaggle's paths."""
+    return (
+        Path(os.environ.get(INPUT_ENV) or KAGGLE_INPUT),
+        Path(os.environ.get(WORKING_ENV) or KAGGLE_WORKING),
+    )
+
+
+def main(job: dict) -> int:
+    """Train `job`'s seeds here; 0 when every run finished. job: model, seeds, config (the full
+    config dict, as config.json has it), competition, identity {data_checksum, split_hash},
+    job, kernel (see kit.remote.kernel_job)."""
+    t0 = time.time()
+    say(f"job {job['job']}, kernel {job['kernel']}: {job['model']} seeds {job['seeds']}")
+    missing = missing_modules(job["model"])
+    if missing:
+        say(f"cannot run: this image lacks the Python module(s) {', '.join(missing)}")
+        return EXIT_MISSING
+    input_dir, working = folders()
+    scratch = Path(tempfile.mkdtemp(prefix="kit-data-"))  # not under working: not output
+    from kit import config
+    from kit.errors import KitError
+
+    settings = config.Settings.from_env(
+        data_dir=scratch / "data",
+        runs_dir=working / RUNS,
+        cache_dir=scratch / "cache",
+        competition=job["competition"],
+    )
+    try:
+        with config.activate(settings):
+            return _train_all(job, input_dir, working, t0)
+    except (KitError, FileNotFoundError) as e:
+        say(f"failed: {e}")
+        return EXIT_FAILED
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
+    from kit import data, io, metrics, models, training
+    from kit.errors import KitError
+
+    folder = find_competition(input_dir)
+    say(f"kit from {Path(__file__).parent}; data from {folder}")
+    say(data.install(folder, echo=lambda s: None))
+    ds, sp = data.load_split()
+    diff = metrics.mismatch(job["identity"], metrics.identity(ds.checksum, sp.hash))
+    if diff:
+        raise KitError(f"the competition data here is not the data the job was made with ({diff})")
+    model, gpu, names = models.get(job["model"]), gpu_name(), []
+    say(f"device: {gpu or 'CPU'}")
+    for seed in job["seeds"]:
+        cfg = model.run_config({**job["config"], "seed": seed})
+        run = training.train(model.name, cfg, progress=True)
+        names.append(run.name)
+        say(f"seed {seed}: {run.name} val accuracy {run.metrics['val_accuracy']:.4f}")
+    wall_s = round(time.time() - t0, 1)
+    summary = {"job": job["job"], "kernel": job["kernel"], "runs": names, "gpu": gpu, "wall_time_s": wall_s}
+    io.write_json(working / SUMMARY, {**summary, "python": sys.version.split()[0]})
+    say(f"done: {len(names)} run(s) in {wall_s:.0f} s: {', '.join(names)}")
+    return 0

@@ -1,0 +1,273 @@
+"""`kit remote` (kit.remote, kit.remote_kernel): the generated kernel script run here as Kaggle
+would run it (the kaggle client and tenacity not importable), its output verified and installed
+as ordinary runs, and refused when its data identity or shapes are wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import config, models, remote, remote_kernel, runs
+from kit.errors import KitError
+
+BLOCKED = ("kaggle", "kagglesdk", "tenacity")
+# Kaggle's image has no internet and we import nothing we do not need: these are made
+# unimportable before the generated script runs
+RUN_BLOCKED = (
+    "import runpy, sys\n"
+    f"for name in {BLOCKED!r}:\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv = [sys.argv[1]]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+TINY = {"hidden": (16,), "epochs": 1}
+
+
+def _job(seeds=(1, 2), kernels=1, accelerator="none", **overrides):
+    model = models.get("scratch")
+    cfg = remote.remote_config(model, accelerator, None, {**TINY, **overrides})
+    return remote.new_job("scratch", list(seeds), kernels, accelerator, cfg, "demo")
+
+
+def _kaggle_input(tmp_path: Path, fixture_competition: Path) -> Path:
+    """An input folder laid out like Kaggle's: <input>/<slug>/{train,test,sample_submission}.csv."""
+    slug = config.competition().slug
+    dest = tmp_path / "input" / slug
+    with zipfile.ZipFile(fixture_competition / f"{slug}.zip") as z:
+        z.extractall(dest)
+    return tmp_path / "input"
+
+
+def _run_kernel(job, kernel, tmp_path, fixture_competition, block=BLOCKED) -> tuple[int, str, Path]:
+    """Run the kernel's generated script as the emulator does; (exit status, log, working)."""
+    folder = remote.write_kernel(job, kernel)
+    working = tmp_path / f"working-{kernel['slug']}"
+    working.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KIT_KAGGLE_INPUT": str(_kaggle_input(tmp_path, fixture_competition)),
+        "KIT_KAGGLE_WORKING": str(working),
+    }
+    code = RUN_BLOCKED.replace(repr(BLOCKED), repr(block))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder / remote.CODE_FILE)],
+        cwd=working,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr, working
+
+
+def _as_downloaded(job, kernel, working: Path) -> Path:
+    """The kernel's working folder copied to where kernel_output puts it."""
+    out = remote.work_dir(job, kernel) / "out"
+    shutil.copytree(working, out)
+    return out
+
+
+def test_seeds_parse_and_split():
+    assert remote.parse_seeds("1-5") == [1, 2, 3, 4, 5]
+    assert remote.parse_seeds("0,3,7") == [0, 3, 7]
+    assert remote.parse_seeds("2-4,9") == [2, 3, 4, 9]
+    for bad in ("", "a", "3,3", "-1"):
+        with pytest.raises(KitError, match="--seeds"):
+            remote.parse_seeds(bad)
+    assert remote.split_seeds(list(range(1, 16)), 3) == [
+        [1, 2, 3, 4, 5],
+        [6, 7, 8, 9, 10],
+        [11, 12, 13, 14, 15],
+    ]
+    assert remote.split_seeds([1, 2], 3) == [[1], [2]]
+
+
+def test_remote_recipe_is_the_gpu_budget_and_every_option_wins():
+    cnn = models.get("cnn")
+    cfg = remote.remote_config(cnn, remote.GPU, None, {"epochs": None})
+    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("best", 45, True)
+    cfg = remote.remote_config(cnn, remote.GPU, "default", {"epochs": 3, "mixed_precision": False})
+    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("default", 3, False)
+    assert remote.remote_config(cnn, "none", None, {}).mixed_precision is False
+    with pytest.raises(KitError, match="--epochs must be at least 1"):
+        remote.remote_config(cnn, remote.GPU, None, {"epochs": 0})
+
+
+def test_metadata_is_a_private_script_kernel_with_the_competition(fixture_data):
+    job = _job(seeds=[1, 2, 3], kernels=2, accelerator=remote.GPU)
+    meta = remote.metadata(job, job["kernels"][0])
+    assert meta["id"] == f"demo/kit-{job['job']}-k1" and meta["title"] == f"kit-{job['job']}-k1"
+    assert (meta["language"], meta["kernel_type"], meta["code_file"]) == (
+        "python",
+        "script",
+        remote.CODE_FILE,
+    )
+    assert meta["competition_sources"] == ["digit-recognizer-fixture"]
+    assert (meta["machine_shape"], meta["enable_gpu"], meta["enable_internet"], meta["is_private"]) == (
+        "NvidiaTeslaT4",
+        True,
+        False,
+        True,
+    )
+    assert "machine_shape" not in remote.metadata(_job(), _job()["kernels"][0])
+    assert [k["seeds"] for k in job["kernels"]] == [[1, 2], [3]]
+
+
+def test_kernel_imports_need_neither_the_kaggle_client_nor_tenacity():
+    code = (
+        "import sys\nimport kit.remote_kernel, kit.training, kit.models.scratch, kit.models.cnn, kit.data\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_generated_script_trains_the_seeds_without_kaggle_or_tenacity(
+    fixture_data, fixture_competition, tmp_path
+):
+    job = _job(seeds=[1, 2])
+    kernel = job["kernels"][0]
+    status, log, working = _run_kernel(job, kernel, tmp_path, fixture_competition)
+    assert status == 0, log
+    assert "kit-src-" in log  # the kit the script carries, not the one installed here
+    assert "scratch best epoch 1/1" in log  # a line per epoch
+    assert log.strip().splitlines()[-1].startswith("kit remote: done: 2 run(s)")
+    made = sorted(p.name for p in (working / "runs").iterdir())
+    assert len(made) == 2 and all(n.startswith("scratch-") for n in made)
+    assert json.loads((working / "kit-kernel.json").read_text())["runs"] == sorted(
+        made, key=lambda n: n.endswith("s2")
+    )
+
+
+def test_a_missing_module_is_one_clear_line(fixture_data, fixture_competition, tmp_path):
+    job = _job(seeds=[1])
+    status, log, _ = _run_kernel(job, job["kernels"][0], tmp_path, fixture_competition, (*BLOCKED, "pandas"))
+    assert status == remote_kernel.EXIT_MISSING
+    assert "kit remote: cannot run: this image lacks the Python module(s) pandas" in log
+    assert "Traceback" not in log
+
+
+def test_other_data_on_kaggle_stops_before_training(fixture_data, fixture_competition, tmp_path):
+    job = _job(seeds=[1])
+    job["identity"]["data_checksum"] = "not-this-data"
+    status, log, working = _run_kernel(job, job["kernels"][0], tmp_path, fixture_competition)
+    assert status == 1 and "is not the data the job was made with (data_checksum" in log
+    assert not (working / "runs").exists()
+
+
+@pytest.fixture
+def kernel_output(fixture_data, fixture_competition, tmp_path):
+    """A finished 2-seed kernel's output, as downloaded: (job, kernel, out folder)."""
+    job = _job(seeds=[1, 2])
+    kernel = job["kernels"][0]
+    kernel.update(version=1, state="complete")
+    status, log, working = _run_kernel(job, kernel, tmp_path, fixture_competition)
+    assert status == 0, log
+    return job, kernel, _as_downloaded(job, kernel, working)
+
+
+def _install(job, kernel, out):
+    folders = remote.verify_output(out, kernel, job["model"], remote.local_identity())
+    summary = json.loads((out / "kit-kernel.json").read_text())
+    return [remote.install_run(f, remote.provenance(job, kernel, f, summary)) for f in folders]
+
+
+def test_output_is_verified_and_installed_as_ordinary_runs(kernel_output):
+    from click.testing import CliRunner
+
+    from kit.cli import cli
+
+    job, kernel, out = kernel_output
+    installed = _install(job, kernel, out)
+    assert [r.name for r in installed] == [p.name for p in sorted((out / "runs").iterdir())]
+    for run in installed:
+        assert run.finished and run.path.parent == config.runs_dir()
+        prov = json.loads(run.file(remote.PROVENANCE).read_text())
+        assert (prov["kernel"], prov["version"], prov["accelerator"]) == (kernel["ref"], 1, "none")
+        assert prov["remote_wall_time_s"] > 0 and prov["gpu"] is None
+    assert [r.name for r in runs.all_runs(model="scratch")] == [r.name for r in installed]
+    # the same run again: nothing new; another run of that name is never overwritten
+    assert _install(job, kernel, out)[0].path == installed[0].path
+    kernel["version"] = 2
+    again = _install(job, kernel, out)
+    assert again[0].name == installed[0].name + "-2"
+    result = CliRunner().invoke(cli, ["ensemble", installed[0].name, installed[1].name])
+    assert result.exit_code == 0, result.output
+
+
+def _corrupt_checksum(out: Path) -> str:
+    run = sorted((out / "runs").iterdir())[1]
+    m = json.loads((run / "metrics.json").read_text())
+    m["data_checksum"] = "0000"
+    (run / "metrics.json").write_text(json.dumps(m))
+    return f"{run.name}: data_checksum '0000', the local data's is"
+
+
+def _corrupt_shape(out: Path) -> str:
+    run = sorted((out / "runs").iterdir())[0]
+    np.save(run / "test_proba.npy", np.full((5, 10), 0.1, np.float32))
+    return f"{run.name}: test_proba.npy has shape (5, 10)"
+
+
+def _corrupt_values(out: Path) -> str:
+    run = sorted((out / "runs").iterdir())[0]
+    p = np.load(run / "val_proba.npy")
+    p[0, 0] = np.nan
+    np.save(run / "val_proba.npy", p)
+    return "val_proba.npy holds values that are not probabilities"
+
+
+def _drop_a_seed(out: Path) -> str:
+    shutil.rmtree(sorted((out / "runs").iterdir())[1])
+    return "runs for seeds [1], expected [1, 2]"
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_checksum, _corrupt_shape, _corrupt_values, _drop_a_seed])
+def test_wrong_output_is_refused_and_nothing_installed_from_that_kernel(kernel_output, corrupt):
+    job, kernel, out = kernel_output
+    said = corrupt(out)
+    with pytest.raises(KitError) as err:
+        _install(job, kernel, out)
+    assert str(err.value).startswith(f"kernel {kernel['ref']}: output refused, nothing installed from it: ")
+    assert said in str(err.value)
+    assert [r.name for r in runs.all_runs(finished=False)] == ["remote"]  # the job records only
+
+
+def test_job_record_is_written_before_the_first_push(fixture_data, monkeypatch):
+    from kit import kaggle_io
+
+    seen = []
+
+    def push(folder):
+        seen.append(json.loads((remote.jobs_dir() / f"{job_name()}.json").read_text()))
+        raise KitError("stop here")
+
+    def job_name():
+        return sorted(remote.jobs_dir().glob("*.json"))[0].stem
+
+    monkeypatch.setattr(kaggle_io, "username", lambda: "demo")
+    monkeypatch.setattr(kaggle_io, "push_kernel", push)
+    with pytest.raises(KitError, match="stop here"):
+        remote.train("scratch", [1, 2, 3], kernels=2, accelerator="none", overrides=dict(TINY))
+    record = seen[0]
+    assert [k["seeds"] for k in record["kernels"]] == [[1, 2], [3]]
+    assert record["kernels"][0]["state"] == "pushing" and record["kernels"][1]["state"] == "pending"
+    assert record["identity"] == {k: remote.local_identity()[k] for k in ("data_checksum", "split_hash")}
+    assert record["config"]["epochs"] == 1 and record["config"]["hidden"] == [16]
+    after = remote.load()
+    assert after["kernels"][0]["state"] == "failed" and "stop here" in after["kernels"][0]["failure"]
+
+
+def test_script_size_is_small():
+    job = {"job": "j", "model": "cnn", "config": {}, "competition": "c", "identity": {}}
+    text = remote.script(job, {"slug": "s", "seeds": [1]})
+    assert len(text) < 400_000
+    compile(text, "kit_remote.py", "exec")
