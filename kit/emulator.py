@@ -660,7 +660,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method in ("GET", "HEAD") and path.startswith("/data/"):
             return self._serve_data(path[len("/data/") :], fault if drop else None)
         if method in ("GET", "HEAD") and path.startswith(OUTPUT_PREFIX):
-            return self._serve_output(path, fault if drop else None)
+            return self.emu.kernels.serve_output(self, path, fault if drop else None)
         if method == "PUT" and path.startswith("/upload/"):
             return self._receive_upload(path[len("/upload/") :], drop)
         self._read_body()
@@ -691,17 +691,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, {"code": 404, "message": f"no such file: {name}"})
         kind = "application/zip" if name.endswith(".zip") else "text/csv"
         self._serve_bytes(data, kind, emu.etag, emu.last_modified, drop)
-
-    def _serve_output(self, path: str, drop: _Fault | None) -> None:
-        """A kernel's output file: like the data files, no auth (it stands for a signed URL)."""
-        file = self.emu.kernels.output_file(path)
-        if file is None:
-            return self._json(404, {"code": 404, "message": f"no such output file: {path}"})
-        data = file.read_bytes()
-        etag = '"' + hashlib.sha1(data).hexdigest() + '"'
-        self._serve_bytes(
-            data, "application/octet-stream", etag, formatdate(file.stat().st_mtime, usegmt=True), drop
-        )
 
     def _serve_bytes(
         self, data: bytes, kind: str, etag: str, last_modified: str, drop: _Fault | None

@@ -50,6 +50,7 @@ GetKernelSessionStatus, "drop" on /kernels-output/ (opts: after_bytes, default h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ import threading
 import time
 import zipfile
 from datetime import datetime, timedelta
+from email.utils import formatdate
 from pathlib import Path
 
 from kit.io import utc_now
@@ -99,8 +101,9 @@ class _Session:
     charged to the GPU quota.
     """
 
-    def __init__(self, kernel: dict, version: int, request: dict, folder: Path, fault):
+    def __init__(self, kernel: dict, version: int, request: dict, folder: Path, fault, limit_s: float):
         self.kernel, self.version, self.request, self.folder = kernel, version, request, folder
+        self.limit_s = float(request.get("sessionTimeoutSeconds") or limit_s)
         self.gpu = _is_gpu(request)
         self.status, self.failure = "QUEUED", None
         self.log: list[dict] = []
@@ -175,9 +178,8 @@ class KernelsService:
             kernel["request"] = body
             version = len(kernel["sessions"]) + 1
             folder = self.root / f"{kernel['owner']}--{kernel['slug']}--v{version}"
-            session = _Session(
-                kernel, version, body, folder, fault if _kind(fault) == "script_error" else None
-            )
+            fault = fault if _kind(fault) == "script_error" else None
+            session = _Session(kernel, version, body, folder, fault, self.emu.kernel_timeout_s)
             kernel["sessions"].append(session)
             invalid = self._invalid_sources(body)
         self._prepare(session)
@@ -223,14 +225,19 @@ class KernelsService:
         now = _utcnow()
         refresh = datetime(now.year, now.month, now.day) + timedelta(days=(5 - now.weekday()) % 7 or 7)
         total = self.emu.gpu_quota_hours * 3600
-        used = total if _kind(fault) == "quota" else min(total, self.emu.gpu_hours_used * 3600)
         with self.emu._lock:
-            running = sum(1 for s in self._sessions() if s.gpu and s.status in ACTIVE)
+            active = [s for s in self._sessions() if s.gpu and s.status in ACTIVE]
+            ever = any(s.gpu for s in self._sessions())
+        # a running session's time counts as it goes; what its time limit has left is reserved
+        elapsed = [0.0 if s.t0 is None else time.monotonic() - s.t0 for s in active]
+        used = self.emu.gpu_hours_used * 3600 + sum(elapsed)
+        used = total if _kind(fault) == "quota" else min(total, used)
+        reserved = sum(max(0.0, s.limit_s - e) for s, e in zip(active, elapsed, strict=True))
         gpu = {
             "timeUsed": _seconds(used),
-            "timeReserved": _seconds(0.0),
+            "timeReserved": _seconds(reserved),
             "totalTimeAllowed": _seconds(total),
-            "hasEverRun": running > 0 or any(s.gpu for s in self._sessions()),
+            "hasEverRun": ever,
         }
         tpu = {"timeUsed": _seconds(0.0), "totalTimeAllowed": _seconds(TPU_QUOTA_HOURS * 3600)}
         return 200, {"quotaRefreshTime": _iso(refresh), "gpuQuota": gpu, "tpuQuota": tpu}
@@ -420,7 +427,7 @@ class KernelsService:
         if session.cancelled.wait(self.emu.queue_delay_s):
             return
         env = {**os.environ, INPUT_ENV: str(session.input), WORKING_ENV: str(session.working)}
-        limit = float(session.request.get("sessionTimeoutSeconds") or self.emu.kernel_timeout_s)
+        limit = session.limit_s
         with self.emu._lock:
             session.proc = subprocess.Popen(
                 self._command(session),
@@ -468,6 +475,18 @@ class KernelsService:
                 self.emu.gpu_hours_used += (time.monotonic() - session.t0) / 3600
 
     # ------------------------------------------------------------------ output files
+
+    def serve_output(self, handler, path: str, drop) -> None:
+        """GET/HEAD of an output file for kit.emulator's handler: like the data files, no auth
+        (the URL stands for a signed one), Range-resumable; `drop`: a "drop" fault or None."""
+        file = self.output_file(path)
+        if file is None:
+            return handler._json(404, {"code": 404, "message": f"no such output file: {path}"})
+        data = file.read_bytes()
+        etag = '"' + hashlib.sha1(data).hexdigest() + '"'
+        handler._serve_bytes(
+            data, "application/octet-stream", etag, formatdate(file.stat().st_mtime, usegmt=True), drop
+        )
 
     def output_file(self, path: str) -> Path | None:
         """The file behind /kernels-output/<owner>/<slug>/<version>/<name>, if it is an output."""

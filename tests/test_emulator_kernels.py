@@ -154,12 +154,11 @@ def test_timeout_is_error_and_kills_the_script(kaggle_emulator, push_kernel):
 
 
 def test_kernels_push_timeout_is_the_session_limit(kaggle_emulator, push_kernel, tmp_path):
-    folder = tmp_path / "k"
-    push_kernel("import time; time.sleep(60)", folder=folder)
-    _rpc(
-        kaggle_emulator, "SaveKernel", _save_body(text="import time; time.sleep(60)", sessionTimeoutSeconds=1)
-    )
+    push_kernel("import time; time.sleep(60)", folder=tmp_path / "k")
+    with kaggle_io._quiet():
+        assert _api().kernels_push(str(tmp_path / "k"), timeout="1").version_number == 2
     assert _wait(f"{KERNEL}/2")[0].failure_message == "Timed out after 1 s"
+    assert kaggle_emulator.kernels.session(KERNEL, 1).status == "RUNNING"  # 600 s by default
 
 
 def test_pull_gets_the_pushed_source_and_metadata(kaggle_emulator, push_kernel, tmp_path):
@@ -223,6 +222,11 @@ def test_gpu_session_limit(kaggle_emulator, push_kernel):
     third = push_kernel("print(1)", id=f"{EMULATOR_USER}/gpu-kernel-2", title="gpu kernel 2", enable_gpu=True)
     assert third.error == "Maximum batch GPU session count of 2 reached." and not third.version_number
     assert push_kernel("print(1)").error == ""  # a CPU kernel is not limited
+    with kaggle_io._quiet():
+        quota = _api().quota_view()
+    # what the queued sessions' time limits would take is reserved
+    assert quota.gpu_quota.time_reserved.total_seconds() == 2 * kaggle_emulator.kernel_timeout_s
+    assert quota.gpu_quota.time_used.total_seconds() == 0
 
 
 def test_quota_is_visible_and_a_used_up_quota_refuses_gpu_pushes(kaggle_emulator, push_kernel):
