@@ -573,6 +573,10 @@ def wait(job: dict, echo: Callable[[str], None] = print, view: View | None = Non
         raise KitError(
             f"job {job['job']}: {len(failed)} of {len(job['kernels'])} kernel(s) gave no runs: {names}"
         )
+    n = sum(len(k["runs"]) for k in job["kernels"])
+    echo(
+        f"job {job['job']} complete: {n} run(s) installed in {config.runs_dir()} (`kit runs`, `kit ensemble`)"
+    )
     return job
 
 

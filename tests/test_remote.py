@@ -271,3 +271,123 @@ def test_script_size_is_small():
     text = remote.script(job, {"slug": "s", "seeds": [1]})
     assert len(text) < 400_000
     compile(text, "kit_remote.py", "exec")
+
+
+# ----------------------------------------------------------------------------- through the emulator
+
+SCRATCH_TINY = ["--hidden", "16", "--epochs", "1"]
+
+
+@pytest.fixture
+def emulated(kaggle_emulator, fixture_data, monkeypatch):
+    """The emulator with its kernels service, the fixture installed locally, fast polling."""
+    monkeypatch.setattr(remote, "POLL", remote.PollConfig(first_s=0.1, factor=1.5, max_s=0.5))
+    return kaggle_emulator
+
+
+def _kit(*args):
+    from click.testing import CliRunner
+
+    from kit.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def _pushes(emu) -> int:
+    return sum(1 for _, p in emu.requests if p.endswith("/SaveKernel"))
+
+
+def _remote_train(*extra):
+    return _kit("remote", "train", "scratch", "--seeds", "1-2", "--kernels", "2", *SCRATCH_TINY, *extra)
+
+
+@pytest.mark.slow  # ~10 s: two kernels really train, then ensemble, predict, submit
+def test_end_to_end_two_seeds_over_two_kernels_to_a_scored_submission(emulated):
+    result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 0, result.output
+    job = remote.load()
+    assert job["state"] == "complete" and [k["version"] for k in job["kernels"]] == [1, 1]
+    installed = runs.all_runs(model="scratch")
+    assert len(installed) == 2 and sorted(r.metrics["seed"] for r in installed) == [1, 2]
+    for run in installed:
+        prov = json.loads(run.file(remote.PROVENANCE).read_text())
+        assert prov["kernel"].startswith("demo/kit-scratch-") and prov["version"] == 1
+    assert "installed scratch-" in result.output and "(seeds 2): running" in result.output  # the live view
+    assert f"job {job['job']} complete: 2 run(s) installed" in result.output
+    assert _kit("ensemble", *(r.name for r in installed)).exit_code == 0
+    assert _kit("predict").exit_code == 0
+    submitted = _kit("submit")
+    assert submitted.exit_code == 0, submitted.output
+    assert "public score: " in submitted.output
+    status = _kit("remote", "status")
+    assert status.exit_code == 0 and f"{job['job']}  complete" in status.output
+
+
+@pytest.mark.slow  # ~10 s: two kernels really train, then ensemble, predict, submit
+def test_ctrl_c_after_the_push_then_pull_installs_without_pushing_again(emulated, monkeypatch):
+    emulated.queue_delay_s = 0.5
+
+    def interrupt(job, echo=print, view=None):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(remote, "wait", interrupt)
+        result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 1
+    job = remote.load()
+    assert f"Reattach with: kit remote pull {job['job']}" in result.output
+    assert _pushes(emulated) == 2 and runs.all_runs(model="scratch") == []
+    pulled = _kit("remote", "pull")
+    assert pulled.exit_code == 0, pulled.output
+    assert _pushes(emulated) == 2  # nothing pushed again
+    assert len(runs.all_runs(model="scratch")) == 2
+    again = _kit("remote", "pull", job["job"])
+    assert again.exit_code == 0 and "nothing left to do" in again.output
+    assert len(runs.all_runs(model="scratch")) == 2
+
+
+def test_a_failing_script_marks_the_job_failed_with_its_log_tail(emulated):
+    emulated.fail("SaveKernel", "script_error", times=1, message="CUDA error: out of memory")
+    result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 1
+    assert "CUDA error: out of memory" in result.output
+    assert "Process exited with code 1" in result.output
+    job = remote.load()
+    assert job["state"] == "failed"
+    states = sorted(k["state"] for k in job["kernels"])
+    assert states == ["failed", "installed"]  # the other kernel's runs are kept
+    assert len(runs.all_runs(model="scratch")) == 1
+
+
+def test_a_dropped_output_download_is_resumed(emulated):
+    emulated.fail("/kernels-output/", "drop", times=1)
+    result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 0, result.output
+    assert "retrying in" in result.output  # the drop was seen, and the download resumed
+    assert len(runs.all_runs(model="scratch")) == 2
+
+
+def test_a_rejected_push_is_a_failure(emulated):
+    emulated.fail("SaveKernel", "reject", times=1, message="Kernel slug is not valid")
+    result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 1
+    assert "Error: Kaggle refused the push of kit-scratch-" in result.output
+    assert "Kernel slug is not valid" in result.output
+    assert remote.load()["kernels"][0]["state"] == "failed"
+
+
+def test_no_gpu_quota_left_refuses_before_any_push(emulated):
+    emulated.gpu_hours_used = emulated.gpu_quota_hours
+    result = _remote_train()
+    assert result.exit_code == 1
+    assert "GPU hours but 0.0 of this week's 30 are left" in result.output
+    assert _pushes(emulated) == 0
+
+
+def test_the_session_limit_queues_the_remaining_kernels(emulated):
+    emulated.max_gpu_sessions = 1
+    result = _remote_train()
+    assert result.exit_code == 0, result.output
+    assert "Maximum batch GPU session count of 1 reached" in result.output
+    assert "it waits until one of the running sessions ends" in result.output
+    assert len(runs.all_runs(model="scratch")) == 2
