@@ -20,7 +20,7 @@ ARGS ?=
 # What `make lint` and `make format` look at.
 LINT_PATHS := kit tests scripts
 
-.PHONY: help setup test test-fast lint format download train-scratch train-cnn train-all train-ensemble \
+.PHONY: help setup test test-fast lint format download train-scratch train-cnn train-all train-ensemble remote-ensemble \
         ensemble submission submit scores leaderboard report demo bench fixture clean
 
 help: ## List the targets
@@ -64,6 +64,11 @@ train-ensemble: $(STAMP) ## Train SEEDS CNN seeds and the NumPy network, then en
 	$(KIT) train scratch
 	for s in $$(seq 1 $(SEEDS)); do $(KIT) train cnn --seed $$s || exit 1; done
 	$(KIT) ensemble --cnn-seeds $(SEEDS)
+
+remote-ensemble: $(STAMP) ## Train SEEDS CNN seeds on Kaggle's GPUs (kit remote), then ensemble them and write a submission
+	$(KIT) remote train cnn --seeds 1-$(SEEDS) $(ARGS)
+	$(KIT) ensemble --cnn-seeds $(SEEDS)
+	$(KIT) predict
 
 ensemble: $(STAMP) ## Ensemble the latest run of each model (RUN="run run ..." to choose the members)
 	$(KIT) ensemble $(RUN)
