@@ -117,14 +117,15 @@ def create(model: str, seed: int, root: Path | None = None, now: datetime | None
 
 
 def all_runs(root: Path | None = None, model: str | None = None, finished: bool = True) -> list[Run]:
-    """Runs under `root`, oldest first (names sort by time), optionally one model's only."""
+    """Runs under `root`, oldest first (names sort by time), optionally one model's only.
+    A run folder has a config.json from its first moment; other folders (runs/remote/) are not runs."""
     root = Path(root or config.runs_dir())
     if not root.exists():
         return []
     runs = [
         Run(p)
         for p in sorted(root.iterdir(), key=lambda p: (_stamp_of(p.name), p.name))
-        if p.is_dir() and not p.name.startswith(".")
+        if p.is_dir() and not p.name.startswith(".") and (p / CONFIG).exists()
     ]
     if model:
         runs = [r for r in runs if r.name.startswith(model + "-")]

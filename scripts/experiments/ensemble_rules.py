@@ -16,6 +16,7 @@ For each rule against `current`: how often it made fewer, as many, more errors o
 mean difference. Reads val_proba.npy only: no TensorFlow, a minute for 200 repeats.
 
     python scripts/experiments/ensemble_rules.py RUN RUN [RUN ...] [--repeats 200] [--seed 0]
+        [--broken-member]       # add a confident random member: does the rule drop it?
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=200, help="random halves to try [200]")
     ap.add_argument("--seed", type=int, default=0, help="seeds the halves [0]")
     ap.add_argument("--bootstrap", type=int, default=1000, help="the current rule's resamples [1000]")
+    ap.add_argument(
+        "--broken-member",
+        action="store_true",
+        help="add a broken member: confident random probabilities (Dirichlet 0.05, seeded)",
+    )
     args = ap.parse_args()
     runs = [c.run_dir(r) for r in args.runs]
     if len(runs) < 2:
@@ -74,6 +80,8 @@ def main() -> None:
     _, y, _ = c.validation(runs)
     val = np.stack([np.load(r / "val_proba.npy") for r in runs]).astype(np.float64)
     rng = np.random.default_rng(args.seed)
+    if args.broken_member:
+        val = np.concatenate([val, rng.dirichlet(np.full(val.shape[2], 0.05), size=(1, len(y)))])
     errors: dict[str, list[int]] = {}
     for _ in range(args.repeats):
         a = np.zeros(len(y), bool)
@@ -95,7 +103,8 @@ def main() -> None:
             ]
         )
     print(
-        f"{len(runs)} members, {args.repeats} random halves of {len(y)} validation rows "
+        f"{len(val)} members{' (the last one broken)' if args.broken_member else ''}, "
+        f"{args.repeats} random halves of {len(y)} validation rows "
         f"(choose on one, score on the other's {len(y) - len(y) // 2})"
     )
     c.print_table(
