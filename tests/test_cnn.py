@@ -419,6 +419,11 @@ def test_cli_trains_and_prints_the_run(fixture_data):
         (["--lr-min", "1"], "Error: --lr-min must be between 0 and --lr (0.002) (got 1.0)\n"),
         (["--clean-fraction", "1"], "Error: --clean-fraction must be in [0, 1) (got 1.0)\n"),
         (["--bn-refresh", "-1"], "Error: --bn-refresh must be 0 or more (got -1)\n"),
+        (
+            ["--patience", "3"],
+            "Error: --patience needs --keep best (--keep last keeps the schedule's end, which early stopping "
+            "cuts) (got 3)\n",
+        ),
     ],
 )
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
@@ -464,3 +469,21 @@ def test_resume_refuses_other_models_archs_options_and_finished_runs(trained, tm
     scratch.write_config({"model": "scratch"})
     result = invoke("train", "cnn", "--resume", str(scratch.path))
     assert result.output == f"Error: {scratch.path} is a 'scratch' run, not a 'cnn' run\n"
+
+
+def test_early_stopping_goes_with_keep_best_and_old_runs_keeping_the_last_epoch_lose_it():
+    """--keep last takes the schedule's end: early stopping would leave a mid-schedule epoch."""
+    assert CNN.make_config().patience == 0 and CNN.make_config("best").patience == 0
+    assert CNN.make_config("reference").keep == "best" and CNN.make_config("reference").patience == 10
+    assert CNN.make_config("default", keep="best", patience=5).patience == 5
+    # a config.json written before the rule: keep last with patience 10 resumes without early stopping
+    old = {
+        "model": "cnn",
+        "arch": "default",
+        "preset": "default",
+        "keep": "last",
+        "patience": 10,
+        "epochs": 28,
+    }
+    assert CNN.run_config(old).patience == 0
+    assert CNN.run_config({**old, "keep": "best"}).patience == 10

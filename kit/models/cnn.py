@@ -101,7 +101,12 @@ class Config(ModelConfig):
     rotation: float = param(10.0, "Augmentation: rotate up to +-this many degrees.", ge=0, le=180)
     zoom: float = param(0.1, "Augmentation: zoom in or out by up to this fraction.", ge=0, lt=1)
     shift: float = param(0.1, "Augmentation: shift up to this fraction of the side, each axis.", ge=0, lt=1)
-    patience: int = param(10, "Early stopping: epochs without a val_loss gain (0 = off).", ge=0)
+    patience: int = param(
+        0,
+        "Early stopping: stop after this many epochs without a val_loss gain and keep the best epoch "
+        "(0 = off; needs --keep best).",
+        ge=0,
+    )
     keep: str = param(
         "last",
         "Weights to keep: last (after the final epoch, where the schedule ends; chosen "
@@ -141,6 +146,21 @@ class Config(ModelConfig):
         """Rules between fields, as (field, rule) pairs for what is wrong."""
         if self.lr_min > self.lr:
             yield "lr_min", f"must be between 0 and --lr ({self.lr})"
+        if self.patience and self.keep == "last":
+            # --keep last takes the schedule's end; early stopping would cut the schedule short
+            # and leave a mid-schedule epoch's weights
+            yield (
+                "patience",
+                "needs --keep best (--keep last keeps the schedule's end, which early stopping cuts)",
+            )
+
+
+def upgrade(saved: dict) -> dict:
+    """A config.json from before early stopping required --keep best: its patience is dropped
+    (a run keeping its last epoch trains to the schedule's end)."""
+    if saved.get("keep", "last") == "last" and saved.get("patience"):
+        return {**saved, "patience": 0}
+    return saved
 
 
 # fmt: off
