@@ -597,8 +597,14 @@ def push_kernel(folder: Path) -> tuple[str, int]:
     # the ref is the metadata's id: Kaggle's own `ref` answer has varied ("/code/user/slug")
     ref = json.loads((Path(folder) / "kernel-metadata.json").read_text())["id"]
     name = ref.split("/")[-1]
+    before, tries = _kernel_version(api, ref), []
 
     def once() -> tuple[str, int]:
+        tries.append(1)
+        # a retry after a lost answer: if Kaggle made the version, do not push (and run) it twice
+        now = _kernel_version(api, ref) if len(tries) > 1 else None
+        if now is not None and now > (before or 0):
+            return ref, now
         try:
             with _quiet():
                 result = api.kernels_push(str(folder))
@@ -623,6 +629,22 @@ def push_kernel(folder: Path) -> tuple[str, int]:
         return ref, int(result.version_number)
 
     return _with_retries(once, f"pushing kernel {name}")
+
+
+def _kernel_version(api, ref: str) -> int | None:
+    """The latest version of kernel `ref` ('user/slug') on Kaggle, None when it has none yet or
+    the question fails (the push that follows says what is wrong)."""
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    owner, slug = ref.split("/")
+    request = ApiGetKernelRequest()
+    request.user_name, request.kernel_slug = owner, slug
+    try:
+        with _quiet(), _request_timeout(), api.build_kaggle_client() as kaggle:
+            response = kaggle.kernels.kernels_api_client.get_kernel(request)
+        return int(response.metadata.current_version_number) or None
+    except Exception:
+        return None
 
 
 def kernel_status(ref: str, version: int | None = None) -> tuple[str, str]:

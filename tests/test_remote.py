@@ -367,6 +367,19 @@ def test_a_dropped_output_download_is_resumed(emulated):
     assert len(runs.all_runs(model="scratch")) == 2
 
 
+@pytest.mark.slow  # ~5 s: the two kernels really train
+def test_a_push_whose_answer_was_lost_is_not_pushed_twice(emulated):
+    """Kaggle made the version but the answer never came back: the retry finds that version
+    instead of pushing (and running) the kernel a second time."""
+    emulated.fail("SaveKernel", "drop", times=1, after=True)
+    result = _remote_train("--accelerator", "none")
+    assert result.exit_code == 0, result.output
+    assert _pushes(emulated) == 2  # one per kernel: the dropped one was not sent again
+    job = remote.load()
+    assert job["state"] == "complete" and [k["version"] for k in job["kernels"]] == [1, 1]
+    assert len(runs.all_runs(model="scratch")) == 2
+
+
 def test_a_rejected_push_is_a_failure(emulated):
     emulated.fail("SaveKernel", "reject", times=1, message="Kernel slug is not valid")
     result = _remote_train("--accelerator", "none")
