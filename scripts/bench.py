@@ -1,6 +1,6 @@
 """`make bench`: the kit's speed and accuracy claims, measured, recorded, rendered.
 
-    python scripts/bench.py [SECTION ...]      sections: load scratch cnn pipeline (default: all)
+    python scripts/bench.py [SECTION ...]      sections: load scratch cnn pipeline throughput (default: all)
 
 Needs the real competition data (`make download` or `kit download --from ZIP`). Each section is
 a module `scripts/bench_<section>.py` with a `run() -> dict` function. Its dict is printed and
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ["load", "scratch", "cnn", "pipeline"]
+SECTIONS = ["load", "scratch", "cnn", "pipeline", "throughput"]
 
 
 def main(argv: list[str]) -> int:

@@ -301,3 +301,28 @@ def test_the_kit_api_the_studies_call_exists():
     assert not missing, f"scripts/experiments/_common.py: the CNN module has no {missing}"
     cfg = common.cnn_preset("default", seed=3)
     assert cfg.seed == 3 and common.cnn_model().run_config({"seed": 3}).seed == 3
+
+
+def test_bench_report_renders_the_throughput_settings_side_by_side(tmp_path):
+    report = _import_script("bench_report")
+    setting = {
+        "batch_size": 64,
+        "images_per_s": 1500.0,
+        "images_per_s_median": 1400.0,
+        "gflops": 66.6,
+        "share_of_peak": 0.333,
+    }
+    results = {
+        "peak_matmul_gflops": 200.0,
+        "warmup_steps": 10,
+        "timed_steps": 150,
+        "repeats": 3,
+        "settings": {"default": setting, "batch256": {**setting, "batch_size": 256, "images_per_s": 3000.0}},
+    }
+    _write(tmp_path, _record("throughput", results, "2026-12-01T12:00:00+00:00"))
+    lines = report.render_section("throughput", report.load_results(tmp_path))
+    assert "Float32 matmul peak 200 GFLOP/s; the best of 3 windows of 150 steps after 10" in lines[4]
+    assert [ln for ln in lines if ln.startswith("|")][2:] == [
+        "| `default` | 64 | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
+        "| `batch256` | 256 | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % |",
+    ]
