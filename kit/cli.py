@@ -220,9 +220,27 @@ def _hparam_option(fld, defaults, presets: dict):
     return click.option(flag, fld.name, default=None, type=type(value), help=help_)
 
 
-def _train_command(model: models.Model) -> None:
-    """`kit train <model>`: an option per field of the model's config dataclass (its one home)."""
+def _hparam_options(model: models.Model, skip: tuple[str, ...] = ()) -> list:
+    """An option per field of the model's config dataclass (its one home), but `skip`."""
     import dataclasses
+
+    defaults = model.config_cls()
+    return [
+        _hparam_option(f, defaults, model.presets)
+        for f in dataclasses.fields(model.config_cls)
+        if f.metadata.get("cli", True) and f.name not in skip
+    ]
+
+
+def _with_options(command, options: list):
+    """`command` decorated by `options`, the first listed shown first in --help."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _train_command(model: models.Model) -> None:
+    """`kit train <model>`: the model's options, then the run's."""
 
     def command(preset: str, resume: str | None, report: bool, quiet: bool, **hparams):
         from kit import training
@@ -244,11 +262,7 @@ def _train_command(model: models.Model) -> None:
             metavar="NAME",
             help=f"Starting hyper-parameters: {', '.join(model.presets)}.",
         ),
-        *[
-            _hparam_option(f, model.config_cls(), model.presets)
-            for f in dataclasses.fields(model.config_cls)
-            if f.metadata.get("cli", True)
-        ],
+        *_hparam_options(model),
         click.option(
             "--resume",
             default=None,
@@ -261,9 +275,7 @@ def _train_command(model: models.Model) -> None:
         data_dir_option,
         competition_option,
     ]
-    for option in reversed(options):
-        command = option(command)
-    train.command(model.name)(command)
+    train.command(model.name)(_with_options(command, options))
 
 
 for _model in models.MODELS.values():
@@ -508,8 +520,6 @@ def remote():
 
 def _remote_train_command(model: models.Model) -> None:
     """`kit remote train <model>`: the options of `kit train <model>`, plus the job's shape."""
-    import dataclasses
-
     from kit import remote as remote_mod
 
     def command(seeds: str, kernels: int, accelerator: str, preset: str | None, **hparams):
@@ -544,17 +554,11 @@ def _remote_train_command(model: models.Model) -> None:
         click.option(
             "--preset", default=None, metavar="NAME", help=f"{', '.join(model.presets)}. [default: best]"
         ),
-        *[
-            _hparam_option(f, model.config_cls(), model.presets)
-            for f in dataclasses.fields(model.config_cls)
-            if f.metadata.get("cli", True) and f.name != "seed"  # --seeds says which
-        ],
+        *_hparam_options(model, skip=("seed",)),  # --seeds says which
         data_dir_option,
         competition_option,
     ]
-    for option in reversed(options):
-        command = option(command)
-    remote_train.command(model.name)(command)
+    remote_train.command(model.name)(_with_options(command, options))
 
 
 @remote.group("train", cls=KitGroup)

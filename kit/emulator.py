@@ -79,7 +79,7 @@ from urllib.parse import unquote, urlsplit
 
 from kit import config
 from kit.emulator_kernels import FAULT_KINDS as KERNEL_FAULT_KINDS
-from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService
+from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService, kaggle_now, kaggle_time
 from kit.errors import KitError
 from kit.io import utc_now
 
@@ -89,16 +89,6 @@ API = "/api/v1/"
 HOST = "http://localhost"  # what the client believes it talks to (KaggleEnv.LOCAL)
 FIRST_REF = 50_000_001  # submission refs look like Kaggle's 8-digit ones
 DEFAULT_PAGE_SIZE = 20
-
-
-def _utcnow() -> datetime:
-    """Now in UTC as a naive datetime: the submissions' dates, serialised by `_iso`."""
-    return utc_now().replace(tzinfo=None)
-
-
-def _iso(dt: datetime) -> str:
-    """The kagglesdk DateTimeSerializer format: 2026-11-25T16:31:50.123Z (naive UTC in)."""
-    return dt.isoformat(timespec="milliseconds") + "Z"
 
 
 class _Fault:
@@ -248,7 +238,7 @@ class Emulator:
     # ------------------------------------------------------------------ submissions
 
     def _today_count(self) -> int:
-        today = _utcnow().date()
+        today = kaggle_now().date()
         return sum(1 for s in self.submissions if s["date"].date() == today)
 
     def _refresh(self, sub: dict) -> dict:
@@ -266,7 +256,7 @@ class Emulator:
         out = {
             "ref": sub["ref"],
             "totalBytes": sub["total_bytes"],
-            "date": _iso(sub["date"]),
+            "date": kaggle_time(sub["date"]),
             "description": sub["description"],
             "fileName": sub["file_name"],
             "status": sub["status"],
@@ -326,7 +316,7 @@ class Emulator:
                     "ref": i.filename,
                     "name": i.filename,
                     "totalBytes": i.file_size,
-                    "creationDate": _iso(datetime(*i.date_time)),
+                    "creationDate": kaggle_time(datetime(*i.date_time)),
                 }
                 for i in zf.infolist()
             ]
@@ -380,7 +370,7 @@ class Emulator:
                 }
             sub = {
                 "ref": FIRST_REF + len(self.submissions),
-                "date": _utcnow(),
+                "date": kaggle_now(),
                 "_t0": time.monotonic(),
                 "file_name": upload["file_name"],
                 "description": body.get("submissionDescription") or "",
@@ -413,7 +403,7 @@ class Emulator:
         return 404, {"code": 404, "message": f"Submission {body.get('ref')} not found"}
 
     def _rpc_GetLeaderboard(self, body):
-        entries = [(name, score, _utcnow() - timedelta(days=30)) for name, score in self.teams]
+        entries = [(name, score, kaggle_now() - timedelta(days=30)) for name, score in self.teams]
         best = self.best_score()
         if best is not None:
             entries.append((self.username, best[0], best[1]))
@@ -425,7 +415,7 @@ class Emulator:
             {
                 "teamId": 1000 + start + i,
                 "teamName": name,
-                "submissionDate": _iso(date),
+                "submissionDate": kaggle_time(date),
                 "score": f"{score:.5f}",
             }
             for i, (name, score, date) in enumerate(page)

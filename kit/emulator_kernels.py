@@ -85,11 +85,13 @@ def _seconds(s: float) -> str:
     return f"{s:.3f}s"
 
 
-def _utcnow() -> datetime:
+def kaggle_now() -> datetime:
+    """Now in UTC as a naive datetime, as the emulator keeps its dates (serialised by kaggle_time)."""
     return utc_now().replace(tzinfo=None)
 
 
-def _iso(dt: datetime) -> str:
+def kaggle_time(dt: datetime) -> str:
+    """The kagglesdk DateTimeSerializer format: 2026-11-25T16:31:50.123Z (naive UTC in)."""
     return dt.isoformat(timespec="milliseconds") + "Z"
 
 
@@ -110,7 +112,7 @@ class _Session:
         self.files: list[str] = []
         self.fault = fault
         self.proc: subprocess.Popen | None = None
-        self.created = _utcnow()
+        self.created = kaggle_now()
         self.t0: float | None = None
         self.cancelled = threading.Event()
         self.thread: threading.Thread | None = None
@@ -222,7 +224,7 @@ class KernelsService:
         return 200, {"metadata": self._metadata(session), "blob": self._blob(session)}
 
     def _rpc_GetAcceleratorQuotaStatistics(self, body, fault):
-        now = _utcnow()
+        now = kaggle_now()
         refresh = datetime(now.year, now.month, now.day) + timedelta(days=(5 - now.weekday()) % 7 or 7)
         total = self.emu.gpu_quota_hours * 3600
         with self.emu._lock:
@@ -240,7 +242,7 @@ class KernelsService:
             "hasEverRun": ever,
         }
         tpu = {"timeUsed": _seconds(0.0), "totalTimeAllowed": _seconds(TPU_QUOTA_HOURS * 3600)}
-        return 200, {"quotaRefreshTime": _iso(refresh), "gpuQuota": gpu, "tpuQuota": tpu}
+        return 200, {"quotaRefreshTime": kaggle_time(refresh), "gpuQuota": gpu, "tpuQuota": tpu}
 
     # ------------------------------------------------------------------ pushes
 
@@ -358,7 +360,7 @@ class KernelsService:
             "title": k["title"],
             "author": k["owner"],
             "slug": k["slug"],
-            "lastRunTime": _iso(session.created),
+            "lastRunTime": kaggle_time(session.created),
             "language": r.get("language"),
             "kernelType": r.get("kernelType"),
             "isPrivate": bool(r.get("isPrivate", True)),

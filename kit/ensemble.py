@@ -337,6 +337,7 @@ def build(
     run = runs.create("ensemble", seed=0)
     run.write_config({"model": "ensemble", "seed": 0, "members": names, **asdict(cfg)})
     weights = {n: float(wk) for n, wk in zip(names, decision.weights)}
+    member_acc = {n: accuracy(v, y) for n, v in zip(names, val)}
     io.write_json(run.file(WEIGHTS), {"method": decision.method, "weights": weights})
     run.write_predictions(val_proba, test_proba)
     run.finish(
@@ -353,8 +354,8 @@ def build(
             "dropped": [names[k] for k in decision.dropped],
             "members": names,
             "weights": weights,
-            "member_val_accuracy": {n: accuracy(v, y) for n, v in zip(names, val)},
-            "best_member_val_accuracy": max(accuracy(v, y) for v in val),
+            "member_val_accuracy": member_acc,
+            "best_member_val_accuracy": max(member_acc.values()),
             "cross_fitted_val_accuracy": decision.cross_fitted_accuracy,
             "errors_equal_vs_fitted_cross_fitted": decision.errors,
             "fitted_error_gain": decision.error_gain,

@@ -63,6 +63,10 @@ class ModelConfig:
     seed: int = param(0, "random seed (weights, shuffling, augmentation, dropout)", ge=0)
     preset: str = param("default", "the preset these values started from", cli=False)
 
+    def checks(self):
+        """Rules between fields, as (field, rule) pairs for what is wrong; none by default."""
+        return ()
+
 
 def flag(name: str) -> str:
     """A field's CLI spelling: batch_size -> --batch-size."""
@@ -118,7 +122,7 @@ def validate(cfg: ModelConfig) -> None:
             raise bad(cfg, f.name, range_rule(meta) + why)
         if meta["check"] is not None and not meta["check"](value):
             raise bad(cfg, f.name, meta["rule"] + why)
-    for name, rule in getattr(cfg, "checks", lambda: [])():
+    for name, rule in cfg.checks():
         raise bad(cfg, name, rule)
 
 

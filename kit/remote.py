@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import io as _io
 import json
 import shutil
@@ -118,23 +119,30 @@ def new_job(model: str, seeds: list[int], kernels: int, accelerator: str, cfg, u
     """The job record for `seeds` of `model` over `kernels` kernels (nothing pushed yet)."""
     if accelerator not in ACCELERATORS:
         raise KitError(f"--accelerator must be one of: {', '.join(ACCELERATORS)} (got {accelerator!r})")
-    ident = local_identity()
+    local = local_identity()
     job = f"{model}-{utc_stamp()}"
+    slugs = [f"kit-{job}-k{i + 1}" for i in range(min(kernels, len(seeds)))]
     return {
         "job": job,
         "model": model,
         "accelerator": accelerator,
         "competition": config.competition().slug,
         "config": dataclasses.asdict(cfg),
-        "identity": metrics.identity(ident["data_checksum"], ident["split_hash"]),
-        "n_val": ident["n_val"],
-        "n_test": ident["n_test"],
+        "identity": {k: local[k] for k in metrics.IDENTITY},
+        "n_val": local["n_val"],
+        "n_test": local["n_test"],
         "created_utc": utc_iso(),
         "state": "running",
         "kernels": [
-            {"slug": f"kit-{job}-k{i + 1}", "seeds": group, "state": "pending", "version": None, "runs": []}
-            | {"ref": f"{username}/kit-{job}-k{i + 1}"}
-            for i, group in enumerate(split_seeds(seeds, kernels))
+            {
+                "slug": slug,
+                "ref": f"{username}/{slug}",
+                "seeds": group,
+                "state": "pending",
+                "version": None,
+                "runs": [],
+            }
+            for slug, group in zip(slugs, split_seeds(seeds, kernels))
         ],
     }
 
@@ -175,9 +183,11 @@ def work_dir(job: dict, kernel: dict) -> Path:
 # ----------------------------------------------------------------------------- the kernel
 
 
+@functools.cache
 def kit_zip() -> bytes:
     """The kit package as the user has it (their edits included): every .py under kit/, as a
-    zip with fixed timestamps, so the same code always makes the same script."""
+    zip with fixed timestamps, so the same code always makes the same script. Made once per
+    process: every kernel of a job carries the same code."""
     root = Path(__file__).resolve().parent
     buf = _io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
@@ -475,12 +485,11 @@ class View:
         self.drawn = 0
 
     def update(self, job: dict, last: dict[str, str]) -> None:
-        rows = {
-            k[
-                "slug"
-            ]: f"{k['slug']} (seeds {_seeds(k)}): {k['state']:<9} {_elapsed(k)}  {last.get(k['slug'], '')}"
-            for k in job["kernels"]
-        }
+        rows = {}
+        for k in job["kernels"]:
+            rows[k["slug"]] = (
+                f"{k['slug']} (seeds {_seeds(k)}): {k['state']:<9} {_elapsed(k)}  {last.get(k['slug'], '')}"
+            )
         if self.tty:
             up = f"\x1b[{self.drawn}F" if self.drawn else ""
             self.echo(up + "\n".join("\x1b[2K" + r[:200] for r in rows.values()))

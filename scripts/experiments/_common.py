@@ -74,6 +74,20 @@ def run_dir(ref: str) -> Path:
     return path
 
 
+def add_cnn_runs(ap) -> None:
+    """The studies' way to name CNN runs: folders or names, or --all."""
+    ap.add_argument("runs", nargs="*", help="CNN run folders or names")
+    ap.add_argument("--all", action="store_true", help="every finished CNN run under runs/")
+
+
+def cnn_runs(ap, args) -> list[Path]:
+    """The CNN runs add_cnn_runs' arguments named (an argparse error when none)."""
+    runs = finished_runs("cnn") if args.all else [run_dir(r) for r in args.runs]
+    if not runs:
+        ap.error("give CNN runs, or --all")
+    return runs
+
+
 def read(run: Path, name: str) -> dict:
     return json.loads((run / name).read_text())
 

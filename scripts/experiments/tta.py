@@ -23,13 +23,10 @@ import _common as c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="*", help="CNN run folders or names")
-    ap.add_argument("--all", action="store_true", help="every finished CNN run under runs/")
+    c.add_cnn_runs(ap)
     ap.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8], help="numbers of augmented passes")
     args = ap.parse_args()
-    runs = c.finished_runs("cnn") if args.all else [c.run_dir(r) for r in args.runs]
-    if not runs:
-        ap.error("give CNN runs, or --all")
+    runs = c.cnn_runs(ap, args)
     cnn = c.cnn()
     X, y, _ = c.validation(runs)
     results: dict[str, list[tuple[int, float]]] = {}
