@@ -7,7 +7,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What `make setup` installs beside the kit: a Keras backend and the dev tools. For a CUDA box,
+# EXTRAS=gpu,dev (TensorFlow) or jax-cuda,dev; see README.md, "GPUs".
+EXTRAS ?= cpu,dev
+STAMP := $(VENV)/.installed-$(EXTRAS)
 KIT := $(BIN)/kit
 
 # Options passed through to the CLI (empty by default).
@@ -29,10 +32,10 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv and install the kit with its dev tools (pytest, ruff); every target does it first
+setup: $(STAMP) ## Create .venv and install the kit, TensorFlow and the dev tools (EXTRAS=gpu,dev for CUDA); every target does it first
 
 test: $(STAMP) ## Run the whole test suite, what CI runs (ARGS="-k ensemble" to pick tests)
 	$(BIN)/pytest $(ARGS)

@@ -793,7 +793,7 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
         return "\n".join(parts + [_note("no validation images installed: cannot show augmentation")])
     try:
         from kit import models
-        from kit.models import cnn
+        from kit.models import cnn_input
     except ImportError as e:
         return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
     try:
@@ -809,7 +809,7 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
     # the first validation image of each digit, in split order (deterministic)
     idx = [int(np.flatnonzero(val.y == d)[0]) for d in range(config.N_CLASSES) if (val.y == d).any()]
     X = val.X[idx]
-    aug = np.asarray(cnn.augmented_examples(X, AUGMENT_VARIANTS, AUGMENT_SEED, cfg))
+    aug = np.asarray(cnn_input.augmented_examples(X, AUGMENT_VARIANTS, AUGMENT_SEED, cfg))
     assert aug.shape == (len(idx), AUGMENT_VARIANTS, 28, 28), aug.shape
     f = f"{v.slug}-augment.png"
     plot_augment(X, aug, out / f)

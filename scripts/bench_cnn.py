@@ -43,12 +43,12 @@ ONEDNN_STEPS = 40
 ONEDNN_CHILD = """
 import json, time, numpy as np
 from kit import data, models
-from kit.models import cnn
+from kit.models import backends, cnn, cnn_input
 cfg = models.get("cnn").make_config("default")
 cnn.setup(cfg)
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
+pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
 m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
 m.fit(pipe, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
 t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0, shuffle=False)
@@ -60,7 +60,7 @@ print("BENCH_RESULT " + json.dumps({"train_images_per_s": round(train), "test_in
 
 CHILD = """
 import json, sys
-from kit.models import cnn
+from kit.models import backends, cnn, cnn_input
 from kit import models, training
 run = training.train("cnn", models.get("cnn").make_config(sys.argv[1], seed=int(sys.argv[2])))
 print("BENCH_RESULT " + json.dumps({"run": str(run.path), "metrics": run.metrics,
@@ -171,22 +171,22 @@ def blur(paths: list[str]) -> dict:
 
 
 def precision() -> dict:
-    from kit.models import cnn
+    from kit.models import backends
 
-    if not cnn.gpus():
+    if not backends.accelerators("tensorflow"):
         return {"skipped": "no GPU visible to TensorFlow"}
     out = {}
     for mixed in (False, True):
         code = f"""
 import json, time, numpy as np
 from kit import data, models
-from kit.models import cnn
+from kit.models import backends, cnn, cnn_input
 cfg = models.get("cnn").make_config("default", mixed_precision={mixed})
 cnn.setup(cfg)
 import tensorflow as tf
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
+pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
 m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
 m.fit(pipe, epochs=1, steps_per_epoch=10, verbose=0)
 t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch={PRECISION_STEPS}, verbose=0)
@@ -196,7 +196,7 @@ print("BENCH_RESULT " + json.dumps({PRECISION_STEPS} * cfg.batch_size / (time.pe
         assert proc.returncode == 0, "precision bench failed"
         rate = json.loads(proc.stdout.split("BENCH_RESULT ")[-1])
         out["mixed_images_per_s" if mixed else "float32_images_per_s"] = round(rate)
-    out["gpu"] = [g.name for g in cnn.gpus()]
+    out["gpu"] = backends.accelerators("tensorflow")
     return out
 
 

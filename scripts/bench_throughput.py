@@ -5,7 +5,7 @@ this machine's matmul peak, side by side in one run.
     BENCH_THROUGHPUT=default,batch128 python scripts/bench.py throughput    # only some settings
 
 For each setting, in a fresh process (threads and XLA are process-wide): the default network and
-optimizer, fed as `kit train cnn` feeds it (kit.models.cnn.train_dataset: shuffle, batch, scale,
+optimizer, fed as `kit train cnn` feeds it (kit.models.cnn_input.TFData.train: shuffle, batch, scale,
 augmentation with the clean fraction, parallel map, prefetch), WARMUP steps discarded, then STEPS
 timed. Reported: images/s, GFLOP/s (3 x 2 x the forward multiply-adds per image: forward and the
 two backward products) and the share of the float32 matmul peak, measured first in its own
@@ -43,8 +43,8 @@ PEAK_N, STEPS_PEAK = 2048, 10
 
 PEAK_CHILD = """
 import json, time
-from kit.models import cnn
-tf = cnn._tf()
+from kit.models import backends, cnn, cnn_input
+tf = backends.tf()
 a = tf.random.uniform((%d, %d)); b = tf.random.uniform((%d, %d))
 best = 1e9
 for _ in range(%d):
@@ -56,18 +56,18 @@ CHILD = """
 import json, sys, time
 import numpy as np
 from kit import data, models
-from kit.models import cnn
+from kit.models import backends, cnn, cnn_input
 opts = json.loads(sys.argv[1])
 over = {k: v for k, v in opts.items() if k in ("batch_size", "augment")}
 cfg = models.get("cnn").make_config("default", **over)
 cnn.setup(cfg)
-tf = cnn._tf()
+tf = backends.tf()
 if "inter_op" in opts:
     tf.config.threading.set_inter_op_parallelism_threads(opts["inter_op"])
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
 aug = cnn.augmentation(cfg) if cfg.augment else None
-pipe = cnn.train_dataset(X, y, cfg, cfg.batch_size, 0, aug).repeat()
+pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, aug).repeat()
 if opts.get("memory"):
     xb, yb = next(iter(pipe))
     pipe = tf.data.Dataset.from_tensors((xb, yb)).repeat()
@@ -82,7 +82,7 @@ for layer in model.layers:
     elif isinstance(layer, cnn._keras().layers.Dense):
         macs += layer.input.shape[-1] * layer.units
 rates = []
-with cnn.quiet_native_logs():
+with backends.quiet_native_logs():
     model.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0)
     for _ in range(%d):
         t = time.perf_counter()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from kit import data, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
-from kit.models import cnn
+from kit.models import backends, cnn, cnn_input
 
 # Keras 3.15 itself calls np.array() on its TF variables inside fit(); not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -153,7 +153,7 @@ def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
     X, y = ds.X_train[:64], ds.y_train[:64]
     originals = X.astype(np.float32) / 255
     cfg = tiny(clean_fraction=0.25, batch_size=16, seed=4)
-    for xb, _ in cnn.train_dataset(X, y, cfg, 16, 0, cnn.augmentation(cfg)):
+    for xb, _ in cnn_input.TFData.train(X, y, cfg, 16, 0, cnn.augmentation(cfg)):
         xb = np.asarray(xb)[..., 0]
         # distance of each image in the batch to its nearest original
         nearest = np.abs(xb[:, None] - originals[None]).max(axis=(2, 3)).min(axis=1)
@@ -200,18 +200,29 @@ def test_eval_blur_is_the_separable_kernel_and_conserves_ink():
     x = np.zeros((1, 28, 28, 1), np.float32)
     x[0, 10, 20, 0] = 1.0  # an impulse: its response is the kernel itself
     x[0, 0, 0, 0] = 1.0  # a corner pixel: the zero border takes the rest
-    y = np.asarray(cnn._blur(x, b))[0, :, :, 0]
+    y = np.asarray(cnn_input._tf_blur(x, b))[0, :, :, 0]
     k = np.array([b, 1 - 2 * b, b])
     np.testing.assert_allclose(y[9:12, 19:22], np.outer(k, k), atol=1e-7)
     np.testing.assert_allclose(y[:2, :2], np.outer(k[1:], k[1:]), atol=1e-7)
     assert y.sum() == pytest.approx(1.0 + (1 - b) ** 2, abs=1e-6)
 
 
+def test_both_pipelines_show_predictions_the_same_images(fixture_data):
+    # the NumPy pipeline (jax, torch) and tf.data must feed a network identical inputs
+    ds, _ = data.load_split()
+    X = ds.X_test[:50]
+    for b in (0.0, 0.25, 1 / 3):
+        numpy_images = cnn_input.eval_images(X, b)
+        assert numpy_images.shape == (50, 28, 28, 1) and numpy_images.dtype == np.float32
+        np.testing.assert_allclose(numpy_images[..., 0], _numpy_blur(X / 255.0, b), atol=1e-6)
+        np.testing.assert_allclose(numpy_images, np.asarray(cnn_input.TFData.images(X, b)), atol=1e-6)
+
+
 def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture_data):
     ds, _ = data.load_split()
     X = ds.X_test[:64]
     model = cnn.build_model(tiny())
-    sharp = model.predict(cnn.eval_dataset(X), verbose=0)
+    sharp = model.predict(cnn_input.TFData.evaluation(X), verbose=0)
     assert cnn.eval_blur(tiny()) == 0.25 and cnn.eval_blur(tiny(augment=False)) == 0.0
     assert cnn.eval_blur(CNN.make_config("reference")) == 0.0  # the reference kernel stays as it was
     np.testing.assert_allclose(cnn.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
@@ -227,11 +238,11 @@ def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture
 
 def test_augmented_examples_shape_range_and_seed(fixture_data):
     ds, _ = data.load_split()
-    ex = cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
+    ex = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
     assert ex.shape == (5, 3, 28, 28) and ex.dtype == np.float32
     assert 0.0 <= ex.min() and ex.max() <= 1.0
     assert not np.array_equal(ex[:, 0], ex[:, 1])  # variants differ
-    np.testing.assert_array_equal(ex, cnn.augmented_examples(ds.X_train[:5], n_variants=3, seed=1))
+    np.testing.assert_array_equal(ex, cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1))
 
 
 def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
@@ -239,7 +250,7 @@ def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
     cfg = tiny(seed=2)
     cnn.setup(cfg)
     X, y = ds.X_train[sp.train_idx[:96]], ds.y_train[sp.train_idx[:96]]
-    pipe = cnn.train_dataset(X, y, cfg, 32, cfg.seed, cnn.augmentation(cfg))
+    pipe = cnn_input.TFData.train(X, y, cfg, 32, cfg.seed, cnn.augmentation(cfg))
     epochs = [[(xb.numpy(), yb.numpy()) for xb, yb in pipe] for _ in range(2)]
     for batches in epochs:
         xs = np.concatenate([b[0] for b in batches])
@@ -432,7 +443,7 @@ def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
 
 
 def test_cli_mirrored_without_gpu_is_refused(fixture_data):
-    if cnn.gpus():
+    if backends.accelerators("tensorflow"):
         pytest.skip("a GPU is visible")
     result = invoke("train", "cnn", "--strategy", "mirrored", "--width", "4", "--epochs", "1")
     assert result.exit_code == 1

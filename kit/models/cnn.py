@@ -12,10 +12,10 @@ Presets (`PRESETS`, `kit train cnn --preset NAME`):
                schedule; keeps the last epoch, then re-estimates batch-norm statistics.
     best       the default network wider (32 first-block filters) for 45 epochs: a GPU budget.
 
-Input pipeline (tf.data, all in-graph): uint8 (N, 28, 28) -> shuffle with the seed -> batch
--> scale to float32 [0, 1] -> `augmentation(cfg)` (a keras.Sequential of RandomRotation /
-RandomZoom / RandomTranslation) mapped with parallel calls -> prefetch. Validation and test
-images are smoothed by a fixed 3x3 kernel (`--blur`, `eval_blur`): the augmentation's
+Every Keras 3 backend trains it (`--backend`, kit/models/backends.py): TensorFlow feeds it
+through tf.data with the augmentation beside the step, JAX and PyTorch through NumPy batches
+with the augmentation as the network's first layer (kit/models/cnn_input.py). Validation and
+test images are smoothed by a fixed 3x3 kernel (`--blur`, `eval_blur`): the augmentation's
 bilinear resampling smooths every training image, so a sharp digit is one the network has
 never seen. docs/decisions.md has the studies behind each choice.
 
@@ -27,14 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import re
-import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +36,8 @@ import numpy as np
 from kit import config, io
 from kit.errors import KitError
 from kit.hparams import ModelConfig, param
+from kit.models import backends, cnn_input
+from kit.models.cnn_input import augmentation, eval_blur
 
 ARCHS = ("default", "reference")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -53,9 +49,7 @@ CHECKPOINT = "checkpoint.keras"  # full model + optimizer state after the last f
 BEST_WEIGHTS = "best.weights.h5"  # weights of the best epoch so far (val_loss)
 MODEL_FILE = "model.keras"  # the final model (kept weights)
 RESUME_FILES = (CHECKPOINT, BEST_WEIGHTS)
-PREDICT_BATCH = 1024  # inference batch: big enough to amortise per-batch overhead
 RESUME_SEED_STRIDE = 7919  # a resumed run shuffles/augments from seed + stride * epoch
-TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 
 
 def _blur_ok(b: float) -> bool:
@@ -132,14 +126,20 @@ class Config(ModelConfig):
     tta: int = param(
         0, "Test-time augmentation: extra augmented passes averaged into predictions (0 = off).", ge=0
     )
+    backend: str = param(
+        "auto",
+        "Keras backend: auto (KERAS_BACKEND if set, else tensorflow, jax, torch: the first "
+        "installed), tensorflow (the fastest on a CPU), jax or torch (for GPUs).",
+        choices=backends.CHOICES,
+    )
     mixed_precision: bool = param(False, "float16 compute with float32 weights (for GPUs with tensor cores).")
     strategy: str = param(
         "auto",
-        "auto: the default device (a GPU when TensorFlow sees one); "
-        "mirrored: every GPU, batch scaled per replica.",
+        "auto: the default device (a GPU when the backend sees one); "
+        "mirrored: every GPU, batch scaled per replica (tensorflow and jax).",
         choices=STRATEGIES,
     )
-    threads: int = param(0, "TensorFlow CPU threads (0 = one per core).", ge=0)
+    threads: int = param(0, "CPU threads of TensorFlow and PyTorch (0 = one per core).", ge=0)
     max_train: int = param(0, "Train on only the first N training rows (0 = all; for quick tuning).", ge=0)
 
     def checks(self):
@@ -156,8 +156,10 @@ class Config(ModelConfig):
 
 
 def upgrade(saved: dict) -> dict:
-    """A config.json from before early stopping required --keep best: its patience is dropped
-    (a run keeping its last epoch trains to the schedule's end)."""
+    """A config.json from an older kit: from before early stopping required --keep best, its
+    patience is dropped (a run keeping its last epoch trains to the schedule's end); from before
+    the backends, it trained on TensorFlow."""
+    saved = {"backend": "tensorflow", **saved}
     if saved.get("keep", "last") == "last" and saved.get("patience"):
         return {**saved, "patience": 0}
     return saved
@@ -175,128 +177,44 @@ PRESETS: dict[str, dict] = {
 
 
 def resolved(cfg: Config) -> Config:
-    """cfg as config.json records it (nothing machine-dependent to fix for the CNN); KitError
+    """cfg as config.json records it (`--backend auto` made the backend it means here); KitError
     when this machine cannot run it, before any run folder is made."""
-    _require_gpus(cfg)
+    cfg = dataclasses.replace(cfg, backend=backends.choose(cfg.backend))
+    with backends.quiet_native_logs():
+        backends.require_devices(cfg.backend, cfg.strategy)
     return cfg
 
 
-# ============================================================================ TensorFlow setup
-
-# TensorFlow's C++ start-up lines (absl's "WARNING: All log messages before absl::InitializeLog()",
-# "I0000 ... oneDNN custom operations are on", "E0000 ... NodeDef mentions attribute ...") are
-# written straight to file descriptor 2, before and regardless of TF_CPP_MIN_LOG_LEVEL: they are
-# not for users, and they look like failures.
-NATIVE_LOG = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )"
-)
-
-
-@contextmanager
-def quiet_native_logs() -> Iterator[None]:
-    """Run the block with file descriptor 2 captured; then pass on every line but TensorFlow's
-    native log lines (NATIVE_LOG). Python's own errors still surface, as exceptions."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [
-                line
-                for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-                if not NATIVE_LOG.match(line)
-            ]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
-
-
-def _tf():
-    """TensorFlow, imported on first use with the kit's settings.
-
-    oneDNN's convolutions are on (TensorFlow enables them by default only on CPUs with AVX-512
-    VNNI): they train and predict faster than the Eigen kernels and stay deterministic run to
-    run. TF reads the variable once, at import; TF_ENABLE_ONEDNN_OPTS=0 keeps the Eigen kernels.
-    """
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with quiet_native_logs():
-            import tensorflow  # noqa: F401
-    import tensorflow as tf
-
-    return tf
-
-
-def _keras():
-    """Keras, after `_tf()` has set TensorFlow up."""
-    _tf()
-    import keras
-
-    return keras
+# ============================================================================ backend
 
 
 def setup(cfg: Config) -> None:
-    """Seeds, determinism, CPU threads, precision; call before building anything."""
-    tf = _tf()
-    keras = _keras()
-
-    threads = cfg.threads or os.cpu_count() or 1
-    try:
-        # intra-op: one thread per core runs each convolution; inter-op 2 lets the input
-        # pipeline's ops overlap the step without oversubscribing a small box.
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        pass  # TensorFlow already started in this process (tests, notebooks): keep its threads
-    keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    """Seeds, determinism, CPU threads, precision, on cfg's backend; call before building anything."""
+    backends.setup(backends.choose(cfg.backend), cfg.seed, cfg.threads, cfg.mixed_precision)
 
 
-def gpus() -> list:
-    return _tf().config.list_physical_devices("GPU")
-
-
-def _require_gpus(cfg: Config) -> None:
-    """`mirrored` with no GPU is refused (not silently run on the CPU): a user who asked for
-    several GPUs and got the CPU would wait hours for a run they meant to take minutes."""
-    if cfg.strategy == "mirrored" and not gpus():
-        raise KitError(
-            "--strategy mirrored needs a GPU, and TensorFlow sees none; drop the option "
-            "to train on the CPU, or install the GPU build: pip install -e '.[gpu]'"
-        )
-
-
-def distribution(cfg: Config):
-    """The tf.distribute strategy for cfg.strategy (see _require_gpus)."""
-    tf = _tf()
-    _require_gpus(cfg)
-    if cfg.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+def _keras(cfg: Config | None = None):
+    """Keras, on cfg's backend (kit.models.backends; without cfg, the one this process uses)."""
+    return backends.keras_for(cfg.backend if cfg is not None else "auto")
 
 
 # ============================================================================ model
 
 
-def build_model(cfg: Config):
-    """The network for cfg.arch: (B, 28, 28, 1) float32 in [0, 1] -> (B, 10) float32 probabilities."""
-    keras = _keras()
+def build_model(cfg: Config, augment=None):
+    """The network for cfg.arch: (B, 28, 28, 1) float32 in [0, 1] -> (B, 10) float32 probabilities.
+    `augment`: a first layer that augments training batches (cnn_input.augment_layer: the NumPy
+    pipeline's), the identity at inference."""
+    keras = _keras(cfg)
     layers = keras.layers
 
     side = config.IMAGE_SIDE
     inputs = keras.Input((side, side, 1), name="image")
+    first = inputs if augment is None else augment(inputs)
     w1, w2, p = cfg.width, cfg.growth * cfg.width, cfg.dropout
     if cfg.arch == "reference":
         # Conv32(5x5) x2 -> max-pool -> Conv64(3x3) x2 -> max-pool -> Dense 256, as the reference
-        x = layers.Conv2D(w1, 5, padding="same", activation="relu")(inputs)
+        x = layers.Conv2D(w1, 5, padding="same", activation="relu")(first)
         x = layers.Conv2D(w1, 5, padding="same", activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Dropout(p)(x)
@@ -312,7 +230,7 @@ def build_model(cfg: Config):
         # the strided conv learns its own down-sampling where the reference max-pools.
         # The first block is narrow and the second wide: a filter at 24x24 costs 9x one at 8x8,
         # and a CPU is compute-bound here (docs/decisions.md, "first-block width").
-        x = inputs
+        x = first
         for filters in (w1, w2):
             x = _conv_bn(x, filters, 3)
             x = _conv_bn(x, filters, 3)
@@ -339,7 +257,7 @@ def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "val
 
 def inference_model(model):
     """The same network for prediction only: every batch-norm folded into the convolution before
-    it, dropout removed. Same outputs up to float32 rounding, two fewer passes over each
+    it, dropout and the in-model augmentation removed. Same outputs up to float32 rounding, two fewer passes over each
     activation map (on a CPU those passes are memory traffic, not arithmetic).
 
     For a convolution W, b followed by batch-norm (gamma, beta, moving mean mu, variance var):
@@ -355,7 +273,7 @@ def inference_model(model):
     while i < len(chain):
         layer = chain[i]
         nxt = chain[i + 1] if i + 1 < len(chain) else None
-        if isinstance(layer, layers.Dropout):
+        if isinstance(layer, (layers.Dropout, cnn_input.augment_layer_class())):
             i += 1
             continue
         if isinstance(layer, layers.Conv2D) and isinstance(nxt, layers.BatchNormalization):
@@ -409,7 +327,7 @@ def refresh_batchnorm(model, X: np.ndarray, cfg: Config) -> None:
         return
     rng = np.random.default_rng(cfg.seed)
     pick = rng.choice(len(X), min(cfg.bn_refresh, len(X)), replace=False)
-    x = _eval_images(X[pick], eval_blur(cfg))
+    x = cnn_input.pipeline().images(X[pick], eval_blur(cfg))
     for layer in chain[: bn_at[-1] + 1]:  # nothing after the last batch-norm needs the images
         if isinstance(layer, layers.BatchNormalization):
             a = keras.ops.convert_to_numpy(x).astype(np.float64).reshape(-1, x.shape[-1])
@@ -453,119 +371,7 @@ def lr_at(cfg: Config, epoch: int) -> float:
     return float(lr)
 
 
-# ============================================================================ input pipeline
-
-
-def augmentation(cfg: Config):
-    """The training augmentation, a keras.Sequential named "augmentation".
-
-    On (B, 28, 28, 1) float32 images: rotate by up to +-cfg.rotation degrees, zoom by up to
-    +-cfg.zoom, shift by up to +-cfg.shift of the side; the uncovered border is filled with 0
-    (the background of every digit). Random only with training=True, the identity otherwise.
-    """
-    keras = _keras()
-    layers = keras.layers
-
-    s = cfg.seed
-    return keras.Sequential(
-        [
-            layers.RandomRotation(cfg.rotation / 360, fill_mode="constant", seed=s),
-            layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=s + 1),
-            layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=s + 2),
-        ],
-        name="augmentation",
-    )
-
-
-def augmented_examples(
-    images: np.ndarray, n_variants: int, seed: int = 0, cfg: Config | None = None
-) -> np.ndarray:
-    """Random augmentations of `images`, for showing what the network trains on.
-
-    images: (n, 28, 28) uint8. Returns (n, n_variants, 28, 28) float32 in [0, 1].
-    """
-    cfg = dataclasses.replace(cfg or Config(), seed=seed)
-    aug = augmentation(cfg)
-    x = images.astype(np.float32)[..., None] / 255.0
-    out = [np.asarray(aug(x, training=True))[..., 0] for _ in range(n_variants)]
-    return np.clip(np.stack(out, axis=1), 0.0, 1.0).astype(np.float32)
-
-
-def _scale(x):
-    """uint8 (B, 28, 28) -> float32 (B, 28, 28, 1) in [0, 1], in the graph."""
-    import tensorflow as tf  # traced by tf.data: keep os.environ calls (_tf) out of the graph
-
-    return tf.cast(x, tf.float32)[..., None] / 255.0
-
-
-def train_dataset(X, y, cfg: Config, batch_size: int, shuffle_seed: int, aug=None):
-    """tf.data of (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10) float32), augmented.
-
-    X: (N, 28, 28) uint8, y: (N,) integer labels. Batches are augmented as a whole (one call
-    per batch, not per image), `num_parallel_calls` batches at a time. The first
-    round(cfg.clean_fraction * batch_size) images of each (shuffled, so random) batch skip the
-    augmentation: the network also sees sharp digits, as the test set's are.
-    """
-    tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices((X, y))
-    ds = ds.shuffle(len(X), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    n_classes = config.N_CLASSES
-    n_clean = int(round(cfg.clean_fraction * batch_size))
-
-    def prepare(xb, yb):
-        xb = _scale(xb)
-        if aug is not None:
-            # the sharp head, then the augmented rest (n_clean = 0: an empty head)
-            xb = tf.concat([xb[:n_clean], aug(xb[n_clean:], training=True)], axis=0)
-        return xb, tf.one_hot(tf.cast(yb, tf.int32), n_classes)
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def eval_blur(cfg: Config | None) -> float:
-    """The blur that makes un-augmented images look like the training images (0: none needed).
-
-    Every augmented training image went through a random sub-pixel rotation/zoom/shift with
-    bilinear interpolation, which averages neighbouring pixels; the network never saw a sharp
-    digit. Smoothing validation and test images the same way removes that mismatch
-    (docs/decisions.md, "eval blur").
-    """
-    return cfg.blur if cfg is not None and cfg.augment else 0.0
-
-
-def _blur(x, b: float):
-    """(B, 28, 28, 1) float32 -> the same, convolved with [b, 1-2b, b] in each axis (zero border:
-    the digits' background). Weights sum to 1, so ink is conserved."""
-    import tensorflow as tf
-
-    k = tf.constant([b, 1 - 2 * b, b], tf.float32)
-    kernel = (k[:, None] * k[None, :])[:, :, None, None]
-    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
-
-
-def _eval_images(xb, blur: float):
-    """uint8 (B, 28, 28) -> float32 (B, 28, 28, 1) as every prediction sees them: scaled to
-    [0, 1], then smoothed by `_blur` when blur > 0. Never augmented."""
-    xb = _scale(xb)
-    return _blur(xb, blur) if blur else xb
-
-
-def eval_dataset(X, y=None, batch_size: int = PREDICT_BATCH, blur: float = 0.0):
-    """tf.data of scaled images (and one-hot labels if y is given), in order, no augmentation;
-    smoothed by `_blur` when blur > 0."""
-    tf = _tf()
-    n_classes = config.N_CLASSES
-
-    if y is None:
-        ds = tf.data.Dataset.from_tensor_slices(X).batch(batch_size).map(lambda xb: _eval_images(xb, blur))
-    else:
-        ds = (
-            tf.data.Dataset.from_tensor_slices((X, y))
-            .batch(batch_size)
-            .map(lambda xb, yb: (_eval_images(xb, blur), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
+# ============================================================================ prediction
 
 
 def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: Config | None = None) -> np.ndarray:
@@ -574,19 +380,13 @@ def predict_proba(model, X: np.ndarray, tta: int = 0, cfg: Config | None = None)
     The plain pass smooths the images by `eval_blur(cfg)` (none when cfg is None); tta > 0
     averages it with `tta` randomly augmented passes (seeded by cfg.seed).
     """
-    tf = _tf()
-    proba = model.predict(eval_dataset(X, blur=eval_blur(cfg)), verbose=0).astype(np.float32)
+    feed = cnn_input.pipeline()
+    proba = feed.predict(model, X, eval_blur(cfg))
     if tta:
-        aug = augmentation(
-            dataclasses.replace(cfg or Config(), seed=(cfg.seed if cfg else 0) + TTA_SEED_OFFSET)
-        )
+        seed = (cfg.seed if cfg else 0) + cnn_input.TTA_SEED_OFFSET
+        aug = augmentation(dataclasses.replace(cfg or Config(), seed=seed))
         for _ in range(tta):
-            ds = (
-                tf.data.Dataset.from_tensor_slices(X)
-                .batch(PREDICT_BATCH)
-                .map(lambda xb: aug(_scale(xb), training=True))
-            )
-            proba += model.predict(ds, verbose=0)
+            proba += feed.predict_augmented(model, X, aug)
         proba /= tta + 1
     return proba
 
@@ -707,11 +507,18 @@ def _best_so_far(history: list[dict]) -> dict:
     return best
 
 
-def _start_model(cfg: Config, run, strategy, start_epoch: int):
-    """(model, augmentation) to train: new, or the run's checkpoint after `start_epoch` epochs."""
-    keras = _keras()
-    with strategy.scope():
+def _start_model(cfg: Config, run, place: backends.Placement, start_epoch: int, batch: int):
+    """(model, augmentation for the pipeline or None, seed) to train: new, or the run's
+    checkpoint after `start_epoch` epochs. The NumPy pipeline's augmentation is the model's
+    first layer (its random state travels in the checkpoint); tf.data's is returned."""
+    keras = _keras(cfg)
+    in_model = cnn_input.pipeline(cfg.backend).augments_in_model
+    # a resumed run shuffles and augments from a seed of its own: deterministic, but not
+    # the exact batches an uninterrupted run would have seen
+    seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
+    with place.scope():
         if start_epoch:
+            cnn_input.augment_layer_class()  # registered, for checkpoints that hold it
             model = keras.models.load_model(run.file(CHECKPOINT))
             if model.name != f"cnn_{cfg.arch}":
                 raise KitError(
@@ -719,12 +526,10 @@ def _start_model(cfg: Config, run, strategy, start_epoch: int):
                     f"config.json says arch {cfg.arch!r}; start a new run"
                 )
         else:
-            model = build_model(cfg)
+            layer = cnn_input.augment_layer(cfg, batch, seed) if in_model and cfg.augment else None
+            model = build_model(cfg, layer)
             compile_model(model, cfg)
-        # a resumed run shuffles and augments from a seed of its own: deterministic, but not
-        # the exact batches an uninterrupted run would have seen
-        seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
-        aug = augmentation(dataclasses.replace(cfg, seed=seed)) if cfg.augment else None
+        aug = augmentation(dataclasses.replace(cfg, seed=seed)) if cfg.augment and not in_model else None
     return model, aug, seed
 
 
@@ -734,10 +539,10 @@ def fit(cfg: Config, run, data, progress) -> Trained:
     `run` logged. Checkpoints and history.csv go to `run`, every step and epoch to `progress`
     (a kit.training.Progress). Then keep the last (or best) weights and refresh the batch-norm
     statistics."""
-    with quiet_native_logs():
+    with backends.quiet_native_logs():
         setup(cfg)
-        strategy = distribution(cfg)
-        if cfg.mixed_precision and not gpus():
+        place = backends.placement(cfg.backend, cfg.strategy)
+        if cfg.mixed_precision and not backends.accelerators(cfg.backend):
             warnings.warn(
                 "--mixed-precision on a CPU is slower than float32; it pays off on GPUs with tensor cores",
                 stacklevel=2,
@@ -747,27 +552,28 @@ def fit(cfg: Config, run, data, progress) -> Trained:
         history = run.history().to_dict("records")
         start_epoch = history[-1]["epoch"] if history else 0
         best = _best_so_far(history)
-        model, aug, seed = _start_model(cfg, run, strategy, start_epoch)
-        batch = cfg.batch_size * strategy.num_replicas_in_sync
-        train_ds = train_dataset(X_tr, y_tr, cfg, batch, seed, aug)
-        val_ds = eval_dataset(data.X_val, data.y_val, blur=eval_blur(cfg))
+        batch = cfg.batch_size * place.replicas
+        model, aug, seed = _start_model(cfg, run, place, start_epoch, batch)
+        feed = cnn_input.pipeline(cfg.backend)
+        train_ds = feed.train(X_tr, y_tr, cfg, batch, seed, aug)
+        val = feed.fit_kwargs(data.X_val, data.y_val, eval_blur(cfg))
         if start_epoch < cfg.epochs:
             callbacks = _callbacks(run, cfg, history, best, progress, math.ceil(len(X_tr) / batch))
-            _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbacks)
-        return _finish(model, cfg, run, history, best, X_tr, strategy)
+            _fit_epochs(model, train_ds, val, cfg, run, history, start_epoch, callbacks)
+        return _finish(model, cfg, run, history, best, X_tr, place)
 
 
-def _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbacks) -> None:
+def _fit_epochs(model, train_ds, val: dict, cfg, run, history, start_epoch, callbacks) -> None:
     try:
         model.fit(
             train_ds,
-            validation_data=val_ds,
+            **val,
             epochs=cfg.epochs,
             initial_epoch=start_epoch,
             callbacks=callbacks,
             verbose=0,  # progress is the kit's own (callbacks' Logger)
             shuffle=False,
-        )  # tf.data already shuffles, with the seed
+        )  # the pipeline already shuffles, with the seed
     except KeyboardInterrupt:
         done = history[-1]["epoch"] if history else 0
         raise KitError(
@@ -776,7 +582,7 @@ def _fit_epochs(model, train_ds, val_ds, cfg, run, history, start_epoch, callbac
         ) from None
 
 
-def _finish(model, cfg, run, history, best, X_tr, strategy) -> Trained:
+def _finish(model, cfg, run, history, best, X_tr, place: backends.Placement) -> Trained:
     """The weights to keep, their batch-norm statistics refreshed."""
     if not history:
         raise KitError(f"{run.path}: no epoch finished; nothing to save")
@@ -793,8 +599,9 @@ def _finish(model, cfg, run, history, best, X_tr, strategy) -> Trained:
         arch=cfg.arch,
         bn_refresh_s=round(time.perf_counter() - t0, 3),
         n_params=int(model.count_params()),
-        device="GPU" if gpus() else "CPU",
-        replicas=strategy.num_replicas_in_sync,
+        backend=cfg.backend,
+        device=backends.device(cfg.backend),
+        replicas=place.replicas,
     )
     return Trained(model, cfg, history, best["epoch"], kept_epoch, len(X_tr), extra)
 
@@ -806,8 +613,9 @@ def save(trained: Trained, run) -> None:
 
 def load(run, cfg: Config) -> Trained:
     """A finished run's network, from its model.keras."""
-    keras = _keras()
-    with quiet_native_logs():
+    keras = _keras(cfg)
+    cnn_input.augment_layer_class()  # registered, for model files that hold it
+    with backends.quiet_native_logs():
         model = keras.models.load_model(run.file(MODEL_FILE))
     m = run.metrics
     return Trained(
@@ -823,5 +631,5 @@ def load(run, cfg: Config) -> Trained:
 
 def predict(trained: Trained, X: np.ndarray) -> np.ndarray:
     """X: (N, 28, 28) uint8 -> (N, 10) float32, through the folded network (and TTA if set)."""
-    with quiet_native_logs():
+    with backends.quiet_native_logs():
         return predict_proba(trained.net, X, trained.cfg.tta, trained.cfg)

@@ -1,0 +1,331 @@
+"""The CNN's input: the augmentation, and the two pipelines that feed the network.
+
+    tf.data   (the tensorflow backend) uint8 (N, 28, 28) -> shuffle with the seed -> batch ->
+              scale to float32 [0, 1] -> `augmentation(cfg)` mapped with parallel calls ->
+              prefetch: the augmentation runs on CPU threads beside the step.
+    NumPy     (jax, torch: no TensorFlow needed) a keras.utils.PyDataset of shuffled, scaled
+              batches; the augmentation is the network's first layer (`Augment`), so it runs
+              on the accelerator with the step, as the keras-io examples do for GPUs.
+
+Both give every epoch all the training rows in a fresh order drawn from the seed, leave the
+first round(clean_fraction * batch) images of each batch sharp, and smooth validation and test
+images by the fixed 3x3 eval blur (`eval_blur`): the augmentation's bilinear resampling smooths
+every training image, so a sharp digit is one the network has never seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from kit import config
+from kit.models import backends
+
+PREDICT_BATCH = 1024  # inference batch: big enough to amortise per-batch overhead
+TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
+
+
+# ============================================================================ augmentation
+
+
+def _random_layers(cfg, seed: int) -> list:
+    layers = backends.keras_for(cfg.backend).layers
+    return [
+        layers.RandomRotation(cfg.rotation / 360, fill_mode="constant", seed=seed),
+        layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2),
+    ]
+
+
+def augmentation(cfg):
+    """The training augmentation, a keras.Sequential named "augmentation".
+
+    On (B, 28, 28, 1) float32 images: rotate by up to +-cfg.rotation degrees, zoom by up to
+    +-cfg.zoom, shift by up to +-cfg.shift of the side; the uncovered border is filled with 0
+    (the background of every digit). Random only with training=True, the identity otherwise.
+    """
+    keras = backends.keras_for(cfg.backend)
+    return keras.Sequential(_random_layers(cfg, cfg.seed), name="augmentation")
+
+
+_AUGMENT = {}
+
+
+def augment_layer_class():
+    """`Augment`, the in-model augmentation of the NumPy pipeline (registered with Keras once,
+    so model files holding it load)."""
+    if "cls" in _AUGMENT:
+        return _AUGMENT["cls"]
+    keras = backends.keras_for()
+
+    @keras.saving.register_keras_serializable(package="kit")
+    class Augment(keras.layers.Layer):
+        """Training: the first `n_clean` images of the batch as they are, the rest through
+        `augmentation`'s random layers. Inference: the identity. (B, 28, 28, 1) -> the same."""
+
+        def __init__(self, rotation, zoom, shift, n_clean, seed, **kwargs):
+            super().__init__(**kwargs)
+            self.settings = dict(rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed)
+            cfg = _Settings(rotation, zoom, shift)
+            self.random = _random_layers(cfg, seed)
+
+        def build(self, input_shape):
+            for layer in self.random:
+                layer.build(input_shape)
+
+        def call(self, x, training=False):
+            n = self.settings["n_clean"]
+            if not training or (x.shape[0] is not None and x.shape[0] <= n):
+                return x
+            tail = x[n:]
+            for layer in self.random:
+                tail = layer(tail, training=True)
+            return keras.ops.concatenate([x[:n], tail], axis=0)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), **self.settings}
+
+    _AUGMENT["cls"] = Augment
+    return Augment
+
+
+@dataclasses.dataclass
+class _Settings:  # what _random_layers reads, for a layer rebuilt from its own config
+    rotation: float
+    zoom: float
+    shift: float
+    backend: str = "auto"
+
+
+def augment_layer(cfg, batch_size: int, seed: int):
+    """The `Augment` layer for cfg, leaving round(cfg.clean_fraction * batch_size) images sharp."""
+    return augment_layer_class()(
+        cfg.rotation, cfg.zoom, cfg.shift, int(round(cfg.clean_fraction * batch_size)), seed, name="augment"
+    )
+
+
+def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg=None) -> np.ndarray:
+    """Random augmentations of `images`, for showing what the network trains on.
+
+    images: (n, 28, 28) uint8. Returns (n, n_variants, 28, 28) float32 in [0, 1].
+    """
+    from kit.models.cnn import Config
+
+    cfg = dataclasses.replace(cfg or Config(), seed=seed)
+    aug = augmentation(cfg)
+    keras = backends.keras_for(cfg.backend)
+    x = scale(images)
+    out = [keras.ops.convert_to_numpy(aug(x, training=True))[..., 0] for _ in range(n_variants)]
+    return np.clip(np.stack(out, axis=1), 0.0, 1.0).astype(np.float32)
+
+
+# ============================================================================ images
+
+
+def eval_blur(cfg) -> float:
+    """The blur that makes un-augmented images look like the training images (0: none needed).
+
+    Every augmented training image went through a random sub-pixel rotation/zoom/shift with
+    bilinear interpolation, which averages neighbouring pixels; the network never saw a sharp
+    digit. Smoothing validation and test images the same way removes that mismatch
+    (docs/decisions.md, "eval blur").
+    """
+    return cfg.blur if cfg is not None and cfg.augment else 0.0
+
+
+def scale(X: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    return (X.astype(np.float32) / np.float32(255.0))[..., None]
+
+
+def blur(x: np.ndarray, b: float) -> np.ndarray:
+    """(N, 28, 28, 1) float32 -> the same, convolved with [b, 1-2b, b] along each image axis
+    (zero border: the digits' background). Weights sum to 1, so ink is conserved."""
+    w = np.float32(b), np.float32(1 - 2 * b)
+    for axis in (1, 2):
+        p = np.pad(x, [(1, 1) if a == axis else (0, 0) for a in range(4)])
+        lo, mid, hi = (np.take(p, range(k, k + x.shape[axis]), axis=axis) for k in range(3))
+        x = w[0] * lo + w[1] * mid + w[0] * hi
+    return x.astype(np.float32)
+
+
+def eval_images(X: np.ndarray, b: float) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) as every prediction sees them: scaled to
+    [0, 1], then smoothed by `blur` when b > 0. Never augmented."""
+    x = scale(X)
+    return blur(x, b) if b else x
+
+
+def one_hot(y: np.ndarray) -> np.ndarray:
+    """(N,) integer labels -> (N, 10) float32."""
+    return np.eye(config.N_CLASSES, dtype=np.float32)[np.asarray(y, dtype=np.int64)]
+
+
+# ============================================================================ tf.data
+
+
+# tf.data traces these into its graph: plain functions (autograph mis-binds methods)
+def _tf_scale(x):
+    """uint8 (B, 28, 28) -> float32 (B, 28, 28, 1) in [0, 1], in the graph."""
+    import tensorflow as tf  # traced by tf.data: keep os.environ calls out of the graph
+
+    return tf.cast(x, tf.float32)[..., None] / 255.0
+
+
+def _tf_blur(x, b: float):
+    """`blur` in the graph: (B, 28, 28, 1) float32 -> the same."""
+    import tensorflow as tf
+
+    k = tf.constant([b, 1 - 2 * b, b], tf.float32)
+    kernel = (k[:, None] * k[None, :])[:, :, None, None]
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+
+
+def _tf_eval_images(xb, b: float):
+    xb = _tf_scale(xb)
+    return _tf_blur(xb, b) if b else xb
+
+
+class TFData:
+    """The tensorflow backend's pipeline: tf.data, augmentation mapped beside the step."""
+
+    augments_in_model = False
+
+    @classmethod
+    def train(cls, X, y, cfg, batch_size: int, seed: int, aug=None):
+        """tf.data of (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10) float32).
+
+        X: (N, 28, 28) uint8, y: (N,) integer labels. Batches are augmented as a whole (one call
+        per batch, not per image), `num_parallel_calls` batches at a time. The first
+        round(cfg.clean_fraction * batch_size) images of each (shuffled, so random) batch skip
+        the augmentation.
+        """
+        tf = backends.tf()
+        ds = tf.data.Dataset.from_tensor_slices((X, y))
+        ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+        n_classes = config.N_CLASSES
+        n_clean = int(round(cfg.clean_fraction * batch_size))
+
+        def prepare(xb, yb):
+            xb = _tf_scale(xb)
+            if aug is not None:
+                # the sharp head, then the augmented rest (n_clean = 0: an empty head)
+                xb = tf.concat([xb[:n_clean], aug(xb[n_clean:], training=True)], axis=0)
+            return xb, tf.one_hot(tf.cast(yb, tf.int32), n_classes)
+
+        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    @classmethod
+    def evaluation(cls, X, y=None, batch_size: int = PREDICT_BATCH, b: float = 0.0):
+        """tf.data of scaled images (and one-hot labels if y is given), in order, no
+        augmentation; smoothed by the eval blur when b > 0."""
+        tf = backends.tf()
+        n_classes = config.N_CLASSES
+        if y is None:
+            ds = (
+                tf.data.Dataset.from_tensor_slices(X).batch(batch_size).map(lambda xb: _tf_eval_images(xb, b))
+            )
+        else:
+            ds = (
+                tf.data.Dataset.from_tensor_slices((X, y))
+                .batch(batch_size)
+                .map(lambda xb, yb: (_tf_eval_images(xb, b), tf.one_hot(tf.cast(yb, tf.int32), n_classes)))
+            )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    @classmethod
+    def fit_kwargs(cls, X_val, y_val, b: float) -> dict:
+        return dict(validation_data=cls.evaluation(X_val, y_val, b=b))
+
+    @classmethod
+    def images(cls, X, b: float):
+        """The images predictions see, as one tensor (for the batch-norm refresh)."""
+        return _tf_eval_images(X, b)
+
+    @classmethod
+    def predict(cls, model, X, b: float) -> np.ndarray:
+        return model.predict(cls.evaluation(X, b=b), verbose=0).astype(np.float32)
+
+    @classmethod
+    def predict_augmented(cls, model, X, aug) -> np.ndarray:
+        tf = backends.tf()
+        ds = (
+            tf.data.Dataset.from_tensor_slices(X)
+            .batch(PREDICT_BATCH)
+            .map(lambda xb: aug(_tf_scale(xb), training=True))
+        )
+        return model.predict(ds, verbose=0)
+
+
+# ============================================================================ NumPy
+
+
+def _batches_class():
+    keras = backends.keras_for()
+
+    class Batches(keras.utils.PyDataset):
+        """Shuffled training batches (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10)),
+        a new order every epoch drawn from `seed`; read in order by one worker."""
+
+        def __init__(self, X, y, batch_size: int, seed: int):
+            super().__init__()
+            self.X, self.y, self.batch_size = X, y, batch_size
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(X))
+
+        def __len__(self):
+            return math.ceil(len(self.X) / self.batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+            return scale(self.X[idx]), one_hot(self.y[idx])
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(self.X))
+
+    return Batches
+
+
+class NumpyData:
+    """The jax and torch backends' pipeline: NumPy batches, augmentation inside the model."""
+
+    augments_in_model = True
+
+    @staticmethod
+    def train(X, y, cfg, batch_size: int, seed: int, aug=None):
+        assert aug is None, "the NumPy pipeline augments inside the model (Augment)"
+        return _batches_class()(X, y, batch_size, seed)
+
+    @staticmethod
+    def fit_kwargs(X_val, y_val, b: float) -> dict:
+        return dict(
+            validation_data=(eval_images(X_val, b), one_hot(y_val)), validation_batch_size=PREDICT_BATCH
+        )
+
+    @staticmethod
+    def images(X, b: float):
+        return eval_images(X, b)
+
+    @staticmethod
+    def predict(model, X, b: float) -> np.ndarray:
+        return np.asarray(model.predict(eval_images(X, b), batch_size=PREDICT_BATCH, verbose=0), np.float32)
+
+    @staticmethod
+    def predict_augmented(model, X, aug) -> np.ndarray:
+        keras = backends.keras_for()
+        out = []
+        for i in range(0, len(X), PREDICT_BATCH):
+            x = aug(scale(X[i : i + PREDICT_BATCH]), training=True)
+            out.append(model.predict(keras.ops.convert_to_numpy(x), verbose=0))
+        return np.concatenate(out)
+
+
+def pipeline(backend: str | None = None):
+    """The pipeline of `backend` (default: the one Keras runs on)."""
+    return TFData if (backend or backends.loaded() or backends.choose()) == "tensorflow" else NumpyData

@@ -1,0 +1,121 @@
+"""The CNN on every Keras 3 backend (kit/models/backends.py): choosing one, refusing what a
+backend cannot do, and the tiny CNN's whole lifecycle on JAX (with TensorFlow hidden: the NumPy
+pipeline) and on PyTorch where it is installed, each in a fresh process (tests/_backend_run.py)
+since Keras takes its backend once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kit import models
+from kit.errors import KitError
+from kit.models import backends, cnn
+
+CHILD = Path(__file__).with_name("_backend_run.py")
+
+
+def test_auto_takes_keras_backend_then_the_first_installed(monkeypatch):
+    monkeypatch.setattr(backends, "loaded", lambda: None)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    assert backends.choose("auto") == "jax"
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert backends.choose("auto") == "tensorflow"
+    monkeypatch.setattr(backends, "installed", lambda name: name == "torch")
+    assert backends.choose("auto") == "torch"
+
+
+def test_a_backend_that_cannot_run_is_one_clear_line(monkeypatch):
+    monkeypatch.setattr(backends, "loaded", lambda: None)
+    monkeypatch.setenv("KERAS_BACKEND", "theano")
+    with pytest.raises(KitError) as e:
+        backends.choose("auto")
+    assert str(e.value) == (
+        "KERAS_BACKEND=theano is not a backend kit trains with; set it to one of tensorflow, jax, torch (or unset it)"
+    )
+    monkeypatch.delenv("KERAS_BACKEND")
+    monkeypatch.setattr(backends, "installed", lambda name: False)
+    with pytest.raises(KitError) as e:
+        backends.choose("auto")
+    assert str(e.value) == (
+        "the CNN needs a Keras backend and none is installed: pip install -e '.[cpu]' "
+        "(TensorFlow; README.md, 'GPUs', for the others)"
+    )
+    with pytest.raises(KitError) as e:
+        backends.choose("jax")
+    assert str(e.value) == "--backend jax: jax is not installed; pip install -e '.[jax]'"
+
+
+def test_a_second_backend_in_one_process_is_refused(monkeypatch):
+    monkeypatch.setattr(backends, "loaded", lambda: "tensorflow")
+    monkeypatch.setattr(backends, "installed", lambda name: True)
+    with pytest.raises(KitError) as e:
+        backends.choose("jax")
+    assert str(e.value) == (
+        "--backend jax: Keras already runs on tensorflow in this process, and Keras takes its "
+        "backend once per process; run kit again in a new process"
+    )
+
+
+def test_mirrored_is_refused_where_keras_cannot_spread_a_step():
+    with pytest.raises(KitError) as e:
+        backends.require_devices("torch", "mirrored")
+    assert str(e.value) == (
+        "--strategy mirrored is not available on the torch backend (Keras spreads a step over "
+        "several GPUs on tensorflow and jax); drop the option to train on one device, or use --backend jax"
+    )
+    backends.require_devices("torch", "auto")  # one device: nothing to refuse
+
+
+def test_config_records_the_backend_and_old_runs_trained_on_tensorflow():
+    CNN = models.get("cnn")
+    assert cnn.resolved(CNN.make_config("default")).backend == "tensorflow"  # this process's Keras
+    old = {k: v for k, v in CNN.make_config("default").__dict__.items() if k != "backend"}
+    assert CNN.run_config(old).backend == "tensorflow"
+
+
+def _lifecycle(backend: str, *flags: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # this process's Keras set it
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), backend, *flags], capture_output=True, text=True, timeout=540, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check_lifecycle(out: dict, backend: str) -> None:
+    assert out["keras_backend"] == backend
+    assert out["config_backend"] == out["metrics_backend"] == backend
+    assert out["device"] == "CPU"
+    assert out["epochs"] == [1, 2, 3] and out["test_proba_shape"][1] == 10
+    assert out["val_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    # determinism on the CPU: the same seed gives the same predictions, bit for bit
+    assert out["same_seed_same_test_proba"] and out["same_seed_same_val_proba"]
+    assert out["interrupted"].startswith(
+        "interrupted after epoch 1 of 3; continue with: kit train cnn --resume "
+    )
+    assert out["epochs_before_resume"] == [1] and out["epochs_after_resume"] == [1, 2, 3]
+    assert out["resumed_finished"]
+    assert out["reload_max_diff"] < 1e-5  # model.keras, loaded back, predicts what the run wrote
+
+
+@pytest.mark.slow
+def test_jax_trains_resumes_and_predicts_without_tensorflow(fixture_data):
+    out = _lifecycle("jax", "--hide-tensorflow")
+    _check_lifecycle(out, "jax")
+    assert not out["tensorflow_imported"]  # the NumPy pipeline: TensorFlow never loaded
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not backends.installed("torch"), reason="PyTorch is not installed (not in CI: a large wheel)"
+)
+def test_torch_trains_resumes_and_predicts(fixture_data):
+    _check_lifecycle(_lifecycle("torch"), "torch")
