@@ -14,7 +14,9 @@ process (TensorFlow, STEPS_PEAK products of PEAK_N x PEAK_N, the best one).
 Settings: `default` (batch 64, one intra-op thread per core, 2 inter-op), `batch128`, `batch256`
 (the learning rate is not part of a speed measurement), `inter1` (one inter-op thread), `noaug`
 (augmentation off: what the input pipeline costs), `memory` (one batch held in memory, no
-tf.data: the step alone). XLA is not among them: Keras answers `compile(jit_compile=True)` for
+tf.data: the step alone), `onednn_off` (TensorFlow's Eigen kernels instead of oneDNN), `jax` and
+`torch` (the same network and batch on those backends: NumPy batches, augmentation inside the
+model; skipped where the backend is not installed). XLA is not among them: Keras answers `compile(jit_compile=True)` for
 this model with "Model doesn't support `jit_compile=True`" and runs without it.
 
 A virtual machine's speed swings by tens of percent from one minute to the next, so each setting
@@ -29,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kit.models import backends
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
     "default": {},
@@ -37,13 +41,16 @@ SETTINGS = {
     "inter1": {"inter_op": 1},
     "noaug": {"augment": False},
     "memory": {"memory": True},
+    "onednn_off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "jax": {"backend": "jax"},
+    "torch": {"backend": "torch"},
 }
 WARMUP, STEPS, REPEATS = 10, 150, 3
 PEAK_N, STEPS_PEAK = 2048, 10
 
 PEAK_CHILD = """
 import json, time
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends
 tf = backends.tf()
 a = tf.random.uniform((%d, %d)); b = tf.random.uniform((%d, %d))
 best = 1e9
@@ -58,28 +65,36 @@ import numpy as np
 from kit import data, models
 from kit.models import backends, cnn, cnn_input
 opts = json.loads(sys.argv[1])
-over = {k: v for k, v in opts.items() if k in ("batch_size", "augment")}
+over = {k: v for k, v in opts.items() if k in ("batch_size", "augment", "backend", "mixed_precision")}
 cfg = models.get("cnn").make_config("default", **over)
+cfg = cnn.resolved(cfg)
 cnn.setup(cfg)
-tf = backends.tf()
-if "inter_op" in opts:
-    tf.config.threading.set_inter_op_parallelism_threads(opts["inter_op"])
+feed = cnn_input.pipeline(cfg.backend)
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-aug = cnn.augmentation(cfg) if cfg.augment else None
-pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, aug).repeat()
-if opts.get("memory"):
-    xb, yb = next(iter(pipe))
-    pipe = tf.data.Dataset.from_tensors((xb, yb)).repeat()
-model = cnn.build_model(cfg)
+if feed.augments_in_model:  # jax, torch: NumPy batches, the augmentation inside the model
+    layer = cnn_input.augment_layer(cfg, cfg.batch_size, 0) if cfg.augment else None
+    model = cnn.build_model(cfg, layer)
+    pipe = feed.train(X, y, cfg, cfg.batch_size, 0)
+else:
+    tf = backends.tf()
+    if "inter_op" in opts:
+        tf.config.threading.set_inter_op_parallelism_threads(opts["inter_op"])
+    aug = cnn.augmentation(cfg) if cfg.augment else None
+    pipe = feed.train(X, y, cfg, cfg.batch_size, 0, aug).repeat()
+    if opts.get("memory"):
+        xb, yb = next(iter(pipe))
+        pipe = tf.data.Dataset.from_tensors((xb, yb)).repeat()
+    model = cnn.build_model(cfg)
 cnn.compile_model(model, cfg)
+keras = cnn._keras()
 macs = 0
 for layer in model.layers:
-    if isinstance(layer, cnn._keras().layers.Conv2D):
+    if isinstance(layer, keras.layers.Conv2D):
         h, w, c_out = layer.output.shape[1:]
         kh, kw = layer.kernel_size
         macs += h * w * c_out * kh * kw * layer.input.shape[-1]
-    elif isinstance(layer, cnn._keras().layers.Dense):
+    elif isinstance(layer, keras.layers.Dense):
         macs += layer.input.shape[-1] * layer.units
 rates = []
 with backends.quiet_native_logs():
@@ -89,14 +104,21 @@ with backends.quiet_native_logs():
         model.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0)
         rates.append(%d * cfg.batch_size / (time.perf_counter() - t))
 rate = max(rates)
-print("BENCH_RESULT " + json.dumps({"batch_size": cfg.batch_size, "images_per_s": rate,
+print("BENCH_RESULT " + json.dumps({"batch_size": cfg.batch_size, "backend": cfg.backend,
+      "device": backends.device(cfg.backend), "images_per_s": rate,
       "images_per_s_median": float(np.median(rates)), "jit_compile": bool(model.jit_compile),
       "forward_macs_per_image": macs, "gflops": rate * 6 * macs / 1e9}))
 """
 
 
-def _child(code: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+def _child(code: str, *args: str, env: dict | None = None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.returncode == 0, f"throughput bench child failed (exit {proc.returncode})"
     return json.loads(proc.stdout.split("BENCH_RESULT ")[-1])
 
@@ -115,7 +137,12 @@ def run() -> dict:
         "settings": {},
     }
     for name in chosen:
-        res = _child(CHILD % (WARMUP, REPEATS, STEPS, STEPS), json.dumps(SETTINGS[name]))
+        opts = SETTINGS[name]
+        if opts.get("backend", "tensorflow") != "tensorflow" and not backends.installed(opts["backend"]):
+            print(f"{name}: skipped ({opts['backend']} is not installed)")
+            continue
+        env = {"KERAS_BACKEND": opts.get("backend", "tensorflow"), **opts.get("env", {})}
+        res = _child(CHILD % (WARMUP, REPEATS, STEPS, STEPS), json.dumps(opts), env=env)
         res = {
             **res,
             "images_per_s": round(res["images_per_s"], 1),

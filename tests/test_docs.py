@@ -326,3 +326,22 @@ def test_bench_report_renders_the_throughput_settings_side_by_side(tmp_path):
         "| `default` | 64 | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
         "| `batch256` | 256 | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % |",
     ]
+
+
+def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_path):
+    report = _import_script("bench_report")
+    row = {"backend": "jax", "device": "GPU: NVIDIA H200", "batch_size": 256, "mixed_precision": True}
+    results = {
+        "backends": ["jax"],
+        "speed": [{**row, "images_per_s": 37800.0, "seconds_per_epoch": 1.0}],
+        "accuracy": [
+            {"backend": "jax", "seed": 1, "val_accuracy": 0.9962, "val_loss": 0.0131}
+            | {"train_time_s": 90.0, "time_to_99_4_s": 30.0}
+        ],
+    }
+    _write(tmp_path, _record("gpu", results, "2026-12-01T12:00:00+00:00"))
+    rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
+    assert rows[2] == "| jax | GPU: NVIDIA H200 | 256 | on | 37,800 | 1 |"
+    assert rows[5] == "| jax | 1 | 99.62 % | 0.0131 | 1.5 min | 0.5 min |"
+    _write(tmp_path, _record("gpu", {"backends": [], "speed": [], "accuracy": []}, "2026-12-02T12:00:00+00:00"))
+    assert "No backend saw a GPU on this machine." in report.render_section("gpu", report.load_results(tmp_path))
