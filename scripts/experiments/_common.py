@@ -30,8 +30,6 @@ API = (
     "setup",
     "build_model",
     "compile_model",
-    "train_dataset",
-    "eval_dataset",
     "lr_at",
 )
 
@@ -46,6 +44,21 @@ def cnn_model():
 def cnn():
     """The CNN model module (kit.models.cnn): network, input pipeline, refresh, prediction."""
     return cnn_model().module
+
+
+def tf_data():
+    """The CNN's tf.data pipeline (kit.models.cnn_input.TFData: `train`, `evaluation`): the
+    TensorFlow backend's, which the studies measured."""
+    from kit.models import cnn_input
+
+    return cnn_input.TFData
+
+
+def tf():
+    """TensorFlow, imported with the kit's settings (kit.models.backends.tf)."""
+    from kit.models import backends
+
+    return backends.tf()
 
 
 def cnn_preset(preset: str = "default", **overrides):

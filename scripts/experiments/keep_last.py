@@ -23,7 +23,6 @@ import numpy as np
 
 import _common as c
 from bn_refresh import augmented, refresh_on
-from kit.models import cnn_input
 
 REFRESH_N = 8192
 
@@ -37,8 +36,8 @@ def train(cfg, X_tr, y_tr, X_val, y_val, last: int, decays: tuple[float, ...]):
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
     aug = cnn.augmentation(cfg) if cfg.augment else None
-    train_ds = cnn_input.TFData.train(X_tr, y_tr, cfg, cfg.batch_size, cfg.seed, aug)
-    val_ds = cnn_input.TFData.evaluation(X_val, y_val, b=cnn.eval_blur(cfg))
+    train_ds = c.tf_data().train(X_tr, y_tr, cfg, cfg.batch_size, cfg.seed, aug)
+    val_ds = c.tf_data().evaluation(X_val, y_val, b=cnn.eval_blur(cfg))
     kept: dict[str, list] = {}
     emas: dict[float, list] = {}
     best = {"val_loss": np.inf}

@@ -18,7 +18,6 @@ import statistics
 import time
 
 import _common as c
-from kit.models import backends, cnn_input
 
 
 def median_s(fn, reps: int) -> float:
@@ -50,12 +49,12 @@ def main() -> None:
     cnn = c.cnn()
     cfg = c.cnn_preset("default", batch_size=args.batch)
     cnn.setup(cfg)
-    tf = backends.tf()
+    tf = c.tf()
     keras = cnn._keras()
     ds, sp = c.split()
     X, y = ds.X_train[sp.train_idx][: args.batch], ds.y_train[sp.train_idx][: args.batch]
     aug = cnn.augmentation(cfg)
-    pipe = cnn_input.TFData.train(X, y, cfg, args.batch, 0, aug)
+    pipe = c.tf_data().train(X, y, cfg, args.batch, 0, aug)
     xb, yb = next(iter(pipe))
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)

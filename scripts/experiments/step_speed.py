@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 import _common as c
-from kit.models import cnn_input
 
 
 def main() -> None:
@@ -31,7 +30,7 @@ def main() -> None:
     cnn.setup(cfg)
     ds, sp = c.split()
     X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-    pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, cfg.seed, cnn.augmentation(cfg))
+    pipe = c.tf_data().train(X, y, cfg, cfg.batch_size, cfg.seed, cnn.augmentation(cfg))
     batches = [(xb.numpy(), yb.numpy()) for xb, yb in pipe.take(args.steps)]
     memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
