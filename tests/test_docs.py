@@ -343,5 +343,9 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
     assert rows[2] == "| jax | GPU: NVIDIA H200 | 256 | on | 37,800 | 1 |"
     assert rows[5] == "| jax | 1 | 99.62 % | 0.0131 | 1.5 min | 0.5 min |"
-    _write(tmp_path, _record("gpu", {"backends": [], "speed": [], "accuracy": []}, "2026-12-02T12:00:00+00:00"))
-    assert "No backend saw a GPU on this machine." in report.render_section("gpu", report.load_results(tmp_path))
+    _write(
+        tmp_path, _record("gpu", {"backends": [], "speed": [], "accuracy": []}, "2026-12-02T12:00:00+00:00")
+    )
+    assert "No backend saw a GPU on this machine." in report.render_section(
+        "gpu", report.load_results(tmp_path)
+    )
