@@ -34,7 +34,7 @@ def main() -> None:
     from kit.models import cnn
 
     cfg = models.get("cnn").make_config(
-        "default", width=4, batch_size=32, max_train=256, epochs=3, lr=5e-3, seed=5, backend=backend
+        "default", width=4, batch_size=32, max_train=192, epochs=3, lr=5e-3, seed=5, backend=backend
     )
     first = training.train("cnn", cfg, progress=False)
     again = training.train("cnn", cfg, progress=False)

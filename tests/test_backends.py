@@ -83,6 +83,9 @@ def test_config_records_the_backend_and_old_runs_trained_on_tensorflow():
 
 def _lifecycle(backend: str, *flags: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # this process's Keras set it
+    # XLA compiles the tiny network's steps faster unoptimised (a fifth of the test's time); the
+    # test checks behaviour, not speed
+    env["XLA_FLAGS"] = "--xla_llvm_disable_expensive_passes=true --xla_backend_optimization_level=0"
     proc = subprocess.run(
         [sys.executable, str(CHILD), backend, *flags], capture_output=True, text=True, timeout=540, env=env
     )

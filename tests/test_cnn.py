@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from fixtures_data import FIXTURE_COMPETITION
 from kit import data, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
@@ -297,11 +299,19 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
 # ----------------------------------------------------------------------------- runs
 
 
-@pytest.fixture
-def trained(fixture_data):
-    """One tiny finished run (3 epochs) and its config."""
-    cfg = tiny(seed=5, epochs=3, lr=5e-3)
-    return train(cfg), cfg
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, installed_fixture_dir, kit_session_cache):
+    """One tiny finished run (3 epochs) and its config, trained once for the tests that only
+    read it, in folders of its own (as isolated_dirs + fixture_data make them per test)."""
+    root = tmp_path_factory.mktemp("cnn-trained")
+    shutil.copytree(installed_fixture_dir, root / "data", copy_function=shutil.copy2)
+    with pytest.MonkeyPatch.context() as mp:
+        for env, sub in [("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")]:
+            mp.setenv(env, str(root / sub))
+        mp.setenv("KIT_CACHE_DIR", str(kit_session_cache))
+        mp.setenv("KIT_COMPETITION", FIXTURE_COMPETITION)
+        cfg = tiny(seed=5, epochs=3, lr=5e-3)
+        yield train(cfg), cfg
 
 
 def test_run_folder_follows_the_format(trained):
