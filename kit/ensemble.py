@@ -239,11 +239,14 @@ class Decision:
     method: str
     dropped: list[int]
     errors: tuple[int, int]
-    error_gain: float
     error_interval: tuple[float, float]
     gain: float
     interval: tuple[float, float]
     cross_fitted_accuracy: float
+
+    @property
+    def error_gain(self) -> float:
+        return float(self.errors[0] - self.errors[1])
 
     def reason(self, names: Sequence[str]) -> str:
         """The decision and its evidence in one line, naming members by `names`."""
@@ -277,7 +280,6 @@ def decide(val: np.ndarray, y: np.ndarray, cfg: EnsembleConfig) -> Decision:
         method="fitted" if fitted else "equal",
         dropped=dropped,
         errors=(int(np.sum(p_equal.argmax(1) != y)), int(np.sum(p_cross.argmax(1) != y))),
-        error_gain=float(e.sum()),
         error_interval=(elo * n, ehi * n),
         gain=float(d.mean()),
         interval=(lo, hi),

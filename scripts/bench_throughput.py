@@ -87,15 +87,7 @@ else:
         pipe = tf.data.Dataset.from_tensors((xb, yb)).repeat()
     model = cnn.build_model(cfg)
 cnn.compile_model(model, cfg)
-keras = cnn._keras()
-macs = 0
-for layer in model.layers:
-    if isinstance(layer, keras.layers.Conv2D):
-        h, w, c_out = layer.output.shape[1:]
-        kh, kw = layer.kernel_size
-        macs += h * w * c_out * kh * kw * layer.input.shape[-1]
-    elif isinstance(layer, keras.layers.Dense):
-        macs += layer.input.shape[-1] * layer.units
+macs = cnn.multiply_adds(model)
 rates = []
 with backends.quiet_native_logs():
     model.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0)

@@ -30,18 +30,31 @@ def fixture_competition(kit_session_cache) -> Path:
     return fixture.build(kit_session_cache / "fixture")
 
 
-@pytest.fixture
-def isolated_dirs(tmp_path, monkeypatch, kit_session_cache) -> Path:
-    """Point every kit folder at tmp_path subfolders; returns tmp_path."""
+def point_kit_at(mp: pytest.MonkeyPatch, root: Path, cache: Path) -> None:
+    """Every kit folder under `root` (data/, runs/, submissions/, reports/), the cache at
+    `cache`, the fixture competition: for `mp`'s lifetime."""
     for env, sub in [
         ("KIT_DATA_DIR", "data"),
         ("KIT_RUNS_DIR", "runs"),
         ("KIT_SUBMISSIONS_DIR", "submissions"),
         ("KIT_REPORTS_DIR", "reports"),
     ]:
-        monkeypatch.setenv(env, str(tmp_path / sub))
-    monkeypatch.setenv("KIT_CACHE_DIR", str(kit_session_cache))
-    monkeypatch.setenv("KIT_COMPETITION", FIXTURE_COMPETITION)
+        mp.setenv(env, str(root / sub))
+    mp.setenv("KIT_CACHE_DIR", str(cache))
+    mp.setenv("KIT_COMPETITION", FIXTURE_COMPETITION)
+
+
+def copy_installed(installed: Path, dest: Path) -> Path:
+    """The installed fixture data copied to `dest`; copy2 keeps mtimes, so the manifest's fast
+    check holds."""
+    shutil.copytree(installed, dest, copy_function=shutil.copy2)
+    return dest
+
+
+@pytest.fixture
+def isolated_dirs(tmp_path, monkeypatch, kit_session_cache) -> Path:
+    """Point every kit folder at tmp_path subfolders; returns tmp_path."""
+    point_kit_at(monkeypatch, tmp_path, kit_session_cache)
     return tmp_path
 
 
@@ -60,10 +73,5 @@ def installed_fixture_dir(tmp_path_factory, fixture_competition) -> Path:
 
 @pytest.fixture
 def fixture_data(isolated_dirs, installed_fixture_dir) -> Path:
-    """isolated_dirs plus the fixture competition installed into the data folder.
-
-    Returns the data folder. copy2 keeps mtimes, so the manifest's fast check holds.
-    """
-    dest = isolated_dirs / "data"
-    shutil.copytree(installed_fixture_dir, dest, copy_function=shutil.copy2)
-    return dest
+    """isolated_dirs plus the fixture competition installed into the data folder; returns it."""
+    return copy_installed(installed_fixture_dir, isolated_dirs / "data")

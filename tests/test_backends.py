@@ -21,6 +21,13 @@ from kit.models import backends, cnn
 CHILD = Path(__file__).with_name("_backend_run.py")
 
 
+def _refusal(call, *args) -> str:
+    """The KitError message of call(*args) (it must raise one)."""
+    with pytest.raises(KitError) as e:
+        call(*args)
+    return str(e.value)
+
+
 def test_auto_takes_keras_backend_then_the_first_installed(monkeypatch):
     monkeypatch.setattr(backends, "loaded", lambda: None)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
@@ -35,39 +42,29 @@ def test_auto_takes_keras_backend_then_the_first_installed(monkeypatch):
 def test_a_backend_that_cannot_run_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(backends, "loaded", lambda: None)
     monkeypatch.setenv("KERAS_BACKEND", "theano")
-    with pytest.raises(KitError) as e:
-        backends.choose("auto")
-    assert str(e.value) == (
+    assert _refusal(backends.choose, "auto") == (
         "KERAS_BACKEND=theano is not a backend kit trains with; set it to one of tensorflow, jax, torch (or unset it)"
     )
     monkeypatch.delenv("KERAS_BACKEND")
     monkeypatch.setattr(backends, "installed", lambda name: False)
-    with pytest.raises(KitError) as e:
-        backends.choose("auto")
-    assert str(e.value) == (
+    assert _refusal(backends.choose, "auto") == (
         "the CNN needs a Keras backend and none is installed: pip install -e '.[cpu]' "
         "(TensorFlow; README.md, 'GPUs', for the others)"
     )
-    with pytest.raises(KitError) as e:
-        backends.choose("jax")
-    assert str(e.value) == "--backend jax: jax is not installed; pip install -e '.[jax]'"
+    assert _refusal(backends.choose, "jax") == "--backend jax: jax is not installed; pip install -e '.[jax]'"
 
 
 def test_a_second_backend_in_one_process_is_refused(monkeypatch):
     monkeypatch.setattr(backends, "loaded", lambda: "tensorflow")
     monkeypatch.setattr(backends, "installed", lambda name: True)
-    with pytest.raises(KitError) as e:
-        backends.choose("jax")
-    assert str(e.value) == (
+    assert _refusal(backends.choose, "jax") == (
         "--backend jax: Keras already runs on tensorflow in this process, and Keras takes its "
         "backend once per process; run kit again in a new process"
     )
 
 
 def test_mirrored_is_refused_where_keras_cannot_spread_a_step():
-    with pytest.raises(KitError) as e:
-        backends.require_devices("torch", "mirrored")
-    assert str(e.value) == (
+    assert _refusal(backends.require_devices, "torch", "mirrored") == (
         "--strategy mirrored is not available on the torch backend (Keras spreads a step over "
         "several GPUs on tensorflow and jax); drop the option to train on one device, or use --backend jax"
     )

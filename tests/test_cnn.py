@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fixtures_data import FIXTURE_COMPETITION
+from fixtures_data import copy_installed, point_kit_at
 from kit import data, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
@@ -304,12 +303,9 @@ def trained(tmp_path_factory, installed_fixture_dir, kit_session_cache):
     """One tiny finished run (3 epochs) and its config, trained once for the tests that only
     read it, in folders of its own (as isolated_dirs + fixture_data make them per test)."""
     root = tmp_path_factory.mktemp("cnn-trained")
-    shutil.copytree(installed_fixture_dir, root / "data", copy_function=shutil.copy2)
+    copy_installed(installed_fixture_dir, root / "data")
     with pytest.MonkeyPatch.context() as mp:
-        for env, sub in [("KIT_DATA_DIR", "data"), ("KIT_RUNS_DIR", "runs"), ("KIT_SUBMISSIONS_DIR", "subs")]:
-            mp.setenv(env, str(root / sub))
-        mp.setenv("KIT_CACHE_DIR", str(kit_session_cache))
-        mp.setenv("KIT_COMPETITION", FIXTURE_COMPETITION)
+        point_kit_at(mp, root, kit_session_cache)
         cfg = tiny(seed=5, epochs=3, lr=5e-3)
         yield train(cfg), cfg
 

@@ -169,15 +169,14 @@ def setup(backend: str, seed: int, threads: int, mixed_precision: bool) -> None:
             tf_.config.threading.set_inter_op_parallelism_threads(min(2, threads))
         except RuntimeError:
             pass  # TensorFlow already started in this process (tests, notebooks): keep its threads
-        keras.utils.set_random_seed(seed)
-        tf_.config.experimental.enable_op_determinism()
-    else:
-        if backend == "torch":
-            import torch
+    elif backend == "torch":
+        import torch
 
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        keras.utils.set_random_seed(seed)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    keras.utils.set_random_seed(seed)
+    if backend == "tensorflow":
+        tf().config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
 
 
@@ -200,8 +199,7 @@ def accelerators(backend: str) -> list[str]:
 
 
 def device(backend: str) -> str:
-    """What `backend` trains on, for config.json and metrics.json: "CPU", "GPU: NVIDIA H200",
-    "2 x GPU: Tesla T4"."""
+    """What `backend` trains on, for metrics.json: "CPU", "GPU: NVIDIA H200", "2 x GPU: Tesla T4"."""
     found = accelerators(backend)
     if not found:
         return "CPU"

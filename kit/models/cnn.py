@@ -371,6 +371,24 @@ def lr_at(cfg: Config, epoch: int) -> float:
     return float(lr)
 
 
+def layer_multiply_adds(layer) -> int:
+    """Forward multiply-adds per image of one layer: a convolution's or a dense layer's (the
+    arithmetic that matters here), 0 for the rest."""
+    layers = _keras().layers
+    if isinstance(layer, layers.Conv2D):
+        h, w, c_out = layer.output.shape[1:]
+        kh, kw = layer.kernel_size
+        return h * w * c_out * kh * kw * layer.input.shape[-1]
+    if isinstance(layer, layers.Dense):
+        return layer.input.shape[-1] * layer.units
+    return 0
+
+
+def multiply_adds(model) -> int:
+    """Forward multiply-adds per image of the network (a training image costs about 3x)."""
+    return sum(layer_multiply_adds(layer) for layer in model.layers)
+
+
 # ============================================================================ prediction
 
 
@@ -507,12 +525,12 @@ def _best_so_far(history: list[dict]) -> dict:
     return best
 
 
-def _start_model(cfg: Config, run, place: backends.Placement, start_epoch: int, batch: int):
-    """(model, augmentation for the pipeline or None, seed) to train: new, or the run's
+def _start_model(cfg: Config, run, place: backends.Placement, start_epoch: int, batch: int, feed):
+    """(model, augmentation for the pipeline `feed` or None, seed) to train: new, or the run's
     checkpoint after `start_epoch` epochs. The NumPy pipeline's augmentation is the model's
     first layer (its random state travels in the checkpoint); tf.data's is returned."""
     keras = _keras(cfg)
-    in_model = cnn_input.pipeline(cfg.backend).augments_in_model
+    in_model = feed.augments_in_model
     # a resumed run shuffles and augments from a seed of its own: deterministic, but not
     # the exact batches an uninterrupted run would have seen
     seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
@@ -553,8 +571,8 @@ def fit(cfg: Config, run, data, progress) -> Trained:
         start_epoch = history[-1]["epoch"] if history else 0
         best = _best_so_far(history)
         batch = cfg.batch_size * place.replicas
-        model, aug, seed = _start_model(cfg, run, place, start_epoch, batch)
         feed = cnn_input.pipeline(cfg.backend)
+        model, aug, seed = _start_model(cfg, run, place, start_epoch, batch, feed)
         train_ds = feed.train(X_tr, y_tr, cfg, batch, seed, aug)
         val = feed.fit_kwargs(data.X_val, data.y_val, eval_blur(cfg))
         if start_epoch < cfg.epochs:

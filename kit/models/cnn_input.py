@@ -16,6 +16,7 @@ every training image, so a sharp digit is one the network has never seen.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -30,12 +31,13 @@ TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 # ============================================================================ augmentation
 
 
-def _random_layers(cfg, seed: int) -> list:
-    layers = backends.keras_for(cfg.backend).layers
+def _random_layers(rotation: float, zoom: float, shift: float, seed: int) -> list:
+    """`augmentation`'s layers, on the backend Keras runs on."""
+    layers = backends.keras_for().layers
     return [
-        layers.RandomRotation(cfg.rotation / 360, fill_mode="constant", seed=seed),
-        layers.RandomZoom(cfg.zoom, fill_mode="constant", seed=seed + 1),
-        layers.RandomTranslation(cfg.shift, cfg.shift, fill_mode="constant", seed=seed + 2),
+        layers.RandomRotation(rotation / 360, fill_mode="constant", seed=seed),
+        layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2),
     ]
 
 
@@ -47,17 +49,13 @@ def augmentation(cfg):
     (the background of every digit). Random only with training=True, the identity otherwise.
     """
     keras = backends.keras_for(cfg.backend)
-    return keras.Sequential(_random_layers(cfg, cfg.seed), name="augmentation")
+    return keras.Sequential(_random_layers(cfg.rotation, cfg.zoom, cfg.shift, cfg.seed), name="augmentation")
 
 
-_AUGMENT = {}
-
-
+@functools.cache
 def augment_layer_class():
     """`Augment`, the in-model augmentation of the NumPy pipeline (registered with Keras once,
     so model files holding it load)."""
-    if "cls" in _AUGMENT:
-        return _AUGMENT["cls"]
     keras = backends.keras_for()
 
     @keras.saving.register_keras_serializable(package="kit")
@@ -68,8 +66,7 @@ def augment_layer_class():
         def __init__(self, rotation, zoom, shift, n_clean, seed, **kwargs):
             super().__init__(**kwargs)
             self.settings = dict(rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed)
-            cfg = _Settings(rotation, zoom, shift)
-            self.random = _random_layers(cfg, seed)
+            self.random = _random_layers(rotation, zoom, shift, seed)
 
         def build(self, input_shape):
             for layer in self.random:
@@ -90,16 +87,7 @@ def augment_layer_class():
         def get_config(self):
             return {**super().get_config(), **self.settings}
 
-    _AUGMENT["cls"] = Augment
     return Augment
-
-
-@dataclasses.dataclass
-class _Settings:  # what _random_layers reads, for a layer rebuilt from its own config
-    rotation: float
-    zoom: float
-    shift: float
-    backend: str = "auto"
 
 
 def augment_layer(cfg, batch_size: int, seed: int):

@@ -31,6 +31,8 @@ API = (
     "build_model",
     "compile_model",
     "lr_at",
+    "multiply_adds",
+    "layer_multiply_adds",
 )
 
 

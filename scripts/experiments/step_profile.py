@@ -30,17 +30,6 @@ def median_s(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def layer_macs(layer) -> int:
-    keras = c.cnn()._keras()
-    if isinstance(layer, keras.layers.Conv2D):
-        h, w, c_out = layer.output.shape[1:]
-        kh, kw = layer.kernel_size
-        return h * w * c_out * kh * kw * layer.input.shape[-1]
-    if isinstance(layer, keras.layers.Dense):
-        return layer.input.shape[-1] * layer.units
-    return 0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
@@ -75,7 +64,7 @@ def main() -> None:
             return out, grads
 
         seconds = median_s(lambda f=fwd_bwd: [g.numpy() for g in f()[1] if g is not None], args.reps)
-        macs = layer_macs(layer) * args.batch
+        macs = cnn.layer_multiply_adds(layer) * args.batch
         rows.append([layer.name, type(layer).__name__, str(tuple(layer.output.shape[1:])), macs, seconds])
         x = layer(x_in, training=True)
 

@@ -24,21 +24,6 @@ import _common as c
 PAIRS = ("32/64", "16/48", "24/48", "16/64")
 
 
-def multiply_adds(model) -> int:
-    """Multiply-adds per image of the model's convolutions and dense layers."""
-    from keras import layers
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw = layer.kernel_size
-            total += h * w * kh * kw * layer.input.shape[-1] * cout
-        elif isinstance(layer, layers.Dense):
-            total += layer.input.shape[-1] * layer.units
-    return total
-
-
 def timing(cfg, X_test, repeats: int) -> float:
     cnn = c.cnn()
     net = cnn.inference_model(cnn.build_model(cfg))
@@ -79,7 +64,7 @@ def main() -> None:
         row = [
             f"{w1} / {w2}",
             f"{model.count_params():,}",
-            f"{multiply_adds(model) / 1e6:.1f}M",
+            f"{cnn.multiply_adds(model) / 1e6:.1f}M",
             f"{timing(cfg, ds.X_test, args.repeats):.2f} s",
         ]
         if args.train and run is None:
