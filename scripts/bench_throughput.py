@@ -42,6 +42,9 @@ SETTINGS = {
     "noaug": {"augment": False},
     "memory": {"memory": True},
     "onednn_off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "keras_bn": {"fused_bn": False},
+    "width24": {"width": 24},
+    "width32": {"width": 32},
     "jax": {"backend": "jax"},
     "torch": {"backend": "torch"},
 }
@@ -65,7 +68,7 @@ import numpy as np
 from kit import data, models
 from kit.models import backends, cnn, cnn_input
 opts = json.loads(sys.argv[1])
-over = {k: v for k, v in opts.items() if k in ("batch_size", "augment", "backend", "mixed_precision")}
+over = {k: v for k, v in opts.items() if k in ("batch_size", "width", "fused_bn", "augment", "backend", "mixed_precision")}
 cfg = models.get("cnn").make_config("default", **over)
 cfg = cnn.resolved(cfg)
 cnn.setup(cfg)

@@ -26,6 +26,7 @@ best.weights.h5 (the best epoch so far), model.keras (the kept weights, batch-no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -139,6 +140,12 @@ class Config(ModelConfig):
         "mirrored: every GPU, batch scaled per replica (tensorflow and jax).",
         choices=STRATEGIES,
     )
+    fused_bn: bool = param(
+        True,
+        "TensorFlow: each batch-norm's training step as one fused kernel (FusedBatchNormV3) "
+        "instead of Keras's moments-then-normalise: the same maths up to float32 rounding, a "
+        "faster step (off: Keras's own, as runs before it trained).",
+    )
     threads: int = param(0, "CPU threads of TensorFlow and PyTorch (0 = one per core).", ge=0)
     max_train: int = param(0, "Train on only the first N training rows (0 = all; for quick tuning).", ge=0)
 
@@ -158,8 +165,9 @@ class Config(ModelConfig):
 def upgrade(saved: dict) -> dict:
     """A config.json from an older kit: from before early stopping required --keep best, its
     patience is dropped (a run keeping its last epoch trains to the schedule's end); from before
-    the backends, it trained on TensorFlow."""
-    saved = {"backend": "tensorflow", **saved}
+    the backends, it trained on TensorFlow; from before the fused batch-norm, with Keras's own
+    (so a resumed or repeated run computes what it did)."""
+    saved = {"backend": "tensorflow", "fused_bn": False, **saved}
     if saved.get("keep", "last") == "last" and saved.get("patience"):
         return {**saved, "patience": 0}
     return saved
@@ -231,12 +239,13 @@ def build_model(cfg: Config, augment=None):
         # The first block is narrow and the second wide: a filter at 24x24 costs 9x one at 8x8,
         # and a CPU is compute-bound here (docs/decisions.md, "first-block width").
         x = first
+        bn = fused_batchnorm_class() if cfg.fused_bn else layers.BatchNormalization
         for filters in (w1, w2):
-            x = _conv_bn(x, filters, 3)
-            x = _conv_bn(x, filters, 3)
-            x = _conv_bn(x, filters, 5, strides=2, padding="same")
+            x = _conv_bn(x, bn, filters, 3)
+            x = _conv_bn(x, bn, filters, 3)
+            x = _conv_bn(x, bn, filters, 5, strides=2, padding="same")
             x = layers.Dropout(p)(x)
-        x = _conv_bn(x, 2 * w2, 4)  # 4x4 -> 1x1: a dense layer over the last feature map
+        x = _conv_bn(x, bn, 2 * w2, 4)  # 4x4 -> 1x1: a dense layer over the last feature map
         x = layers.Flatten()(x)
         x = layers.Dropout(p)(x)
     else:
@@ -246,13 +255,49 @@ def build_model(cfg: Config, augment=None):
     return keras.Model(inputs, outputs, name=f"cnn_{cfg.arch}")
 
 
-def _conv_bn(x, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
+def _conv_bn(x, bn, filters: int, kernel: int, strides: int = 1, padding: str = "valid"):
     layers = _keras().layers
 
     # no conv bias: batch-norm's beta does that job
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = bn()(x)
     return layers.Activation("relu")(x)
+
+
+@functools.cache
+def fused_batchnorm_class():
+    """`FusedBatchNorm`: Keras's BatchNormalization, except that on TensorFlow its training step
+    is one FusedBatchNormV3 kernel, forward and gradient, where Keras computes the moments and
+    then normalises in separate elementwise passes. Batch-norm is memory-bound and a large share
+    of the CPU step (docs/decisions.md, "Where the step's time goes"). Inference, other backends
+    and the cases the kernel does not cover run Keras's own code. Registered with Keras once, so
+    model files holding it load."""
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="kit")
+    class FusedBatchNorm(keras.layers.BatchNormalization):
+        def call(self, inputs, training=None, mask=None):
+            simple = self.center and self.scale and not (self.renorm or self.synchronized)
+            nhwc = len(inputs.shape) == 4 and self.axis in (-1, 3)
+            if not (training and self.trainable and mask is None and simple and nhwc) or (
+                keras.backend.backend() != "tensorflow"
+            ):
+                return super().call(inputs, training=training, mask=mask)
+            tf = backends.tf()
+            x = tf.cast(inputs, "float32")  # as Keras does: batch-norm in float32 under mixed precision
+            empty = tf.constant([], "float32")
+            y, mean, var, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=self.gamma, offset=self.beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )  # fmt: skip
+            # the kernel returns the unbiased variance; Keras's moving average keeps the biased one
+            n = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+            var = var * (n - 1) / n
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + var * (1 - self.momentum))
+            return tf.cast(y, self.compute_dtype)
+
+    return FusedBatchNorm
 
 
 def inference_model(model):
@@ -536,7 +581,7 @@ def _start_model(cfg: Config, run, place: backends.Placement, start_epoch: int, 
     seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
     with place.scope():
         if start_epoch:
-            cnn_input.augment_layer_class()  # registered, for checkpoints that hold it
+            cnn_input.augment_layer_class(), fused_batchnorm_class()  # registered, for checkpoints
             model = keras.models.load_model(run.file(CHECKPOINT))
             if model.name != f"cnn_{cfg.arch}":
                 raise KitError(
@@ -632,7 +677,7 @@ def save(trained: Trained, run) -> None:
 def load(run, cfg: Config) -> Trained:
     """A finished run's network, from its model.keras."""
     keras = _keras(cfg)
-    cnn_input.augment_layer_class()  # registered, for model files that hold it
+    cnn_input.augment_layer_class(), fused_batchnorm_class()  # registered, for model files
     with backends.quiet_native_logs():
         model = keras.models.load_model(run.file(MODEL_FILE))
     m = run.metrics
