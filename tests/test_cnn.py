@@ -78,6 +78,40 @@ def test_growth_sets_the_second_block_and_the_reference_preset_keeps_the_referen
     assert dense == [256, 10]
 
 
+def test_fused_batchnorm_computes_what_keras_batchnorm_does_in_one_kernel():
+    """Same weights, same batch, training mode: outputs, the gradients of a loss with respect to
+    the input, gamma and beta, the updated moving statistics, then the inference output."""
+    import keras
+
+    tf = backends.tf()
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2, 3, (4, 3, 3, 5)).astype(np.float32))
+    weights = [rng.uniform(0.5, 2, 5), rng.normal(0, 1, 5), rng.normal(0, 1, 5), rng.uniform(0.5, 2, 5)]
+    got, ops = {}, {}
+    for name, kind in (("keras", keras.layers.BatchNormalization), ("fused", cnn.fused_batchnorm_class())):
+        layer = kind()
+        layer.build(x.shape)
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(x))
+        grads = tape.gradient(loss, [x, layer.gamma.value, layer.beta.value])
+        got[name] = [y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)]
+        graph = tf.function(lambda t, layer=layer: layer(t, training=True)).get_concrete_function(x).graph
+        ops[name] = {op.type for op in graph.get_operations()}
+    assert "FusedBatchNormV3" in ops["fused"] and "FusedBatchNormV3" not in ops["keras"]
+    for want, have in zip(got["keras"], got["fused"], strict=True):
+        np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_runs_from_before_the_fused_batchnorm_keep_keras_batchnorm():
+    assert CNN.make_config().fused_bn is True
+    old = {"model": "cnn", "arch": "default", "preset": "default", "epochs": 28}
+    assert CNN.run_config(old).fused_bn is False
+    assert CNN.run_config({**old, "fused_bn": True}).fused_bn is True
+
+
 @pytest.mark.parametrize("arch", cnn.ARCHS)
 def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
     import keras
@@ -96,8 +130,11 @@ def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
                 ]
             )
     folded = cnn.inference_model(model)
-    kinds = {type(layer).__name__ for layer in folded.layers}
-    assert "BatchNormalization" not in kinds and "Dropout" not in kinds
+    assert not [
+        layer
+        for layer in folded.layers
+        if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+    ]
     X = rng.integers(0, 256, (32, 28, 28), dtype=np.uint8)
     np.testing.assert_allclose(cnn.predict_proba(folded, X), cnn.predict_proba(model, X), atol=2e-6)
 
