@@ -8,7 +8,9 @@ the augmentation of one batch (what tf.data runs beside the step), and the whole
 `model.train_on_batch` runs it. The share is of the sum of the parts; the layers' GFLOP/s are
 against the matmul peak measured in the same process.
 
-    python scripts/experiments/step_profile.py [--batch 64] [--reps 30]
+    python scripts/experiments/step_profile.py [--batch 64] [--reps 30] [--keras-bn]
+
+`--keras-bn`: Keras's own batch-norm (`--no-fused-bn`) instead of the fused kernel.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--keras-bn", action="store_true", help="Keras's batch-norm, not the fused kernel")
     args = ap.parse_args()
     cnn = c.cnn()
-    cfg = c.cnn_preset("default", batch_size=args.batch)
+    cfg = c.cnn_preset("default", batch_size=args.batch, fused_bn=not args.keras_bn)
     cnn.setup(cfg)
     tf = c.tf()
     keras = cnn._keras()
