@@ -8,7 +8,7 @@ Presets (`PRESETS`, `kit train cnn --preset NAME`):
                images (tf.data, no generator running dry) and ReduceLROnPlateau watches
                `val_accuracy`, a metric that exists, so the learning rate really drops.
     default    stacked 3x3 convolutions with batch-norm, strided 5x5 convolutions instead of
-               pooling, dropout 0.4, 16 then 64 filters (~290k parameters), Adam with a cosine
+               pooling, dropout 0.3, 16 then 64 filters (~290k parameters), Adam with a cosine
                schedule; keeps the last epoch, then re-estimates batch-norm statistics.
     best       the default network wider (32 first-block filters) for 45 epochs: a GPU budget.
 
@@ -67,7 +67,7 @@ class Config(ModelConfig):
     arch: str = param("default", "Architecture (set by the preset).", choices=ARCHS, cli=False)
     width: int = param(16, "Filters of the first block (at 28x28, where a filter costs the most).", ge=1)
     growth: int = param(4, "The second block has growth x width filters, the last layer twice that.", ge=1)
-    dropout: float = param(0.4, "Dropout rate after each block.", ge=0, lt=1)
+    dropout: float = param(0.3, "Dropout rate after each block.", ge=0, lt=1)
     epochs: int = param(28, "Epochs (full passes over the training rows).", ge=1)
     batch_size: int = param(64, "Images per step, per replica (mirrored multiplies it by the GPUs).", ge=1)
     optimizer: str = param("adam", "Optimizer.", choices=OPTIMIZERS)
