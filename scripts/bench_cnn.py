@@ -143,8 +143,6 @@ def blur(paths: list[str]) -> dict:
     """Errors on the validation split per eval blur, for each run in `paths` (its own config)."""
     import dataclasses
 
-    import keras
-
     from kit import data, models, runs
     from kit.models import cnn
 
@@ -154,7 +152,7 @@ def blur(paths: list[str]) -> dict:
     for path in paths:
         run = runs.require_run(runs.resolve(str(path)), model="cnn")
         cfg = models.get("cnn").run_config(run.config)
-        net = cnn.inference_model(keras.models.load_model(run.file(cnn.MODEL_FILE)))
+        net = cnn.inference_model(cnn.load_keras(run.file(cnn.MODEL_FILE)))
         errors = {}
         for b in BLURS:
             p = cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b, augment=True))

@@ -277,11 +277,18 @@ def fused_batchnorm_class():
     @keras.saving.register_keras_serializable(package="kit")
     class FusedBatchNorm(keras.layers.BatchNormalization):
         def call(self, inputs, training=None, mask=None):
-            simple = self.center and self.scale and not (self.renorm or self.synchronized)
-            nhwc = len(inputs.shape) == 4 and self.axis in (-1, 3)
-            if not (training and self.trainable and mask is None and simple and nhwc) or (
-                keras.backend.backend() != "tensorflow"
-            ):
+            fused = (
+                keras.backend.backend() == "tensorflow"
+                and training
+                and self.trainable
+                and mask is None
+                and self.center
+                and self.scale
+                and not (self.renorm or self.synchronized)
+                and len(inputs.shape) == 4
+                and self.axis in (-1, 3)
+            )
+            if not fused:
                 return super().call(inputs, training=training, mask=mask)
             tf = backends.tf()
             x = tf.cast(inputs, "float32")  # as Keras does: batch-norm in float32 under mixed precision
@@ -298,6 +305,15 @@ def fused_batchnorm_class():
             return tf.cast(y, self.compute_dtype)
 
     return FusedBatchNorm
+
+
+def load_keras(path):
+    """A model or checkpoint file this module wrote (model.keras, checkpoint.keras), read with
+    the kit's own layers (`Augment`, `FusedBatchNorm`) registered first."""
+    cnn_input.augment_layer_class()
+    fused_batchnorm_class()
+    with backends.quiet_native_logs():
+        return _keras().models.load_model(path)
 
 
 def inference_model(model):
@@ -574,15 +590,14 @@ def _start_model(cfg: Config, run, place: backends.Placement, start_epoch: int, 
     """(model, augmentation for the pipeline `feed` or None, seed) to train: new, or the run's
     checkpoint after `start_epoch` epochs. The NumPy pipeline's augmentation is the model's
     first layer (its random state travels in the checkpoint); tf.data's is returned."""
-    keras = _keras(cfg)
+    _keras(cfg)  # the backend cfg trains on, before anything is built or loaded
     in_model = feed.augments_in_model
     # a resumed run shuffles and augments from a seed of its own: deterministic, but not
     # the exact batches an uninterrupted run would have seen
     seed = cfg.seed + RESUME_SEED_STRIDE * start_epoch
     with place.scope():
         if start_epoch:
-            cnn_input.augment_layer_class(), fused_batchnorm_class()  # registered, for checkpoints
-            model = keras.models.load_model(run.file(CHECKPOINT))
+            model = load_keras(run.file(CHECKPOINT))
             if model.name != f"cnn_{cfg.arch}":
                 raise KitError(
                     f"{run.file(CHECKPOINT)} holds a {model.name!r} model, but the run's "
@@ -676,10 +691,8 @@ def save(trained: Trained, run) -> None:
 
 def load(run, cfg: Config) -> Trained:
     """A finished run's network, from its model.keras."""
-    keras = _keras(cfg)
-    cnn_input.augment_layer_class(), fused_batchnorm_class()  # registered, for model files
-    with backends.quiet_native_logs():
-        model = keras.models.load_model(run.file(MODEL_FILE))
+    _keras(cfg)  # the backend cfg trained on
+    model = load_keras(run.file(MODEL_FILE))
     m = run.metrics
     return Trained(
         model,

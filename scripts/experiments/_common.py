@@ -31,6 +31,7 @@ API = (
     "build_model",
     "compile_model",
     "lr_at",
+    "load_keras",
     "multiply_adds",
     "layer_multiply_adds",
 )
@@ -119,9 +120,7 @@ def cnn_config(run: Path, **changes):
 
 def load_net(run: Path):
     """The run's Keras model (model.keras: its kept weights, batch-norm as the run left it)."""
-    import keras
-
-    return keras.models.load_model(run / MODEL_FILE)
+    return cnn().load_keras(run / MODEL_FILE)
 
 
 def split():
@@ -129,6 +128,16 @@ def split():
     from kit import data
 
     return data.load_split()
+
+
+def train_pipeline(cfg, seed: int, rows: int | None = None):
+    """The kit's tf.data training pipeline (TFData.train, with cfg's augmentation) over the
+    split's training rows, or the first `rows` of them."""
+    ds, sp = split()
+    idx = sp.train_idx[:rows]
+    return tf_data().train(
+        ds.X_train[idx], ds.y_train[idx], cfg, cfg.batch_size, seed, cnn().augmentation(cfg)
+    )
 
 
 def validation(runs: list[Path]):

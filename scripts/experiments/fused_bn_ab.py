@@ -29,9 +29,7 @@ def main() -> None:
     cnn = c.cnn()
     cfg = c.cnn_preset("default")
     cnn.setup(cfg)
-    ds, sp = c.split()
-    X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-    pipe = c.tf_data().train(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
+    pipe = c.train_pipeline(cfg, 0).repeat()
     models = {}
     for name, fused in (("fused", True), ("keras", False)):
         model = cnn.build_model(dataclasses.replace(cfg, fused_bn=fused))

@@ -43,11 +43,8 @@ def main() -> None:
     cnn.setup(cfg)
     tf = c.tf()
     keras = cnn._keras()
-    ds, sp = c.split()
-    X, y = ds.X_train[sp.train_idx][: args.batch], ds.y_train[sp.train_idx][: args.batch]
     aug = cnn.augmentation(cfg)
-    pipe = c.tf_data().train(X, y, cfg, args.batch, 0, aug)
-    xb, yb = next(iter(pipe))
+    xb, yb = next(iter(c.train_pipeline(cfg, 0, rows=args.batch)))
     model = cnn.build_model(cfg)
     cnn.compile_model(model, cfg)
 

@@ -28,9 +28,7 @@ def main() -> None:
     cnn = c.cnn()
     cfg = c.cnn_preset("default")
     cnn.setup(cfg)
-    ds, sp = c.split()
-    X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-    pipe = c.tf_data().train(X, y, cfg, cfg.batch_size, cfg.seed, cnn.augmentation(cfg))
+    pipe = c.train_pipeline(cfg, cfg.seed)
     batches = [(xb.numpy(), yb.numpy()) for xb, yb in pipe.take(args.steps)]
     memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
