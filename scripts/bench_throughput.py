@@ -14,7 +14,9 @@ process (TensorFlow, STEPS_PEAK products of PEAK_N x PEAK_N, the best one).
 Settings: `default` (batch 64, one intra-op thread per core, 2 inter-op), `batch128`, `batch256`
 (the learning rate is not part of a speed measurement), `inter1` (one inter-op thread), `noaug`
 (augmentation off: what the input pipeline costs), `memory` (one batch held in memory, no
-tf.data: the step alone), `onednn_off` (TensorFlow's Eigen kernels instead of oneDNN), `jax` and
+tf.data: the step alone), `keras_bn` (Keras's batch-norm instead of the fused kernel),
+`growth5`, `width20`, `width24`, `width32` (wider networks: what width costs), `onednn_off`
+(TensorFlow's Eigen kernels instead of oneDNN), `jax` and
 `torch` (the same network and batch on those backends: NumPy batches, augmentation inside the
 model; skipped where the backend is not installed). XLA is not among them: Keras answers `compile(jit_compile=True)` for
 this model with "Model doesn't support `jit_compile=True`" and runs without it.
@@ -43,6 +45,8 @@ SETTINGS = {
     "memory": {"memory": True},
     "onednn_off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "keras_bn": {"fused_bn": False},
+    "growth5": {"growth": 5},
+    "width20": {"width": 20},
     "width24": {"width": 24},
     "width32": {"width": 32},
     "jax": {"backend": "jax"},
@@ -68,7 +72,7 @@ import numpy as np
 from kit import data, models
 from kit.models import backends, cnn, cnn_input
 opts = json.loads(sys.argv[1])
-over = {k: v for k, v in opts.items() if k in ("batch_size", "width", "fused_bn", "augment", "backend", "mixed_precision")}
+over = {k: v for k, v in opts.items() if k in ("batch_size", "width", "growth", "fused_bn", "augment", "backend", "mixed_precision")}
 cfg = models.get("cnn").make_config("default", **over)
 cfg = cnn.resolved(cfg)
 cnn.setup(cfg)

@@ -3,6 +3,7 @@ benchmarks page rendered from its result files, the study scripts runnable."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import re
@@ -349,3 +350,11 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     assert "No backend saw a GPU on this machine." in report.render_section(
         "gpu", report.load_results(tmp_path)
     )
+
+
+def test_speed_ab_reads_each_variant_as_config_fields():
+    ab = _import_script("speed_ab")
+    fields = ab.variant("width=24 batch_size=128 fused_bn=false optimizer=sgd")
+    assert fields == {"width": 24, "batch_size": 128, "fused_bn": False, "optimizer": "sgd"}
+    cfg = dataclasses.replace(_import_script("_common").cnn_preset("default"), **fields)
+    assert (cfg.width, cfg.batch_size, cfg.fused_bn, cfg.optimizer) == (24, 128, False, "sgd")
