@@ -93,6 +93,11 @@ class Config(ModelConfig):
         ge=0,
         lt=1,
     )
+    affine: bool = param(
+        False,
+        "Augmentation: rotation, zoom and shift as one affine resampling of each image instead of "
+        "Keras's three layers in a row (a third of the interpolation, and of its smoothing).",
+    )
     rotation: float = param(10.0, "Augmentation: rotate up to +-this many degrees.", ge=0, le=180)
     zoom: float = param(0.1, "Augmentation: zoom in or out by up to this fraction.", ge=0, lt=1)
     shift: float = param(0.1, "Augmentation: shift up to this fraction of the side, each axis.", ge=0, lt=1)
@@ -165,9 +170,9 @@ class Config(ModelConfig):
 def upgrade(saved: dict) -> dict:
     """A config.json from an older kit: from before early stopping required --keep best, its
     patience is dropped (a run keeping its last epoch trains to the schedule's end); from before
-    the backends, it trained on TensorFlow; from before the fused batch-norm, with Keras's own
-    (so a resumed or repeated run computes what it did)."""
-    saved = {"backend": "tensorflow", "fused_bn": False, **saved}
+    the backends, it trained on TensorFlow; from before the fused batch-norm, with Keras's own;
+    from before --affine, with three resamplings (so a resumed or repeated run computes what it did)."""
+    saved = {"backend": "tensorflow", "fused_bn": False, "affine": False, **saved}
     if saved.get("keep", "last") == "last" and saved.get("patience"):
         return {**saved, "patience": 0}
     return saved

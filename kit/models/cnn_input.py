@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from kit import config
+from kit.errors import KitError
 from kit.models import backends
 
 PREDICT_BATCH = 1024  # inference batch: big enough to amortise per-batch overhead
@@ -31,9 +32,12 @@ TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 # ============================================================================ augmentation
 
 
-def _random_layers(rotation: float, zoom: float, shift: float, seed: int) -> list:
-    """`augmentation`'s layers, on the backend Keras runs on."""
+def _random_layers(rotation: float, zoom: float, shift: float, seed: int, affine: bool = False) -> list:
+    """`augmentation`'s layers, on the backend Keras runs on: Keras's three in a row, or with
+    `affine` the same three draws as one map (`random_affine_class`)."""
     layers = backends.keras_for().layers
+    if affine:
+        return [random_affine_class()(rotation, zoom, shift, seed=seed, name="random_affine")]
     return [
         layers.RandomRotation(rotation / 360, fill_mode="constant", seed=seed),
         layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
@@ -41,15 +45,62 @@ def _random_layers(rotation: float, zoom: float, shift: float, seed: int) -> lis
     ]
 
 
+@functools.cache
+def random_affine_class():
+    """`RandomAffine`: rotation, zoom and shift drawn per image and applied as one affine map."""
+    keras = backends.keras_for()
+    if not hasattr(keras.layers.RandomRotation, "_compute_affine_matrix"):
+        raise KitError(
+            f"--affine needs a newer Keras than {keras.__version__} (its RandomRotation cannot "
+            "compose affine maps): pip install -U keras"
+        )
+
+    class RandomAffine(keras.layers.RandomRotation):
+        """(B, 28, 28, 1) -> the same: each image rotated by up to +-rotation degrees, zoomed by
+        a factor in [1 - zoom, 1 + zoom] and shifted by up to +-shift of the side on each axis,
+        about its centre, in ONE bilinear resampling. RandomRotation, RandomZoom and
+        RandomTranslation in a row resample three times: three times the interpolation work,
+        and each pass averages neighbouring pixels again (docs/decisions.md, "One resampling").
+        The draws have the same ranges; only their order differs (here the shift is not
+        rotated and zoomed by the other two), a negligible change at these sizes."""
+
+        def __init__(self, rotation, zoom, shift, **kwargs):
+            super().__init__(rotation / 360, fill_mode="constant", **kwargs)
+            self.zoom, self.shift = zoom, shift
+
+        def get_random_transformation(self, data, training=True, seed=None):
+            t = super().get_random_transformation(data, training, seed)  # draws the angles
+            if t is None:
+                return None
+            ops, n = self.backend, t["batch_size"]
+            seed = seed or self._get_seed_generator(ops._backend)
+            scale = ops.random.uniform((n,), 1 - self.zoom, 1 + self.zoom, seed=seed)
+            sides = ops.convert_to_tensor([t["image_width"], t["image_height"]], "float32")
+            offset = ops.random.uniform((n, 2), -self.shift, self.shift, seed=seed) * sides
+            t["rotation_matrix"] = self._compute_affine_matrix(  # what _transform_images applies
+                center_x=0.5, center_y=0.5, angle=t["angle"], translate_x=offset[:, 0],
+                translate_y=offset[:, 1], scale=scale, shear_x=ops.numpy.zeros((n,)),
+                shear_y=ops.numpy.zeros((n,)), height=t["image_height"], width=t["image_width"],
+            )  # fmt: skip
+            return t
+
+        def get_config(self):
+            return {**super().get_config(), "zoom": self.zoom, "shift": self.shift}
+
+    return RandomAffine
+
+
 def augmentation(cfg):
     """The training augmentation, a keras.Sequential named "augmentation".
 
     On (B, 28, 28, 1) float32 images: rotate by up to +-cfg.rotation degrees, zoom by up to
     +-cfg.zoom, shift by up to +-cfg.shift of the side; the uncovered border is filled with 0
-    (the background of every digit). Random only with training=True, the identity otherwise.
+    (the background of every digit); three resamplings, or one with cfg.affine. Random only
+    with training=True, the identity otherwise.
     """
     keras = backends.keras_for(cfg.backend)
-    return keras.Sequential(_random_layers(cfg.rotation, cfg.zoom, cfg.shift, cfg.seed), name="augmentation")
+    layers = _random_layers(cfg.rotation, cfg.zoom, cfg.shift, cfg.seed, cfg.affine)
+    return keras.Sequential(layers, name="augmentation")
 
 
 @functools.cache
@@ -63,10 +114,12 @@ def augment_layer_class():
         """Training: the first `n_clean` images of the batch as they are, the rest through
         `augmentation`'s random layers. Inference: the identity. (B, 28, 28, 1) -> the same."""
 
-        def __init__(self, rotation, zoom, shift, n_clean, seed, **kwargs):
+        def __init__(self, rotation, zoom, shift, n_clean, seed, affine=False, **kwargs):
             super().__init__(**kwargs)
-            self.settings = dict(rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed)
-            self.random = _random_layers(rotation, zoom, shift, seed)
+            self.settings = dict(
+                rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed, affine=affine
+            )
+            self.random = _random_layers(rotation, zoom, shift, seed, affine)
 
         def build(self, input_shape):
             for layer in self.random:
@@ -92,9 +145,8 @@ def augment_layer_class():
 
 def augment_layer(cfg, batch_size: int, seed: int):
     """The `Augment` layer for cfg, leaving round(cfg.clean_fraction * batch_size) images sharp."""
-    return augment_layer_class()(
-        cfg.rotation, cfg.zoom, cfg.shift, int(round(cfg.clean_fraction * batch_size)), seed, name="augment"
-    )
+    n_clean = int(round(cfg.clean_fraction * batch_size))
+    return augment_layer_class()(cfg.rotation, cfg.zoom, cfg.shift, n_clean, seed, cfg.affine, name="augment")
 
 
 def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg=None) -> np.ndarray:
