@@ -105,11 +105,12 @@ def test_fused_batchnorm_computes_what_keras_batchnorm_does_in_one_kernel():
         np.testing.assert_allclose(np.asarray(have), np.asarray(want), rtol=1e-4, atol=1e-5)
 
 
-def test_runs_from_before_the_fused_batchnorm_keep_keras_batchnorm():
+def test_runs_from_before_the_fused_batchnorm_and_affine_keep_what_they_trained_with():
     assert CNN.make_config().fused_bn is True
     old = {"model": "cnn", "arch": "default", "preset": "default", "epochs": 28}
-    assert CNN.run_config(old).fused_bn is False
+    assert CNN.run_config(old).fused_bn is False and CNN.run_config(old).affine is False
     assert CNN.run_config({**old, "fused_bn": True}).fused_bn is True
+    assert CNN.run_config({**old, "affine": True}).affine is True
 
 
 @pytest.mark.parametrize("arch", cnn.ARCHS)
@@ -184,6 +185,62 @@ def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fi
     assert trained.shape == x.shape and trained.dtype == np.float32
     assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0  # every image moved
     np.testing.assert_array_equal(np.asarray(aug(x, training=False)), x)
+
+
+def _centre_of_ink(x: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) -> (N, 2): each image's ink-weighted (column, row), in pixels."""
+    ii = np.arange(x.shape[1])
+    ink = x.sum(axis=(1, 2))
+    return np.stack([(x.sum(1) * ii).sum(1) / ink, (x.sum(2) * ii).sum(1) / ink], axis=1)
+
+
+def test_affine_draws_rotation_zoom_and_shift_over_their_ranges_in_one_resampling():
+    Affine = cnn_input.random_affine_class()
+    square = np.zeros((256, 28, 28, 1), np.float32)
+    square[:, 10:18, 10:18] = 1.0  # an 8x8 square about the centre (13.5, 13.5)
+    # the angle is RandomRotation's own draw: with no zoom or shift, the same images bit for bit
+    rotation = cnn._keras().layers.RandomRotation(10 / 360, fill_mode="constant", seed=3)
+    rotated = np.asarray(rotation(square, training=True))
+    np.testing.assert_array_equal(np.asarray(Affine(10, 0, 0, seed=3)(square, training=True)), rotated)
+    # shift: the ink moves by up to 0.1 x 28 = 2.8 pixels on each axis, both ways
+    moved = _centre_of_ink(np.asarray(Affine(0, 0, 0.1, seed=4)(square, training=True))[..., 0]) - 13.5
+    assert np.abs(moved).max() <= 2.8 + 1e-3
+    assert (moved.min(0) < -2).all() and (moved.max(0) > 2).all()
+    # zoom by a factor in [0.9, 1.1] of the sampled area: the ink's area scales by 1/factor^2
+    area = np.asarray(Affine(0, 0.1, 0, seed=5)(square, training=True)).sum(axis=(1, 2, 3)) / 64
+    # (to 0.01: bilinear interpolation at the square's edges)
+    assert 1 / 1.1**2 - 0.01 <= area.min() < 0.88 and 1.16 < area.max() <= 1 / 0.9**2 + 0.01
+    aug = cnn.augmentation(cnn.Config(affine=True))
+    assert [layer.name for layer in aug.layers] == ["random_affine"]
+    np.testing.assert_array_equal(np.asarray(aug(square, training=False)), square)
+
+
+def test_one_resampling_smooths_less_than_three(fixture_data):
+    """Bilinear interpolation averages neighbours on every pass: the sum of squares (what
+    smoothing takes away while ink is kept) falls less with one pass than with three."""
+    ds, _ = data.load_split()
+    x = ds.X_train[:256].astype(np.float32)[..., None] / 255
+    kept = {}
+    for affine in (False, True):
+        out = np.asarray(cnn.augmentation(cnn.Config(seed=2, affine=affine))(x, training=True))
+        kept[affine] = (out**2).sum() / (x**2).sum()
+    assert kept[False] < kept[True] - 0.03, kept
+
+
+def test_affine_runs_train_deterministically_and_differ_from_three_resamplings(fixture_data):
+    cfg = tiny(seed=7, epochs=1, affine=True, max_train=128)
+    first, again = train(cfg), train(cfg)
+    assert first.config["affine"] is True
+    np.testing.assert_array_equal(first.val_proba(), again.val_proba())
+    assert not np.array_equal(first.val_proba(), train(dataclasses.replace(cfg, affine=False)).val_proba())
+
+
+def test_in_model_augment_layer_keeps_affine_through_its_config():
+    layer = cnn_input.augment_layer(cnn.Config(affine=True), 32, 0)
+    again = type(layer).from_config(layer.get_config())
+    assert again.settings["affine"] is True and [l.name for l in again.random] == ["random_affine"]
+    old = {k: v for k, v in layer.get_config().items() if k != "affine"}  # saved before --affine
+    assert type(layer).from_config(old).settings["affine"] is False
 
 
 def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
