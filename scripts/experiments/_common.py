@@ -57,6 +57,14 @@ def tf_data():
     return cnn_input.TFData
 
 
+def blur(x: np.ndarray, b: float) -> np.ndarray:
+    """(N, 28, 28, 1) float32 smoothed by the eval blur's [b, 1-2b, b] kernel per axis
+    (kit.models.cnn_input.blur)."""
+    from kit.models import cnn_input
+
+    return cnn_input.blur(x, b)
+
+
 def tf():
     """TensorFlow, imported with the kit's settings (kit.models.backends.tf)."""
     from kit.models import backends
