@@ -64,9 +64,11 @@ def _wait(kernel: str, timeout: float = 15.0) -> tuple[object, list[str]]:
     raise AssertionError(f"{kernel} still {seen[-1]} after {timeout} s")
 
 
-def _log_text(log_file: Path) -> str:
-    """Kaggle's log (a JSON array of stream records) as the text the script printed."""
-    return "".join(r["data"] for r in json.loads(log_file.read_text()))
+def _log_text(log_file: Path, stream: str) -> str:
+    """What the script printed on `stream` ("stdout" or "stderr"), from Kaggle's log (a JSON
+    array of stream records). One stream at a time: the two are read by a thread each, so the
+    order of lines between streams is the order they were read, not written."""
+    return "".join(r["data"] for r in json.loads(log_file.read_text()) if r["stream_name"] == stream)
 
 
 def _rpc(emu, name: str, body: dict) -> requests.Response:
@@ -139,8 +141,9 @@ def test_failing_script_is_error_with_its_log(kaggle_emulator, push_kernel, tmp_
     with kaggle_io._quiet():
         files, _ = _api().kernels_output(f"{KERNEL}/1", str(tmp_path / "out"))
     assert [Path(f).name for f in files] == ["kit-kernel-test.log"]
-    text = _log_text(tmp_path / "out" / "kit-kernel-test.log")
-    assert "epoch 1\n" in text and text.rstrip().endswith("RuntimeError: out of memory")
+    log = tmp_path / "out" / "kit-kernel-test.log"
+    assert _log_text(log, "stdout") == "epoch 1\n"
+    assert _log_text(log, "stderr").rstrip().endswith("RuntimeError: out of memory")
 
 
 def test_timeout_is_error_and_kills_the_script(kaggle_emulator, push_kernel):
