@@ -12,11 +12,15 @@ dropout off) on one image set, then the validation split is scored. Image sets:
     sharp, no blur       all 37,800 un-augmented images, not smoothed
 
 each N-image set drawn `--draws` times (which images are drawn moves the count by a few).
+With `--sharp` only the sharp + eval blur sets: each overwrites every statistic, so runs trained
+with the refresh on (the shipped default) can be scored too, and draw 1 at N = 8,192 is the
+run's own refresh (its count and log-loss are metrics.json's, a check).
 
 The runs must hold the statistics as trained: train them with `--bn-refresh 0` (the refresh
 comes after the last epoch, so the weights are those of the same seed's shipped run), e.g.
     kit train cnn --seed 1 --bn-refresh 0
     python scripts/experiments/bn_refresh.py RUN [RUN ...] [--n 8192] [--draws 2]
+    python scripts/experiments/bn_refresh.py --sharp --draws 1 RUN [RUN ...]   # any runs
 About a minute per image set and run on a 2-core CPU (most of it the 37,800-image sets).
 """
 
@@ -54,18 +58,21 @@ def augmented(cnn, cfg, images: np.ndarray, seed: int, clean: float) -> np.ndarr
     return np.concatenate([x[:n_clean], *rest]) if rest else x
 
 
-def image_sets(n: int, draws: int, n_train: int):
-    """(name, kind, size, draw) for every image set of the study."""
-    yield "none (as trained)", "none", 0, 0
-    for kind, name in (("aug", "augmented"), ("mix", "training mix (a fifth sharp)")):
-        for d in range(draws):
-            yield f"{n:,} {name}, draw {d + 1}", kind, n, d
-        yield f"all {n_train:,} {name}", kind, n_train, 0
+def image_sets(n: int, draws: int, n_train: int, sharp_only: bool = False):
+    """(name, kind, size, draw) for every image set of the study (with sharp_only: the sharp +
+    eval blur ones)."""
+    if not sharp_only:
+        yield "none (as trained)", "none", 0, 0
+        for kind, name in (("aug", "augmented"), ("mix", "training mix (a fifth sharp)")):
+            for d in range(draws):
+                yield f"{n:,} {name}, draw {d + 1}", kind, n, d
+            yield f"all {n_train:,} {name}", kind, n_train, 0
     for d in range(draws):
         yield f"{n:,} sharp + eval blur (shipped), draw {d + 1}", "sharp", n, d
     for size in (2 * n, n_train):
         yield f"{size:,} sharp + eval blur", "sharp", size, 0
-    yield f"all {n_train:,} sharp, no blur", "sharp-noblur", n_train, 0
+    if not sharp_only:
+        yield f"all {n_train:,} sharp, no blur", "sharp-noblur", n_train, 0
 
 
 def score(cnn, run, X_tr, X_val, y_val, kind: str, size: int, draw: int) -> str:
@@ -86,12 +93,13 @@ def score(cnn, run, X_tr, X_val, y_val, kind: str, size: int, draw: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="CNN runs trained with --bn-refresh 0")
+    ap.add_argument("runs", nargs="+", help="CNN runs trained with --bn-refresh 0 (any, with --sharp)")
     ap.add_argument("--n", type=int, default=8192, help="images in a drawn set [8192, the shipped default]")
     ap.add_argument("--draws", type=int, default=2, help="draws of each N-image set")
+    ap.add_argument("--sharp", action="store_true", help="only the sharp + eval blur sets (any runs)")
     args = ap.parse_args()
     runs = [c.run_dir(r) for r in args.runs]
-    for run in runs:
+    for run in [] if args.sharp else runs:
         if c.read(run, "config.json").get("bn_refresh", 0):
             raise SystemExit(
                 f"{run.name} was trained with --bn-refresh {c.read(run, 'config.json')['bn_refresh']}: "
@@ -101,7 +109,7 @@ def main() -> None:
     X_val, y_val, X_tr = c.validation(runs)
     rows = [
         [name, *(score(cnn, run, X_tr, X_val, y_val, kind, size, draw) for run in runs)]
-        for name, kind, size, draw in image_sets(args.n, args.draws, len(X_tr))
+        for name, kind, size, draw in image_sets(args.n, args.draws, len(X_tr), args.sharp)
     ]
     c.print_table(["refresh images (errors / val log-loss)", *(r.name for r in runs)], rows)
 
