@@ -32,7 +32,7 @@ TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 # ============================================================================ augmentation
 
 
-def _random_layers(rotation: float, zoom: float, shift: float, seed: int, affine: bool = False) -> list:
+def _random_layers(rotation: float, zoom: float, shift: float, seed: int, affine: bool) -> list:
     """`augmentation`'s layers, on the backend Keras runs on: Keras's three in a row, or with
     `affine` the same three draws as one map (`random_affine_class`)."""
     layers = backends.keras_for().layers
@@ -60,7 +60,8 @@ def random_affine_class():
         a factor in [1 - zoom, 1 + zoom] and shifted by up to +-shift of the side on each axis,
         about its centre, in ONE bilinear resampling. RandomRotation, RandomZoom and
         RandomTranslation in a row resample three times: three times the interpolation work,
-        and each pass averages neighbouring pixels again (docs/decisions.md, "One resampling").
+        and each pass averages neighbouring pixels again (docs/decisions.md,
+        "Width in the time left, and one resampling").
         The draws have the same ranges; only their order differs (here the shift is not
         rotated and zoomed by the other two), a negligible change at these sizes."""
 

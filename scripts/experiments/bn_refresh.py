@@ -99,8 +99,8 @@ def main() -> None:
     ap.add_argument("--sharp", action="store_true", help="only the sharp + eval blur sets (any runs)")
     args = ap.parse_args()
     runs = [c.run_dir(r) for r in args.runs]
-    for run in [] if args.sharp else runs:
-        if c.read(run, "config.json").get("bn_refresh", 0):
+    for run in runs:
+        if not args.sharp and c.read(run, "config.json").get("bn_refresh", 0):
             raise SystemExit(
                 f"{run.name} was trained with --bn-refresh {c.read(run, 'config.json')['bn_refresh']}: "
                 "its model.keras holds refreshed statistics; train it with --bn-refresh 0"

@@ -1,7 +1,7 @@
 """How much each augmentation smooths: three resamplings (Keras's layers in a row) against one
 (`--affine`), beside the eval blur that makes sharp images look like the training images.
 
-Reproduces docs/decisions.md, "One resampling". Bilinear interpolation averages neighbouring
+Reproduces docs/decisions.md, "Width in the time left, and one resampling". Bilinear interpolation averages neighbouring
 pixels on every pass while the ink (the sum of the pixels) stays; what smoothing takes away
 shows in the sum of squares. For --images training images of the split, each augmentation
 (three seeds) and each eval blur b (the [b, 1-2b, b] kernel per axis): the share of the sum of

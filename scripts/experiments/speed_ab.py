@@ -1,7 +1,7 @@
 """The default CNN against variants of its config, in one process, in alternating windows.
 
-Reproduces docs/decisions.md, "Fused batch-norm, and what the time saved buys" and "Width and
-the 20-minute budget". A virtual machine's speed swings by tens of percent from one minute to the
+Reproduces docs/decisions.md, "Fused batch-norm, and what the time saved buys" and
+"Width in the time left, and one resampling". A virtual machine's speed swings by tens of percent from one minute to the
 next, so two settings timed one after the other (as `make bench ARGS=throughput` does, a process
 each) can swap places. Here the default and each variant train in the same process on the kit's
 own tf.data pipeline (shuffle, augmentation with the clean fraction, prefetch), taking turns:
