@@ -81,6 +81,8 @@ def main() -> None:
                 "epochs_after_resume": resumed.history()["epoch"].tolist(),
                 "resumed_finished": resumed.finished,
                 "reload_max_diff": float(np.abs(reloaded - first.test_proba()).max()),
+                # the step as one compiled program (XLA on JAX), augmentation included
+                "jit_compile": bool(loaded.model.jit_compile),
                 "test_proba_shape": list(first.test_proba().shape),
             }
         )

@@ -121,6 +121,11 @@ def augment_layer_class():
                 rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed, affine=affine
             )
             self.random = _random_layers(rotation, zoom, shift, seed, affine)
+            # Keras marks its Random* image layers as not jittable, and one such layer makes
+            # Keras run the whole step op by op (on JAX each op a compile and a dispatch of its
+            # own); their JAX code jits, seeds and all (tests/test_backends.py)
+            for layer in self.random:
+                layer.supports_jit = True
 
         def build(self, input_shape):
             for layer in self.random:
