@@ -17,8 +17,8 @@ Faults become KitError subclasses with a message that says what to do:
 Retries: `retry_attempts` attempts in all, waits `retry_base_s` * 2**n seconds (capped at
 30 s) or what Retry-After asks (capped at 120 s); every request times out after
 `net_timeout_s` (all three are kit.config.Settings, env KIT_RETRY_ATTEMPTS, KIT_RETRY_BASE_S,
-KIT_NET_TIMEOUT_S). The client's own retry loop inside downloads is switched off so that this
-one policy applies everywhere.
+KIT_NET_TIMEOUT_S). The client's own retry loops (inside downloads, and urllib3's ten tries of
+each upload PUT) are switched off so that this one policy applies everywhere.
 
 The API key is never printed: every message built from a client error is scrubbed.
 """
@@ -106,13 +106,17 @@ def _slug() -> str:
 @contextlib.contextmanager
 def _request_timeout():
     """Give every request the client makes inside this block a timeout (where it set none):
-    the settings' net_timeout_s, in seconds.
+    the settings' net_timeout_s, in seconds, and no retries of its own.
 
     kaggle 2.x uploads the submission file with `requests.Session.put(url, data=reader)` and
     no timeout, so a server that stops answering would hold `kit submit` for ever. With a
     timeout the stall becomes a `requests.Timeout`, a KaggleTransientError our retries handle.
+    The client also mounts `Retry(total=10, backoff_factor=0.5)` on that session: ten timed-out
+    tries and their backoff inside each of our attempts (with the default 60 s timeout, over
+    ten minutes an attempt). Each request gets requests' own default instead, no retry.
     """
     import requests
+    from urllib3.util.retry import Retry
 
     original = requests.Session.request
     timeout_s = config.settings().net_timeout_s
@@ -120,6 +124,8 @@ def _request_timeout():
     def request(self, method, url, **kwargs):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = timeout_s
+        for adapter in self.adapters.values():
+            adapter.max_retries = Retry(0, read=False)  # what requests.HTTPAdapter uses unless told
         return original(self, method, url, **kwargs)
 
     requests.Session.request = request
