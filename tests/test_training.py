@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fixtures_data import copy_installed, point_kit_at
 from kit import hparams, metrics, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
@@ -128,12 +129,23 @@ COMMON = {
 }
 
 
-def test_every_model_writes_the_same_metrics_with_the_same_meaning(fixture_data):
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory, installed_fixture_dir, kit_session_cache) -> dict:
+    """One tiny finished run of each model (2 epochs), trained once for the tests that read
+    them, in folders of their own."""
+    root = tmp_path_factory.mktemp("finished-runs")
+    copy_installed(installed_fixture_dir, root / "data")
     cnn_cfg = models.get("cnn").make_config("default", width=4, epochs=2, max_train=128, patience=0)
-    for run in (
-        training.train("scratch", scratch_cfg(), progress=False),
-        training.train("cnn", cnn_cfg, progress=False),
-    ):
+    with pytest.MonkeyPatch.context() as mp:
+        point_kit_at(mp, root, kit_session_cache)
+        yield {
+            name: training.train(name, cfg, progress=False)
+            for name, cfg in (("scratch", scratch_cfg()), ("cnn", cnn_cfg))
+        }
+
+
+def test_every_model_writes_the_same_metrics_with_the_same_meaning(finished_runs, fixture_data):
+    for run in finished_runs.values():
         m, h = run.metrics, run.history()
         assert COMMON <= set(m), COMMON - set(m)
         # train_time_s is the epochs' own seconds; wall_time_s the whole command, so larger
@@ -144,13 +156,11 @@ def test_every_model_writes_the_same_metrics_with_the_same_meaning(fixture_data)
         assert m["val_accuracy"] == pytest.approx(np.mean(run.val_proba().argmax(1) == y))
 
 
-def test_every_model_loads_its_saved_run_and_predicts_what_the_run_recorded(fixture_data):
+def test_every_model_loads_its_saved_run_and_predicts_what_the_run_recorded(finished_runs, fixture_data):
     from kit import data
 
     ds, _ = data.load_split()
-    cnn_cfg = models.get("cnn").make_config("default", width=4, epochs=1, max_train=128, patience=0)
-    for name, cfg in (("scratch", scratch_cfg()), ("cnn", cnn_cfg)):
-        run = training.train(name, cfg, progress=False)
+    for name, run in finished_runs.items():
         model = models.get(name)
         trained = model.module.load(run, model.run_config(run.config))
         np.testing.assert_allclose(model.module.predict(trained, ds.X_test), run.test_proba(), atol=1e-6)
