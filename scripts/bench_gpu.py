@@ -79,6 +79,7 @@ def run() -> dict:
                 row = {
                     **opts,
                     "device": res["device"],
+                    "jit_compile": res["jit_compile"],
                     "images_per_s": round(res["images_per_s"], 1),
                     "seconds_per_epoch": round(EPOCH_ROWS / res["images_per_s"], 2),
                 }

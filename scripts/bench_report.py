@@ -334,6 +334,11 @@ def render_pipeline(recs: list[dict]) -> list[str]:
     return out
 
 
+def _yes_no(flag) -> str:
+    """A recorded boolean as the table says it ("" where the result predates the field)."""
+    return "" if flag is None else ("yes" if flag else "no")
+
+
 def render_throughput(recs: list[dict]) -> list[str]:
     out = []
     for rec in reversed(recs):
@@ -349,11 +354,21 @@ def render_throughput(recs: list[dict]) -> list[str]:
             "",
         ]
         out += table(
-            ["setting", "batch", "images/s", "median", "vs default", "GFLOP/s", "share of peak"],
+            [
+                "setting",
+                "batch",
+                "jit_compile",
+                "images/s",
+                "median",
+                "vs default",
+                "GFLOP/s",
+                "share of peak",
+            ],
             [
                 [
                     f"`{name}`",
                     fmt(v.get("batch_size")),
+                    _yes_no(v.get("jit_compile")),
                     fmt(v.get("images_per_s")),
                     fmt(v.get("images_per_s_median")),
                     ratio(v.get("images_per_s"), base),
@@ -375,10 +390,10 @@ def render_gpu(recs: list[dict]) -> list[str]:
             out += ["No backend saw a GPU on this machine.", ""]
             continue
         out += table(
-            ["backend", "device", "batch", "mixed precision", "images/s", "s / epoch"],
+            ["backend", "device", "batch", "mixed precision", "jit_compile", "images/s", "s / epoch"],
             [
                 [v["backend"], v["device"], fmt(v["batch_size"]), "on" if v["mixed_precision"] else "off"]
-                + [fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
+                + [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
                 for v in r["speed"]
             ],
         ) + [""]

@@ -18,8 +18,10 @@ tf.data: the step alone), `keras_bn` (Keras's batch-norm instead of the fused ke
 `growth5`, `width20`, `width24`, `width32` (wider networks: what width costs), `onednn_off`
 (TensorFlow's Eigen kernels instead of oneDNN), `jax` and
 `torch` (the same network and batch on those backends: NumPy batches, augmentation inside the
-model; skipped where the backend is not installed). XLA is not among them: Keras answers `compile(jit_compile=True)` for
-this model with "Model doesn't support `jit_compile=True`" and runs without it.
+model; skipped where the backend is not installed). Each result records `jit_compile`: whether
+Keras ran the step as one XLA program (JAX: yes; TensorFlow: no, since Keras refuses XLA while op
+determinism is on; PyTorch: eager). XLA on TensorFlow is timed by
+`scripts/experiments/speed_ab.py --xla`, which has to turn determinism off.
 
 A virtual machine's speed swings by tens of percent from one minute to the next, so each setting
 times REPEATS windows of STEPS steps and reports the best (and the median).

@@ -318,14 +318,19 @@ def test_bench_report_renders_the_throughput_settings_side_by_side(tmp_path):
         "warmup_steps": 10,
         "timed_steps": 150,
         "repeats": 3,
-        "settings": {"default": setting, "batch256": {**setting, "batch_size": 256, "images_per_s": 3000.0}},
+        "settings": {
+            "default": {**setting, "jit_compile": False},
+            "batch256": {**setting, "batch_size": 256, "images_per_s": 3000.0},  # before the field
+            "jax": {**setting, "jit_compile": True},
+        },
     }
     _write(tmp_path, _record("throughput", results, "2026-12-01T12:00:00+00:00"))
     lines = report.render_section("throughput", report.load_results(tmp_path))
     assert "Float32 matmul peak 200 GFLOP/s; the best of 3 windows of 150 steps after 10" in lines[4]
     assert [ln for ln in lines if ln.startswith("|")][2:] == [
-        "| `default` | 64 | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
-        "| `batch256` | 256 | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % |",
+        "| `default` | 64 | no | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
+        "| `batch256` | 256 |  | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % |",
+        "| `jax` | 64 | yes | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
     ]
 
 
@@ -334,7 +339,7 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     row = {"backend": "jax", "device": "GPU: NVIDIA H200", "batch_size": 256, "mixed_precision": True}
     results = {
         "backends": ["jax"],
-        "speed": [{**row, "images_per_s": 37800.0, "seconds_per_epoch": 1.0}],
+        "speed": [{**row, "jit_compile": True, "images_per_s": 37800.0, "seconds_per_epoch": 1.0}],
         "accuracy": [
             {"backend": "jax", "seed": 1, "val_accuracy": 0.9962, "val_loss": 0.0131}
             | {"train_time_s": 90.0, "time_to_99_4_s": 30.0}
@@ -342,7 +347,7 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     }
     _write(tmp_path, _record("gpu", results, "2026-12-01T12:00:00+00:00"))
     rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
-    assert rows[2] == "| jax | GPU: NVIDIA H200 | 256 | on | 37,800 | 1 |"
+    assert rows[2] == "| jax | GPU: NVIDIA H200 | 256 | on | yes | 37,800 | 1 |"
     assert rows[5] == "| jax | 1 | 99.62 % | 0.0131 | 1.5 min | 0.5 min |"
     _write(
         tmp_path, _record("gpu", {"backends": [], "speed": [], "accuracy": []}, "2026-12-02T12:00:00+00:00")

@@ -12,6 +12,11 @@ median), each variant's ratio to the default (of the medians, and window by wind
     python scripts/experiments/speed_ab.py fused_bn=false             # Keras's batch-norm
     python scripts/experiments/speed_ab.py growth=5 width=20 --minutes 12
     python scripts/experiments/speed_ab.py "width=24 batch_size=128"  # one variant, two fields
+    python scripts/experiments/speed_ab.py --xla                      # the default under XLA
+
+--xla adds the default compiled by XLA (`jit_compile=True`). Keras refuses XLA while TensorFlow's
+op determinism is on (the kit turns it on for reproducible runs), so --xla turns it off for the
+whole process, the default's timing included: a speed measurement only.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ def variant(spec: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="config fields to change, e.g. growth=5")
+    ap.add_argument("variants", nargs="*", help="config fields to change, e.g. growth=5")
+    ap.add_argument("--xla", action="store_true", help="also the default under XLA (jit_compile=True)")
     ap.add_argument("--windows", type=int, default=8)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--minutes", type=float, help="the default's 28-epoch training time, to project from")
@@ -47,12 +53,19 @@ def main() -> None:
     cnn = c.cnn()
     base = c.cnn_preset("default")
     cnn.setup(base)
+    if args.xla:
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
     pipes, models = {}, {}
-    for name in ["default", *args.variants]:
-        cfg = base if name == "default" else dataclasses.replace(base, **variant(name))
+    for name in ["default", *args.variants, *(["xla"] if args.xla else [])]:
+        cfg = base if name in ("default", "xla") else dataclasses.replace(base, **variant(name))
         pipe = pipes.setdefault(cfg.batch_size, c.train_pipeline(cfg, 0).repeat())
         model = cnn.build_model(cfg)
         cnn.compile_model(model, cfg)
+        if name == "xla":
+            model.jit_compile = True
+            assert model.jit_compile, "Keras refused XLA for this model"
         model.fit(pipe, epochs=1, steps_per_epoch=10, verbose=0)  # trace and warm
         models[name] = (model, pipe, cfg.batch_size)
     rates: dict[str, list[float]] = {name: [] for name in models}
