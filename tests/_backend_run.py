@@ -3,8 +3,11 @@ in a process of its own (Keras takes its backend once per process). Prints one J
 what happened, for the parent to check.
 
     python tests/_backend_run.py BACKEND [--hide-tensorflow]
+    python tests/_backend_run.py jax --two-devices
 
---hide-tensorflow makes `import tensorflow` fail, as on a machine without it.
+--hide-tensorflow makes `import tensorflow` fail, as on a machine without it. --two-devices
+trains once with `--strategy mirrored` over two CPU devices that XLA makes of this CPU
+(XLA_FLAGS=--xla_force_host_platform_device_count=2, set by the parent), taken for GPUs.
 """
 
 from __future__ import annotations
@@ -22,8 +25,57 @@ class HideTensorFlow:
             raise ModuleNotFoundError(f"No module named {name!r}")
 
 
+def two_devices() -> None:
+    """One mirrored run over two CPU devices taken for GPUs; what the parent checks."""
+    import os
+
+    os.environ["KERAS_BACKEND"] = "jax"  # before Keras loads
+    import keras
+    import numpy as np
+
+    from kit import data, models, training
+    from kit.models import backends
+
+    cpus = keras.distribution.list_devices("cpu")
+    keras.distribution.list_devices = lambda kind=None: cpus
+    backends.accelerators = lambda backend: [str(d) for d in cpus]
+    # 191 rows in batches of 2 x 32: the last, 63, cannot split in two; nor can the 597 test rows
+    cfg = models.get("cnn").make_config(
+        "default",
+        width=4,
+        batch_size=32,
+        max_train=191,
+        epochs=2,
+        lr=5e-3,
+        seed=5,
+        backend="jax",
+        strategy="mirrored",
+    )
+    run = training.train("cnn", cfg, progress=False)
+    ds, sp = data.load_split()
+    history = run.history()
+    print(
+        json.dumps(
+            {
+                "devices": len(cpus),
+                "replicas": run.metrics["replicas"],
+                "epochs": history["epoch"].tolist(),
+                "val_loss_logged": bool(history["val_loss"].notna().all()),
+                "val_accuracy_logged": bool(history["val_accuracy"].notna().all()),
+                "test_rows": len(ds.X_test),
+                "test_proba_shape": list(run.test_proba().shape),
+                "val_proba_shape": list(run.val_proba().shape),
+                "val_rows": len(sp.val_idx),
+                "probabilities_sum_to_1": bool(np.allclose(run.test_proba().sum(1), 1, atol=1e-5)),
+            }
+        )
+    )
+
+
 def main() -> None:
     backend = sys.argv[1]
+    if "--two-devices" in sys.argv:
+        return two_devices()
     if "--hide-tensorflow" in sys.argv:
         sys.meta_path.insert(0, HideTensorFlow())
 

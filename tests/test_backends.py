@@ -78,11 +78,13 @@ def test_config_records_the_backend_and_old_runs_trained_on_tensorflow():
     assert CNN.run_config(old).backend == "tensorflow"
 
 
-def _lifecycle(backend: str, *flags: str) -> dict:
+def _lifecycle(backend: str, *flags: str, xla_flags: str = "") -> dict:
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # this process's Keras set it
     # XLA compiles the tiny network's steps faster unoptimised (a fifth of the test's time); the
     # test checks behaviour, not speed
-    env["XLA_FLAGS"] = "--xla_llvm_disable_expensive_passes=true --xla_backend_optimization_level=0"
+    env["XLA_FLAGS"] = (
+        f"--xla_llvm_disable_expensive_passes=true --xla_backend_optimization_level=0 {xla_flags}"
+    )
     proc = subprocess.run(
         [sys.executable, str(CHILD), backend, *flags], capture_output=True, text=True, timeout=540, env=env
     )
@@ -114,6 +116,17 @@ def test_jax_trains_resumes_and_predicts_without_tensorflow(fixture_data):
     # Keras runs a model op by op when one layer says it cannot be jitted, as its Random* image
     # layers do; the Augment layer overrides that, so the step is one XLA program
     assert out["jit_compile"]
+
+
+@pytest.mark.slow
+def test_jax_mirrored_splits_every_batch_among_the_devices(fixture_data):
+    """Keras's DataParallel cannot split a batch that does not divide among the devices, and
+    does not pad: the NumPy pipeline must (two CPU devices stand in for two GPUs)."""
+    out = _lifecycle("jax", "--two-devices", xla_flags="--xla_force_host_platform_device_count=2")
+    assert out["devices"] == out["replicas"] == 2
+    assert out["epochs"] == [1, 2] and out["val_loss_logged"] and out["val_accuracy_logged"]
+    assert out["test_rows"] % 2 == 1 and out["test_proba_shape"] == [out["test_rows"], 10]
+    assert out["val_proba_shape"] == [out["val_rows"], 10] and out["probabilities_sum_to_1"]
 
 
 @pytest.mark.slow

@@ -252,6 +252,29 @@ def test_in_model_augment_layer_keeps_affine_through_its_config():
     assert type(layer).from_config(old).settings["affine"] is False
 
 
+def test_the_multi_device_validator_logs_what_keras_validation_does(fixture_data):
+    ds, _ = data.load_split()
+    x, y = cnn_input.eval_images(ds.X_train[:301], 0.25), ds.y_train[:301]  # 301: no even split
+    cfg = tiny()
+    model = cnn.build_model(cfg)
+    cnn.compile_model(model, cfg)
+    model.fit(x, cnn_input.one_hot(y), epochs=1, verbose=0)  # something better than chance
+    validator, logs = cnn_input._validator_class()(x, y), {}
+    validator.set_model(model)
+    validator.on_epoch_end(0, logs)
+    loss, accuracy = model.evaluate(x, cnn_input.one_hot(y), batch_size=cnn_input.PREDICT_BATCH, verbose=0)
+    assert logs["val_loss"] == pytest.approx(loss, rel=1e-5)
+    assert logs["val_accuracy"] == pytest.approx(accuracy, abs=1e-7)
+
+
+def test_numpy_batches_divide_among_the_devices_and_drop_fewer_than_their_count():
+    X, y = np.zeros((191, 28, 28), np.uint8), np.zeros(191, np.int64)
+    batches = cnn_input._batches_class()(X, y, 64, seed=0, multiple=4)
+    sizes = [len(batches[i][0]) for i in range(len(batches))]
+    assert sizes == [64, 64, 60]  # 191 = 64 + 64 + 63: the last three left out this epoch
+    assert [len(b[0]) for b in cnn_input._batches_class()(X, y, 64, seed=0)] == [64, 64, 63]
+
+
 def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
     ds, _ = data.load_split()
     X, y = ds.X_train[:64], ds.y_train[:64]

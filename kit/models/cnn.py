@@ -647,6 +647,8 @@ def fit(cfg: Config, run, data, progress) -> Trained:
 
 
 def _fit_epochs(model, train_ds, val: dict, cfg, run, history, start_epoch, callbacks) -> None:
+    val = dict(val)
+    callbacks = [*val.pop("callbacks", []), *callbacks]  # a pipeline's validation first: the rest read it
     try:
         model.fit(
             train_ds,

@@ -11,6 +11,11 @@ Both give every epoch all the training rows in a fresh order drawn from the seed
 first round(clean_fraction * batch) images of each batch sharp, and smooth validation and test
 images by the fixed 3x3 eval blur (`eval_blur`): the augmentation's bilinear resampling smooths
 every training image, so a sharp digit is one the network has never seen.
+
+On JAX over several devices (`--strategy mirrored`, Keras's DataParallel) every batch must split
+evenly among them, and Keras does not pad: the NumPy pipeline drops the last few training rows
+of an epoch that would not divide (fewer than the device count, different rows each epoch),
+pads prediction inputs and trims the padding off, and computes validation itself (`Validator`).
 """
 
 from __future__ import annotations
@@ -312,24 +317,42 @@ class TFData:
 # ============================================================================ NumPy
 
 
+def devices() -> int:
+    """How many devices each JAX batch is split among (Keras's DataParallel), else 1."""
+    if backends.loaded() != "jax":
+        return 1
+    dist = backends.keras_for().distribution.distribution()
+    return int(np.prod(dist.device_mesh.shape)) if dist is not None else 1
+
+
+def _pad(x: np.ndarray, k: int) -> np.ndarray:
+    """x (N, ...) with zero rows appended up to a multiple of k."""
+    short = -len(x) % k
+    return np.concatenate([x, np.zeros((short, *x.shape[1:]), x.dtype)]) if short else x
+
+
 def _batches_class():
     keras = backends.keras_for()
 
     class Batches(keras.utils.PyDataset):
         """Shuffled training batches (images (B, 28, 28, 1) float32 in [0, 1], one-hot (B, 10)),
-        a new order every epoch drawn from `seed`; read in order by one worker."""
+        a new order every epoch drawn from `seed`; read in order by one worker. Each batch's
+        size is a multiple of `multiple` (the devices a step splits it among): the last one
+        leaves out the fewer than `multiple` rows that would not divide."""
 
-        def __init__(self, X, y, batch_size: int, seed: int):
+        def __init__(self, X, y, batch_size: int, seed: int, multiple: int = 1):
             super().__init__()
+            assert batch_size % multiple == 0, (batch_size, multiple)
             self.X, self.y, self.batch_size = X, y, batch_size
+            self.n = len(X) - len(X) % batch_size % multiple
             self.rng = np.random.default_rng(seed)
             self.order = self.rng.permutation(len(X))
 
         def __len__(self):
-            return math.ceil(len(self.X) / self.batch_size)
+            return math.ceil(self.n / self.batch_size)
 
         def __getitem__(self, i):
-            idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+            idx = self.order[i * self.batch_size : min((i + 1) * self.batch_size, self.n)]
             return scale(self.X[idx]), one_hot(self.y[idx])
 
         def on_epoch_end(self):
@@ -346,10 +369,13 @@ class NumpyData:
     @staticmethod
     def train(X, y, cfg, batch_size: int, seed: int, aug=None):
         assert aug is None, "the NumPy pipeline augments inside the model (Augment)"
-        return _batches_class()(X, y, batch_size, seed)
+        return _batches_class()(X, y, batch_size, seed, devices())
 
     @staticmethod
     def fit_kwargs(X_val, y_val, b: float) -> dict:
+        """model.fit's validation arguments; over several devices, the Validator callback."""
+        if devices() > 1:
+            return dict(callbacks=[_validator_class()(eval_images(X_val, b), y_val)])
         return dict(
             validation_data=(eval_images(X_val, b), one_hot(y_val)), validation_batch_size=PREDICT_BATCH
         )
@@ -360,7 +386,14 @@ class NumpyData:
 
     @staticmethod
     def predict(model, X, b: float) -> np.ndarray:
-        return np.asarray(model.predict(eval_images(X, b), batch_size=PREDICT_BATCH, verbose=0), np.float32)
+        return NumpyData.predict_images(model, eval_images(X, b))
+
+    @staticmethod
+    def predict_images(model, x: np.ndarray) -> np.ndarray:
+        """x (N, 28, 28, 1) float32 as the network takes it -> (N, 10) float32."""
+        k = devices()
+        batch = PREDICT_BATCH - PREDICT_BATCH % k
+        return np.asarray(model.predict(_pad(x, k), batch_size=batch, verbose=0)[: len(x)], np.float32)
 
     @staticmethod
     def predict_augmented(model, X, aug) -> np.ndarray:
@@ -368,8 +401,29 @@ class NumpyData:
         out = []
         for i in range(0, len(X), PREDICT_BATCH):
             x = aug(scale(X[i : i + PREDICT_BATCH]), training=True)
-            out.append(model.predict(keras.ops.convert_to_numpy(x), verbose=0))
+            out.append(NumpyData.predict_images(model, keras.ops.convert_to_numpy(x)))
         return np.concatenate(out)
+
+
+def _validator_class():
+    keras = backends.keras_for()
+
+    class Validator(keras.callbacks.Callback):
+        """val_loss and val_accuracy after each epoch from padded predictions, as Keras computes
+        them (cross-entropy of probabilities clipped to [1e-7, 1 - 1e-7]): Keras's own
+        validation cannot split a last batch that does not divide among the devices.
+        Put before the callbacks that read the two."""
+
+        def __init__(self, x: np.ndarray, y: np.ndarray):
+            super().__init__()
+            self.x, self.y = x, y
+
+        def on_epoch_end(self, epoch, logs=None):
+            p = np.clip(NumpyData.predict_images(self.model, self.x), 1e-7, 1 - 1e-7)
+            logs["val_loss"] = float(-np.log(p[np.arange(len(self.y)), self.y]).mean())
+            logs["val_accuracy"] = float((p.argmax(1) == self.y).mean())
+
+    return Validator
 
 
 def pipeline(backend: str | None = None):
