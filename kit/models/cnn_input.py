@@ -410,16 +410,17 @@ def _validator_class():
 
     class Validator(keras.callbacks.Callback):
         """val_loss and val_accuracy after each epoch from padded predictions, as Keras computes
-        them (cross-entropy of probabilities clipped to [1e-7, 1 - 1e-7]): Keras's own
-        validation cannot split a last batch that does not divide among the devices.
-        Put before the callbacks that read the two."""
+        them (cross-entropy of probabilities clipped to [eps, 1 - eps], eps Keras's epsilon):
+        Keras's own validation cannot split a last batch that does not divide among the
+        devices. Put before the callbacks that read the two."""
 
         def __init__(self, x: np.ndarray, y: np.ndarray):
             super().__init__()
             self.x, self.y = x, y
 
         def on_epoch_end(self, epoch, logs=None):
-            p = np.clip(NumpyData.predict_images(self.model, self.x), 1e-7, 1 - 1e-7)
+            eps = keras.config.epsilon()
+            p = np.clip(NumpyData.predict_images(self.model, self.x), eps, 1 - eps)
             logs["val_loss"] = float(-np.log(p[np.arange(len(self.y)), self.y]).mean())
             logs["val_accuracy"] = float((p.argmax(1) == self.y).mean())
 
