@@ -5,10 +5,13 @@ fixture_competition  Path: the built fixture folder (digit-recognizer-fixture.zi
 isolated_dirs        every KIT_*_DIR moved under tmp_path (data, runs, submissions,
                      reports); KIT_CACHE_DIR shared by the session; fixture competition
 fixture_data         isolated_dirs with the fixture installed, so data.load() works
+fixture_data_at      the same as a context manager, for module-scoped fixtures (runs trained
+                     once and read by several tests)
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -49,6 +52,16 @@ def copy_installed(installed: Path, dest: Path) -> Path:
     check holds."""
     shutil.copytree(installed, dest, copy_function=shutil.copy2)
     return dest
+
+
+@contextlib.contextmanager
+def fixture_data_at(root: Path, installed: Path, cache: Path):
+    """What isolated_dirs + fixture_data make per test, under `root` for the block: the
+    installed fixture copied to root/data and every kit folder pointed at root."""
+    copy_installed(installed, root / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        point_kit_at(mp, root, cache)
+        yield root
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from fixtures_data import copy_installed, point_kit_at
+from fixtures_data import fixture_data_at
 from kit import data, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
@@ -428,10 +428,7 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
 def trained(tmp_path_factory, installed_fixture_dir, kit_session_cache):
     """One tiny finished run (3 epochs) and its config, trained once for the tests that only
     read it, in folders of its own (as isolated_dirs + fixture_data make them per test)."""
-    root = tmp_path_factory.mktemp("cnn-trained")
-    copy_installed(installed_fixture_dir, root / "data")
-    with pytest.MonkeyPatch.context() as mp:
-        point_kit_at(mp, root, kit_session_cache)
+    with fixture_data_at(tmp_path_factory.mktemp("cnn-trained"), installed_fixture_dir, kit_session_cache):
         cfg = tiny(seed=5, epochs=3, lr=5e-3)
         yield train(cfg), cfg
 

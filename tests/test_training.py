@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fixtures_data import copy_installed, point_kit_at
+from fixtures_data import fixture_data_at
 from kit import hparams, metrics, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
@@ -133,11 +133,8 @@ COMMON = {
 def finished_runs(tmp_path_factory, installed_fixture_dir, kit_session_cache) -> dict:
     """One tiny finished run of each model (2 epochs), trained once for the tests that read
     them, in folders of their own."""
-    root = tmp_path_factory.mktemp("finished-runs")
-    copy_installed(installed_fixture_dir, root / "data")
     cnn_cfg = models.get("cnn").make_config("default", width=4, epochs=2, max_train=128, patience=0)
-    with pytest.MonkeyPatch.context() as mp:
-        point_kit_at(mp, root, kit_session_cache)
+    with fixture_data_at(tmp_path_factory.mktemp("finished-runs"), installed_fixture_dir, kit_session_cache):
         yield {
             name: training.train(name, cfg, progress=False)
             for name, cfg in (("scratch", scratch_cfg()), ("cnn", cnn_cfg))
