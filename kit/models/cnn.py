@@ -98,6 +98,13 @@ class Config(ModelConfig):
         "Augmentation: rotation, zoom and shift as one affine resampling of each image instead of "
         "Keras's three layers in a row (a third of the interpolation, and of its smoothing).",
     )
+    elastic: float = param(
+        0.0,
+        "Augmentation: elastic distortion, in pixels (Simard et al. 2003: a smooth random "
+        "displacement field applied with the shift; 0 = off; Simard's 34).",
+        ge=0,
+    )
+    elastic_sigma: float = param(4.0, "Smoothness of the elastic field, pixels (a Gaussian's sigma).", gt=0)
     rotation: float = param(10.0, "Augmentation: rotate up to +-this many degrees.", ge=0, le=180)
     zoom: float = param(0.1, "Augmentation: zoom in or out by up to this fraction.", ge=0, lt=1)
     shift: float = param(0.1, "Augmentation: shift up to this fraction of the side, each axis.", ge=0, lt=1)
@@ -158,6 +165,11 @@ class Config(ModelConfig):
         """Rules between fields, as (field, rule) pairs for what is wrong."""
         if self.lr_min > self.lr:
             yield "lr_min", f"must be between 0 and --lr ({self.lr})"
+        if self.elastic and self.affine:
+            yield (
+                "elastic",
+                "cannot be combined with --affine (the elastic field rides on the separate shift)",
+            )
         if self.patience and self.keep == "last":
             # --keep last takes the schedule's end; early stopping would cut the schedule short
             # and leave a mid-schedule epoch's weights

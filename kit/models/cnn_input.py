@@ -37,16 +37,29 @@ TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 # ============================================================================ augmentation
 
 
-def _random_layers(rotation: float, zoom: float, shift: float, seed: int, affine: bool) -> list:
+def _random_layers(
+    rotation: float,
+    zoom: float,
+    shift: float,
+    seed: int,
+    affine: bool,
+    elastic: float = 0.0,
+    sigma: float = 0.0,
+) -> list:
     """`augmentation`'s layers, on the backend Keras runs on: Keras's three in a row, or with
-    `affine` the same three draws as one map (`random_affine_class`)."""
+    `affine` the same three draws as one map (`random_affine_class`); with `elastic` the shift
+    also carries a smooth random displacement field (`random_elastic_shift_class`)."""
     layers = backends.keras_for().layers
     if affine:
         return [random_affine_class()(rotation, zoom, shift, seed=seed, name="random_affine")]
+    if elastic:
+        last = random_elastic_shift_class()(shift, elastic, sigma, seed=seed + 2, name="random_elastic_shift")
+    else:
+        last = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2)
     return [
         layers.RandomRotation(rotation / 360, fill_mode="constant", seed=seed),
         layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
-        layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2),
+        last,
     ]
 
 
@@ -96,6 +109,96 @@ def random_affine_class():
     return RandomAffine
 
 
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """(2r + 1,) float32 summing to 1, r = ceil(3 sigma): a 1-D Gaussian of sigma pixels."""
+    r = math.ceil(3 * sigma)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    return (k / k.sum()).astype("float32")
+
+
+def bilinear(ops, images, rows, cols):
+    """images (B, H, W) sampled at (rows, cols), each (B, H, W) float32 pixel coordinates:
+    bilinear interpolation, 0 outside the image. `ops` is a Keras backend (a layer's
+    `self.backend`: TensorFlow's inside tf.data). Written out because Keras's map_coordinates
+    needs a batch size known when tracing, which tf.data's batches lack."""
+    shape = ops.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+    flat = ops.numpy.reshape(images, (-1,))
+    base = ops.numpy.arange(n, dtype="int32")[:, None, None] * (h * w)
+    r0, c0 = ops.numpy.floor(rows), ops.numpy.floor(cols)
+    out = 0.0
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r, c = r0 + dr, c0 + dc
+            weight = (1 - ops.numpy.abs(rows - r)) * (1 - ops.numpy.abs(cols - c))
+            inside = (
+                (r >= 0) & (r <= ops.cast(h - 1, "float32")) & (c >= 0) & (c <= ops.cast(w - 1, "float32"))
+            )
+            ri = ops.cast(ops.numpy.clip(r, 0, h - 1), "int32")
+            ci = ops.cast(ops.numpy.clip(c, 0, w - 1), "int32")
+            value = ops.numpy.take(flat, base + ri * w + ci)
+            out = out + ops.numpy.where(inside, weight * value, 0.0)
+    return out
+
+
+@functools.cache
+def random_elastic_shift_class():
+    """`RandomElasticShift`: RandomTranslation's shift plus an elastic distortion, in one
+    resampling."""
+    keras = backends.keras_for()
+
+    class RandomElasticShift(keras.layers.RandomTranslation):
+        """(B, H, W, 1) -> the same: each image shifted by up to +-shift of the side on each axis
+        (RandomTranslation's draw) and distorted elastically (Simard, Steinkraus and Platt 2003,
+        "Best practices for convolutional neural networks applied to visual document
+        analysis"): a displacement per pixel and axis, uniform in [-1, 1], smoothed by a
+        Gaussian of `sigma` pixels and scaled by `alpha` pixels, so neighbouring pixels move
+        together, as a pen stroke bends. Shift and field are applied as one bilinear
+        resampling (fill 0), so the augmentation resamples three times, as without it.
+        (Keras's RandomElasticTransform draws the same field for both axes and one for the
+        whole batch when the batch size is unknown, as it is in tf.data.)"""
+
+        def __init__(self, shift, alpha, sigma, **kwargs):
+            super().__init__(shift, shift, fill_mode="constant", **kwargs)
+            self.alpha, self.sigma = alpha, sigma
+            k = gaussian_kernel(sigma)
+            # separable smoothing of the (B, H, W, 2) field: depthwise kernels (kh, kw, 2, 1)
+            self._k_rows = np.tile(k[:, None, None, None], (1, 1, 2, 1))
+            self._k_cols = np.tile(k[None, :, None, None], (1, 1, 2, 1))
+
+        def get_random_transformation(self, data, training=True, seed=None):
+            t = super().get_random_transformation(data, training, seed)  # draws the shifts
+            if t is None:
+                return None
+            ops = self.backend
+            seed = seed or self._get_seed_generator(ops._backend)
+            n, h, w = ops.shape(data)[0], ops.shape(data)[1], ops.shape(data)[2]
+            field = ops.random.uniform((n, h, w, 2), -1.0, 1.0, seed=seed)
+            for k in (self._k_rows, self._k_cols):
+                field = ops.nn.depthwise_conv(field, ops.convert_to_tensor(k), 1, "same")
+            t["displacement"] = self.alpha * field  # (B, H, W, 2) pixels: rows, columns
+            return t
+
+        def _transform_images(self, images, transformation, interpolation):
+            if transformation is None:
+                return images
+            ops = self.backend
+            h, w = ops.shape(images)[1], ops.shape(images)[2]
+            d = transformation["displacement"]
+            shift = transformation["translations"]  # (B, 2) pixels: columns, rows
+            rows = ops.numpy.arange(h, dtype="float32")[None, :, None] - shift[:, 1, None, None] + d[..., 0]
+            cols = ops.numpy.arange(w, dtype="float32")[None, None, :] - shift[:, 0, None, None] + d[..., 1]
+            return bilinear(ops, images[..., 0], rows, cols)[..., None]
+
+        def get_config(self):
+            config = super().get_config()
+            for key in ("height_factor", "width_factor", "fill_mode", "fill_value", "interpolation"):
+                config.pop(key, None)
+            return {**config, "shift": self.width_factor, "alpha": self.alpha, "sigma": self.sigma}
+
+    return RandomElasticShift
+
+
 def augmentation(cfg):
     """The training augmentation, a keras.Sequential named "augmentation".
 
@@ -105,7 +208,9 @@ def augmentation(cfg):
     with training=True, the identity otherwise.
     """
     keras = backends.keras_for(cfg.backend)
-    layers = _random_layers(cfg.rotation, cfg.zoom, cfg.shift, cfg.seed, cfg.affine)
+    layers = _random_layers(
+        cfg.rotation, cfg.zoom, cfg.shift, cfg.seed, cfg.affine, cfg.elastic, cfg.elastic_sigma
+    )
     return keras.Sequential(layers, name="augmentation")
 
 
@@ -120,12 +225,15 @@ def augment_layer_class():
         """Training: the first `n_clean` images of the batch as they are, the rest through
         `augmentation`'s random layers. Inference: the identity. (B, 28, 28, 1) -> the same."""
 
-        def __init__(self, rotation, zoom, shift, n_clean, seed, affine=False, **kwargs):
+        def __init__(
+            self, rotation, zoom, shift, n_clean, seed, affine=False, elastic=0.0, elastic_sigma=0.0, **kwargs
+        ):
             super().__init__(**kwargs)
             self.settings = dict(
-                rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed, affine=affine
-            )
-            self.random = _random_layers(rotation, zoom, shift, seed, affine)
+                rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed, affine=affine,
+                elastic=elastic, elastic_sigma=elastic_sigma,
+            )  # fmt: skip
+            self.random = _random_layers(rotation, zoom, shift, seed, affine, elastic, elastic_sigma)
             # Keras marks its Random* image layers as not jittable, and one such layer makes
             # Keras run the whole step op by op (on JAX each op a compile and a dispatch of its
             # own); their JAX code jits, seeds and all (tests/test_backends.py)
@@ -157,7 +265,17 @@ def augment_layer_class():
 def augment_layer(cfg, batch_size: int, seed: int):
     """The `Augment` layer for cfg, leaving round(cfg.clean_fraction * batch_size) images sharp."""
     n_clean = int(round(cfg.clean_fraction * batch_size))
-    return augment_layer_class()(cfg.rotation, cfg.zoom, cfg.shift, n_clean, seed, cfg.affine, name="augment")
+    return augment_layer_class()(
+        cfg.rotation,
+        cfg.zoom,
+        cfg.shift,
+        n_clean,
+        seed,
+        cfg.affine,
+        cfg.elastic,
+        cfg.elastic_sigma,
+        name="augment",
+    )
 
 
 def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg=None) -> np.ndarray:
