@@ -252,6 +252,68 @@ def test_in_model_augment_layer_keeps_affine_through_its_config():
     assert type(layer).from_config(old).settings["affine"] is False
 
 
+def test_bilinear_sampling_matches_scipy_map_coordinates():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 28, 28), dtype=np.float32)
+    rows = rng.uniform(-2, 30, (3, 28, 28)).astype(np.float32)  # some outside the image
+    cols = rng.uniform(-2, 30, (3, 28, 28)).astype(np.float32)
+    got = np.asarray(cnn_input.bilinear(cnn._keras().ops, images, rows, cols))
+    want = np.stack(
+        [ndimage.map_coordinates(images[b], [rows[b], cols[b]], order=1, cval=0.0) for b in range(3)]
+    )
+    # scipy pads with 0 beyond the edge and interpolates towards it; the kit gives 0 to any
+    # point whose four neighbours are not all inside (Keras's fill_mode="constant")
+    inside = (rows >= 0) & (rows <= 27) & (cols >= 0) & (cols <= 27)
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-5)
+    assert np.all(got[(rows < -1) | (rows > 28) | (cols < -1) | (cols > 28)] == 0)
+
+
+def test_elastic_shift_is_keras_shift_plus_an_independent_smooth_field_per_image_and_axis():
+    Elastic = cnn_input.random_elastic_shift_class()
+    x = np.random.default_rng(1).random((64, 28, 28, 1), dtype=np.float32)
+    # with alpha 0 it is RandomTranslation: the same draws from the same seed, the same images
+    keras_shift = cnn._keras().layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=5)
+    np.testing.assert_allclose(
+        np.asarray(Elastic(0.1, 0.0, 4.0, seed=5)(x, training=True)),
+        np.asarray(keras_shift(x, training=True)),
+        atol=1e-6,
+    )
+    t = Elastic(0.0, 34.0, 4.0, seed=5).get_random_transformation(x, training=True)
+    d = np.asarray(t["displacement"])  # (64, 28, 28, 2) pixels
+    # uniform [-1, 1] (std 1/sqrt 3) smoothed by a normalised Gaussian: away from the zero-padded
+    # border the std is alpha / sqrt(3) * sqrt(sum of the 2-D kernel's squares)
+    k = cnn_input.gaussian_kernel(4.0)
+    expected = 34.0 / math.sqrt(3) * float((k**2).sum())
+    centre = d[:, 12:16, 12:16]
+    assert abs(centre.std() / expected - 1) < 0.1, (centre.std(), expected)
+    # the two axes and the images have fields of their own (Keras's layer repeats one)
+    assert abs(np.corrcoef(d[..., 0].ravel(), d[..., 1].ravel())[0, 1]) < 0.1
+    assert abs(np.corrcoef(d[0, ..., 0].ravel(), d[1, ..., 0].ravel())[0, 1]) < 0.3
+    # smooth: neighbouring pixels move together
+    assert np.corrcoef(d[:, 10:18, 10:17, 0].ravel(), d[:, 10:18, 11:18, 0].ravel())[0, 1] > 0.9
+
+
+def test_elastic_augmentation_runs_in_tf_data_and_keeps_its_settings(fixture_data):
+    tf = backends.tf()
+    cfg = cnn.Config(seed=3, elastic=34.0)
+    aug = cnn.augmentation(cfg)
+    assert aug.layers[-1].name == "random_elastic_shift"
+    assert [layer.name for layer in cnn.augmentation(cnn.Config()).layers][-1].startswith(
+        "random_translation"
+    )
+    ds, _ = data.load_split()
+    batches = list(cnn_input.TFData.train(ds.X_train[:100], ds.y_train[:100], cfg, 64, 0, aug))
+    assert [b[0].shape[0] for b in batches] == [64, 36]  # tf.data's batches have no fixed size
+    assert isinstance(batches[0][0], tf.Tensor)
+    layer = cnn_input.augment_layer(cfg, 32, 0)
+    again = type(layer).from_config(layer.get_config())
+    assert again.settings["elastic"] == 34.0 and again.random[-1].name == "random_elastic_shift"
+    old = {k: v for k, v in layer.get_config().items() if not k.startswith("elastic")}  # saved before
+    assert type(layer).from_config(old).settings["elastic"] == 0.0
+
+
 def test_the_multi_device_validator_logs_what_keras_validation_does(fixture_data):
     ds, _ = data.load_split()
     x, y = cnn_input.eval_images(ds.X_train[:301], 0.25), ds.y_train[:301]  # 301: no even split
@@ -564,6 +626,12 @@ def test_cli_trains_and_prints_the_run(fixture_data):
             "Error: --patience needs --keep best (--keep last keeps the schedule's end, which early stopping "
             "cuts) (got 3)\n",
         ),
+        (
+            ["--elastic", "34", "--affine"],
+            "Error: --elastic cannot be combined with --affine (the elastic field rides on the separate "
+            "shift) (got 34.0)\n",
+        ),
+        (["--elastic-sigma", "0"], "Error: --elastic-sigma must be > 0 (got 0.0)\n"),
     ],
 )
 def test_cli_rejects_bad_hyper_parameters(args, message, isolated_dirs):
