@@ -155,8 +155,8 @@ def random_elastic_shift_class():
         Gaussian of `sigma` pixels and scaled by `alpha` pixels, so neighbouring pixels move
         together, as a pen stroke bends. Shift and field are applied as one bilinear
         resampling (fill 0), so the augmentation resamples three times, as without it.
-        (Keras's RandomElasticTransform draws the same field for both axes and one for the
-        whole batch when the batch size is unknown, as it is in tf.data.)"""
+        (Keras's RandomElasticTransform draws both axes' fields from one seed, so every pixel
+        moves along the diagonal.)"""
 
         def __init__(self, shift, alpha, sigma, **kwargs):
             super().__init__(shift, shift, fill_mode="constant", **kwargs)
