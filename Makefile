@@ -24,7 +24,7 @@ ARGS ?=
 LINT_PATHS := kit tests scripts
 
 .PHONY: help setup test test-fast lint format download train-scratch train-cnn train-all train-ensemble remote-ensemble \
-        ensemble submission submit scores leaderboard report demo bench fixture clean
+        ensemble submission submit scores leaderboard report demo bench device-prep fixture clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -96,6 +96,14 @@ demo: $(STAMP) ## The whole flow offline against the local Kaggle emulator (fixt
 
 bench: $(STAMP) ## Benchmarks into docs/bench/*.json and docs/benchmarks.md (ARGS="load"; needs the real data)
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+device-prep: $(STAMP) ## What scripts/device_gpu.sh carries to a lent GPU: the wheels it lacks in .whl/, the data zip (FROM=) in .devdata/
+	@test -n "$(FROM)" || { echo "FROM=path/to/digit-recognizer.zip is needed (the competition zip)"; exit 1; }
+	rm -rf .whl && mkdir -p .devdata && cp "$(FROM)" .devdata/digit-recognizer.zip
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	    $$($(BIN)/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(keras|namex|optree)==')
+	@ls .whl .devdata
 
 fixture: $(STAMP) ## Build the small fixture competition from scikit-learn's digits
 	$(KIT) fixture

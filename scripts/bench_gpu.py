@@ -2,6 +2,7 @@
 
     python scripts/bench.py gpu
     BENCH_GPU_SEEDS=1,2 python scripts/bench.py gpu      # then 45 epochs of each seed, per backend
+    BENCH_GPU_SPEED=0 BENCH_GPU_BACKENDS=jax BENCH_GPU_SEEDS=1 python scripts/bench.py gpu
 
 Speed: for every backend installed that sees a GPU (tensorflow, jax, torch), batch 64 to 512,
 mixed precision off and on, a fresh process each, the throughput bench's child
@@ -9,10 +10,14 @@ mixed precision off and on, a fresh process each, the throughput bench's child
 of REPEATS windows of STEPS steps) -> images/s and seconds per epoch of the 37,800 training rows,
 with the card's name. Accuracy (BENCH_GPU_SEEDS): `kit train cnn --backend B --epochs 45
 --seed N --quiet` per seed -> validation accuracy, log-loss and training minutes.
+BENCH_GPU_BACKENDS (e.g. `jax,torch`) keeps only those backends; BENCH_GPU_SPEED=0 skips the
+speed grid. A row whose process fails is recorded with its exit status and the rest go on:
+a device's minutes are too few to lose a whole run to one setting.
 
 Needs the competition data installed (`kit download`). A machine without TensorFlow runs the
 jax and torch rows; Keras and the kit's own dependencies must be there (the device tool's
-machines lack keras: carry its wheel with namex and optree, per its README).
+machines lack keras: carry its wheel with namex and optree, per its README;
+scripts/device_gpu.sh is that call, prepared).
 """
 
 from __future__ import annotations
@@ -51,9 +56,13 @@ def _gpu_backends() -> list[str]:
 
 
 def _accuracy(backend: str, seed: int) -> dict:
-    kit = os.path.join(os.path.dirname(sys.executable), "kit")
+    # `python -m kit`: a machine with the kit on PYTHONPATH has no `kit` console script
     args = ["train", "cnn", "--backend", backend, "--epochs", str(ACCURACY_EPOCHS), "--seed", str(seed)]
-    out = subprocess.run([kit, *args, "--quiet"], capture_output=True, text=True, check=True).stdout
+    proc = subprocess.run([sys.executable, "-m", "kit", *args, "--quiet"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+        return {"seed": seed, "error": f"exit {proc.returncode}"}
+    out = proc.stdout
     run = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run folder: "))
     with open(os.path.join(run, "metrics.json")) as f:
         m = json.load(f)
@@ -63,19 +72,26 @@ def _accuracy(backend: str, seed: int) -> dict:
 
 def run() -> dict:
     found = _gpu_backends()
+    wanted = [b for b in os.environ.get("BENCH_GPU_BACKENDS", "").split(",") if b]
+    found = [b for b in found if not wanted or b in wanted]
     out: dict = {"backends": found, "speed": [], "accuracy": []}
     if not found:
         print("no backend sees a GPU here: nothing to measure")
         return out
-    for name in found:
+    for name in found if os.environ.get("BENCH_GPU_SPEED", "1") != "0" else []:
         for batch in BATCHES:
             for mixed in (False, True):
                 opts = {"backend": name, "batch_size": batch, "mixed_precision": mixed}
-                res = bt._child(
-                    bt.CHILD % (bt.WARMUP, bt.REPEATS, bt.STEPS, bt.STEPS),
-                    json.dumps(opts),
-                    env={"KERAS_BACKEND": name},
-                )
+                try:
+                    res = bt._child(
+                        bt.CHILD % (bt.WARMUP, bt.REPEATS, bt.STEPS, bt.STEPS),
+                        json.dumps(opts),
+                        env={"KERAS_BACKEND": name},
+                    )
+                except AssertionError as e:  # the child failed: its stderr is in the log
+                    out["speed"].append({**opts, "error": str(e)})
+                    print(out["speed"][-1])
+                    continue
                 row = {
                     **opts,
                     "device": res["device"],

@@ -386,23 +386,38 @@ def render_gpu(recs: list[dict]) -> list[str]:
     for rec in reversed(recs):
         r = rec["results"]
         out += heading(rec, "CNN on a GPU, per backend")
-        if not r.get("speed"):
+        if not r.get("backends"):
             out += ["No backend saw a GPU on this machine.", ""]
             continue
-        out += table(
-            ["backend", "device", "batch", "mixed precision", "jit_compile", "images/s", "s / epoch"],
-            [
-                [v["backend"], v["device"], fmt(v["batch_size"]), "on" if v["mixed_precision"] else "off"]
-                + [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
-                for v in r["speed"]
-            ],
-        ) + [""]
+        if r.get("speed"):
+            out += table(
+                ["backend", "device", "batch", "mixed precision", "jit_compile", "images/s", "s / epoch"],
+                [
+                    [
+                        v["backend"],
+                        v.get("device", ""),
+                        fmt(v["batch_size"]),
+                        "on" if v["mixed_precision"] else "off",
+                    ]
+                    + (
+                        [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
+                        if "error" not in v
+                        else ["", f"failed: {v['error']}", ""]
+                    )
+                    for v in r["speed"]
+                ],
+            ) + [""]
         if r.get("accuracy"):
             out += table(
                 ["backend", "seed", "val accuracy", "val log-loss", "training", "time to 99.4 %"],
                 [
-                    [v["backend"], fmt(v["seed"]), pct(v["val_accuracy"]), fmt(v["val_loss"])]
-                    + [minutes(v["train_time_s"]), minutes(v["time_to_99_4_s"])]
+                    [v["backend"], fmt(v["seed"])]
+                    + (
+                        [pct(v["val_accuracy"]), fmt(v["val_loss"]), minutes(v["train_time_s"])]
+                        + [minutes(v["time_to_99_4_s"])]
+                        if "error" not in v
+                        else [f"failed: {v['error']}", "", "", ""]
+                    )
                     for v in r["accuracy"]
                 ],
             ) + [""]

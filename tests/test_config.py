@@ -76,3 +76,23 @@ def test_cli_options_never_outlive_the_command(args, isolated_dirs, tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert dict(os.environ) == before
     assert config._active == [] and config.data_dir() == isolated_dirs / "data"
+
+
+def test_python_dash_m_kit_is_the_kit_command():
+    """A machine with the kit on PYTHONPATH only (no console script: scripts/device_gpu.sh) runs
+    `python -m kit`; it is the same CLI, with the same exit status for a user error."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "kit", "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "Usage: kit [OPTIONS] COMMAND [ARGS]..."
+    listed = {
+        line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line.startswith("  ")
+    }
+    assert listed == set(cli.commands)
+    bad = subprocess.run(
+        [sys.executable, "-m", "kit", "train", "nope"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

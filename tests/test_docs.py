@@ -355,6 +355,22 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     assert "No backend saw a GPU on this machine." in report.render_section(
         "gpu", report.load_results(tmp_path)
     )
+    # a failed row is shown as failed, and the rows after it still are
+    failed = {
+        "backends": ["jax", "torch"],
+        "speed": [
+            {**row, "backend": "torch", "batch_size": 64, "error": "throughput bench child failed (exit 1)"},
+            {**row, "jit_compile": True, "images_per_s": 37800.0, "seconds_per_epoch": 1.0},
+        ],
+        "accuracy": [{"backend": "torch", "seed": 1, "error": "exit 1"}],
+    }
+    _write(tmp_path, _record("gpu", failed, "2026-12-03T12:00:00+00:00"))
+    rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
+    assert rows[2:4] == [
+        "| torch | GPU: NVIDIA H200 | 64 | on |  | failed: throughput bench child failed (exit 1) |  |",
+        "| jax | GPU: NVIDIA H200 | 256 | on | yes | 37,800 | 1 |",
+    ]
+    assert rows[6] == "| torch | 1 | failed: exit 1 |  |  |  |"
 
 
 def test_speed_ab_reads_each_variant_as_config_fields():
