@@ -12,7 +12,9 @@ with the card's name. Accuracy (BENCH_GPU_SEEDS): `kit train cnn --backend B --e
 --seed N --quiet` per seed -> validation accuracy, log-loss and training minutes.
 BENCH_GPU_BACKENDS (e.g. `jax,torch`) keeps only those backends; BENCH_GPU_SPEED=0 skips the
 speed grid. A row whose process fails is recorded with its exit status and the rest go on:
-a device's minutes are too few to lose a whole run to one setting.
+a device's minutes are too few to lose a whole run to one setting. SIGTERM (`timeout`, as
+scripts/device_gpu.sh runs it) stops the section and keeps what it measured so far, marked
+`cut_short`, so the result file is still written.
 
 Needs the competition data installed (`kit download`). A machine without TensorFlow runs the
 jax and torch rows; Keras and the kit's own dependencies must be there (the device tool's
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -70,6 +73,14 @@ def _accuracy(backend: str, seed: int) -> dict:
     return {"seed": seed, "run": run, **{k: m.get(k) for k in keys}}
 
 
+class CutShort(Exception):
+    """SIGTERM arrived: the section stops and returns the rows measured so far."""
+
+
+def _cut_short(signum, frame):
+    raise CutShort
+
+
 def run() -> dict:
     found = _gpu_backends()
     wanted = [b for b in os.environ.get("BENCH_GPU_BACKENDS", "").split(",") if b]
@@ -78,6 +89,19 @@ def run() -> dict:
     if not found:
         print("no backend sees a GPU here: nothing to measure")
         return out
+    previous = signal.signal(signal.SIGTERM, _cut_short)
+    try:
+        _measure(found, out)
+    except CutShort:  # subprocess.run has killed the row's process on the way out
+        out["cut_short"] = True
+        print("cut short (SIGTERM): keeping the rows measured so far")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return out
+
+
+def _measure(found: list[str], out: dict) -> None:
+    """The speed grid, then the accuracy runs, appending each row to out as it is measured."""
     for name in found if os.environ.get("BENCH_GPU_SPEED", "1") != "0" else []:
         for batch in BATCHES:
             for mixed in (False, True):
@@ -107,4 +131,3 @@ def run() -> dict:
             row = {"backend": name, **_accuracy(name, seed)}
             out["accuracy"].append(row)
             print(row)
-    return out

@@ -421,6 +421,8 @@ def render_gpu(recs: list[dict]) -> list[str]:
                     for v in r["accuracy"]
                 ],
             ) + [""]
+        if r.get("cut_short"):
+            out += ["Cut short by its time limit: the rows above are the ones measured before it.", ""]
     return out
 
 

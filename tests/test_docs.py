@@ -363,6 +363,7 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
             {**row, "jit_compile": True, "images_per_s": 37800.0, "seconds_per_epoch": 1.0},
         ],
         "accuracy": [{"backend": "torch", "seed": 1, "error": "exit 1"}],
+        "cut_short": True,
     }
     _write(tmp_path, _record("gpu", failed, "2026-12-03T12:00:00+00:00"))
     rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
@@ -371,6 +372,8 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
         "| jax | GPU: NVIDIA H200 | 256 | on | yes | 37,800 | 1 |",
     ]
     assert rows[6] == "| torch | 1 | failed: exit 1 |  |  |  |"
+    lines = report.render_section("gpu", report.load_results(tmp_path))
+    assert lines.count("Cut short by its time limit: the rows above are the ones measured before it.") == 1
 
 
 def test_speed_ab_reads_each_variant_as_config_fields():
@@ -379,3 +382,38 @@ def test_speed_ab_reads_each_variant_as_config_fields():
     assert fields == {"width": 24, "batch_size": 128, "fused_bn": False, "optimizer": "sgd"}
     cfg = dataclasses.replace(_import_script("_common").cnn_preset("default"), **fields)
     assert (cfg.width, cfg.batch_size, cfg.fused_bn, cfg.optimizer) == (24, 128, False, "sgd")
+
+
+def test_bench_gpu_cut_short_by_sigterm_keeps_the_rows_measured(tmp_path):
+    """scripts/device_gpu.sh runs each bench under `timeout`: its SIGTERM must leave a result
+    with the rows measured so far, not lose the section."""
+    import signal
+
+    code = (
+        "import json, sys, time\n"
+        "sys.path.insert(0, 'scripts')\n"
+        "import bench_gpu\n"
+        "bench_gpu._gpu_backends = lambda: ['jax']\n"
+        "done = []\n"
+        "def child(*args, **kwargs):\n"
+        "    if done:\n"
+        "        print('SLEEPING', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    done.append(1)\n"
+        "    return {'device': 'GPU: fake', 'jit_compile': True, 'images_per_s': 1000.0}\n"
+        "bench_gpu.bt._child = child\n"
+        "print('RESULT ' + json.dumps(bench_gpu.run()), flush=True)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("SLEEPING"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=30) == 0
+    result = json.loads(rest.split("RESULT ")[1])
+    assert result["cut_short"] is True
+    assert [(r["batch_size"], r["mixed_precision"], r["images_per_s"]) for r in result["speed"]] == [
+        (64, False, 1000.0)
+    ]
