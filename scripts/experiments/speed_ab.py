@@ -13,7 +13,10 @@ median), each variant's ratio to the default (of the medians, and window by wind
     python scripts/experiments/speed_ab.py growth=5 width=20 --minutes 12
     python scripts/experiments/speed_ab.py "width=24 batch_size=128"  # one variant, two fields
     python scripts/experiments/speed_ab.py --xla                      # the default under XLA
+    python scripts/experiments/speed_ab.py --bf16                     # bfloat16 compute
 
+--bf16 adds the default built under Keras's "mixed_bfloat16" policy (bfloat16 compute, float32
+weights), for CPUs with AVX-512 BF16 (oneDNN's bfloat16 kernels); the kit has no option for it.
 --xla adds the default compiled by XLA (`jit_compile=True`). Keras refuses XLA while TensorFlow's
 op determinism is on (the kit turns it on for reproducible runs), so --xla turns it off for the
 whole process, the default's timing included: a speed measurement only.
@@ -46,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variants", nargs="*", help="config fields to change, e.g. growth=5")
     ap.add_argument("--xla", action="store_true", help="also the default under XLA (jit_compile=True)")
+    ap.add_argument("--bf16", action="store_true", help="also the default in bfloat16 (mixed_bfloat16)")
     ap.add_argument("--windows", type=int, default=8)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--minutes", type=float, help="the default's 28-epoch training time, to project from")
@@ -58,11 +62,14 @@ def main() -> None:
 
         tf_config.disable_op_determinism()
     pipes, models = {}, {}
-    for name in ["default", *args.variants, *(["xla"] if args.xla else [])]:
-        cfg = base if name in ("default", "xla") else dataclasses.replace(base, **variant(name))
+    keras = c.keras()
+    for name in ["default", *args.variants, *(["xla"] if args.xla else []), *(["bf16"] if args.bf16 else [])]:
+        cfg = base if name in ("default", "xla", "bf16") else dataclasses.replace(base, **variant(name))
         pipe = pipes.setdefault(cfg.batch_size, c.train_pipeline(cfg, 0).repeat())
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if name == "bf16" else "float32")
         model = cnn.build_model(cfg)
         cnn.compile_model(model, cfg)
+        keras.mixed_precision.set_global_policy("float32")
         if name == "xla":
             model.jit_compile = True
             assert model.jit_compile, "Keras refused XLA for this model"
