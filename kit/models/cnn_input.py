@@ -204,8 +204,9 @@ def augmentation(cfg):
 
     On (B, 28, 28, 1) float32 images: rotate by up to +-cfg.rotation degrees, zoom by up to
     +-cfg.zoom, shift by up to +-cfg.shift of the side; the uncovered border is filled with 0
-    (the background of every digit); three resamplings, or one with cfg.affine. Random only
-    with training=True, the identity otherwise.
+    (the background of every digit); three resamplings, or one with cfg.affine; with
+    cfg.elastic the shift also bends the strokes (`random_elastic_shift_class`, still three).
+    Random only with training=True, the identity otherwise.
     """
     keras = backends.keras_for(cfg.backend)
     layers = _random_layers(
