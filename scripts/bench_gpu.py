@@ -102,7 +102,8 @@ def run() -> dict:
 
 def _measure(found: list[str], out: dict) -> None:
     """The speed grid, then the accuracy runs, appending each row to out as it is measured."""
-    for name in found if os.environ.get("BENCH_GPU_SPEED", "1") != "0" else []:
+    speed = os.environ.get("BENCH_GPU_SPEED", "1") != "0"
+    for name in found if speed else []:
         for batch in BATCHES:
             for mixed in (False, True):
                 opts = {"backend": name, "batch_size": batch, "mixed_precision": mixed}

@@ -381,6 +381,25 @@ def render_throughput(recs: list[dict]) -> list[str]:
     return out
 
 
+def _gpu_speed_cells(v: dict) -> list[str]:
+    """A speed row's jit_compile, images/s and s / epoch cells, or where it failed."""
+    if "error" in v:
+        return ["", f"failed: {v['error']}", ""]
+    return [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
+
+
+def _gpu_accuracy_cells(v: dict) -> list[str]:
+    """An accuracy row's val accuracy, log-loss, training and time-to-99.4 % cells, or where it failed."""
+    if "error" in v:
+        return [f"failed: {v['error']}", "", "", ""]
+    return [
+        pct(v["val_accuracy"]),
+        fmt(v["val_loss"]),
+        minutes(v["train_time_s"]),
+        minutes(v["time_to_99_4_s"]),
+    ]
+
+
 def render_gpu(recs: list[dict]) -> list[str]:
     out = []
     for rec in reversed(recs):
@@ -399,27 +418,14 @@ def render_gpu(recs: list[dict]) -> list[str]:
                         fmt(v["batch_size"]),
                         "on" if v["mixed_precision"] else "off",
                     ]
-                    + (
-                        [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
-                        if "error" not in v
-                        else ["", f"failed: {v['error']}", ""]
-                    )
+                    + _gpu_speed_cells(v)
                     for v in r["speed"]
                 ],
             ) + [""]
         if r.get("accuracy"):
             out += table(
                 ["backend", "seed", "val accuracy", "val log-loss", "training", "time to 99.4 %"],
-                [
-                    [v["backend"], fmt(v["seed"])]
-                    + (
-                        [pct(v["val_accuracy"]), fmt(v["val_loss"]), minutes(v["train_time_s"])]
-                        + [minutes(v["time_to_99_4_s"])]
-                        if "error" not in v
-                        else [f"failed: {v['error']}", "", "", ""]
-                    )
-                    for v in r["accuracy"]
-                ],
+                [[v["backend"], fmt(v["seed"])] + _gpu_accuracy_cells(v) for v in r["accuracy"]],
             ) + [""]
         if r.get("cut_short"):
             out += ["Cut short by its time limit: the rows above are the ones measured before it.", ""]

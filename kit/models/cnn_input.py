@@ -38,13 +38,7 @@ TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 
 
 def _random_layers(
-    rotation: float,
-    zoom: float,
-    shift: float,
-    seed: int,
-    affine: bool,
-    elastic: float = 0.0,
-    sigma: float = 0.0,
+    rotation: float, zoom: float, shift: float, seed: int, affine: bool, elastic: float, sigma: float
 ) -> list:
     """`augmentation`'s layers, on the backend Keras runs on: Keras's three in a row, or with
     `affine` the same three draws as one map (`random_affine_class`); with `elastic` the shift
@@ -126,14 +120,13 @@ def bilinear(ops, images, rows, cols):
     flat = ops.numpy.reshape(images, (-1,))
     base = ops.numpy.arange(n, dtype="int32")[:, None, None] * (h * w)
     r0, c0 = ops.numpy.floor(rows), ops.numpy.floor(cols)
+    last_row, last_col = ops.cast(h - 1, "float32"), ops.cast(w - 1, "float32")
     out = 0.0
     for dr in (0, 1):
         for dc in (0, 1):
             r, c = r0 + dr, c0 + dc
             weight = (1 - ops.numpy.abs(rows - r)) * (1 - ops.numpy.abs(cols - c))
-            inside = (
-                (r >= 0) & (r <= ops.cast(h - 1, "float32")) & (c >= 0) & (c <= ops.cast(w - 1, "float32"))
-            )
+            inside = (r >= 0) & (r <= last_row) & (c >= 0) & (c <= last_col)
             ri = ops.cast(ops.numpy.clip(r, 0, h - 1), "int32")
             ci = ops.cast(ops.numpy.clip(c, 0, w - 1), "int32")
             value = ops.numpy.take(flat, base + ri * w + ci)
@@ -172,7 +165,7 @@ def random_elastic_shift_class():
                 return None
             ops = self.backend
             seed = seed or self._get_seed_generator(ops._backend)
-            n, h, w = ops.shape(data)[0], ops.shape(data)[1], ops.shape(data)[2]
+            n, h, w = t["input_shape"][:3]  # RandomTranslation's ops.shape of the batch
             field = ops.random.uniform((n, h, w, 2), -1.0, 1.0, seed=seed)
             for k in (self._k_rows, self._k_cols):
                 field = ops.nn.depthwise_conv(field, ops.convert_to_tensor(k), 1, "same")

@@ -72,13 +72,6 @@ def tf():
     return backends.tf()
 
 
-def keras():
-    """Keras, on the backend the kit set up (kit.models.backends.keras_for)."""
-    from kit.models import backends
-
-    return backends.keras_for()
-
-
 def cnn_preset(preset: str = "default", **overrides):
     """A validated CNN config: the preset's values, then `overrides`, as `kit train cnn` makes it."""
     return cnn_model().make_config(preset, **overrides)

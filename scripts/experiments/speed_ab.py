@@ -62,7 +62,7 @@ def main() -> None:
 
         tf_config.disable_op_determinism()
     pipes, models = {}, {}
-    keras = c.keras()
+    keras = cnn._keras()
     for name in ["default", *args.variants, *(["xla"] if args.xla else []), *(["bf16"] if args.bf16 else [])]:
         cfg = base if name in ("default", "xla", "bf16") else dataclasses.replace(base, **variant(name))
         pipe = pipes.setdefault(cfg.batch_size, c.train_pipeline(cfg, 0).repeat())
