@@ -582,14 +582,21 @@ def remote_status(job: str | None):
 
 @remote.command("pull")
 @click.argument("job", required=False)
+@click.option(
+    "--push-held",
+    is_flag=True,
+    help="Also push the kernels a refusal held back (the GPU quota, or another kernel's push "
+    "refused): each is a new Kaggle session.",
+)
 @data_dir_option
 @competition_option
-def remote_pull(job: str | None):
-    """Reattach to JOB (default: the newest): wait, download, verify and install its runs.
-    Never pushes a kernel again."""
+def remote_pull(job: str | None, push_held: bool):
+    """Reattach to JOB (default: the newest): push what its train left unpushed, wait, download,
+    verify and install its runs. Never pushes a kernel Kaggle already has; held kernels only
+    with --push-held. Exits 1 unless the job ends complete."""
     from kit import remote as rem
 
-    rem.pull(job, echo=click.echo)
+    rem.pull(job, echo=click.echo, push_held=push_held)
 
 
 def main():

@@ -12,7 +12,9 @@ Faults become KitError subclasses with a message that says what to do:
     KaggleRulesError      HTTP 403: the competition rules are not accepted on kaggle.com
     KaggleLimitError      the day's submission allowance is used up
     KaggleTransientError  HTTP 429 / 5xx / network error / dropped connection, still failing
-                          after bounded retries with exponential backoff (Retry-After honoured)
+                          after bounded retries with exponential backoff (Retry-After honoured):
+                          raised as KaggleGaveUpError, whose `then` rewords the next step
+    KaggleSessionLimitError, KaggleQuotaError   a kernel push refused (kit remote)
 
 Retries: `retry_attempts` attempts in all, waits `retry_base_s` * 2**n seconds (capped at
 30 s) or what Retry-After asks (capped at 120 s); every request times out after
@@ -74,6 +76,23 @@ class KaggleTransientError(KitError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class KaggleGaveUpError(KaggleTransientError):
+    """The retries are spent: `cause` (the last fault) after `attempts` attempts. `then` is
+    what the user should do next; a caller that knows better (kit remote: resume the job,
+    not start a new one) says so with `.then(...)`."""
+
+    def __init__(self, cause: str, attempts: int, then: str = "run the command again"):
+        super().__init__(
+            f"gave up after {attempts} attempts: {cause}. Check your connection (or "
+            f"https://www.kaggle.com status) and {then}."
+        )
+        self.cause, self.attempts = cause, attempts
+
+    def then(self, what: str) -> KaggleGaveUpError:
+        """The same give-up, ending with `what` to do next."""
+        return KaggleGaveUpError(self.cause, self.attempts, what)
 
 
 @dataclass(frozen=True)
@@ -348,10 +367,7 @@ def _with_retries(fn, doing: str):
             reraise=True,
         )(once)
     except KaggleTransientError as e:
-        raise KaggleTransientError(
-            f"gave up after {attempts} attempts: {e}. Check your connection (or "
-            f"https://www.kaggle.com status) and run the command again."
-        ) from None
+        raise KaggleGaveUpError(str(e), attempts) from None
 
 
 # ============================================================================ operations
@@ -580,10 +596,17 @@ def leaderboard() -> list[LeaderboardEntry]:
 # how Kaggle words a refusal at the concurrent-session limit ("Maximum batch GPU session count
 # of 2 reached."): the kernel is not refused for good, it waits until a session ends
 SESSION_LIMIT_WORDS = ("session count", "maximum batch")
+# how Kaggle words a refusal for the weekly GPU quota ("Accelerator Quota Exceeded: ..."): the
+# kernel is fine, the account has no GPU time left until the quota refills
+QUOTA_WORDS = ("quota exceeded",)
 
 
 class KaggleSessionLimitError(KitError):
     """Kaggle refused a push: the account already runs as many sessions as it may at once."""
+
+
+class KaggleQuotaError(KitError):
+    """Kaggle refused a push: this week's GPU quota is used up."""
 
 
 def _refused(e: Exception) -> KaggleSessionLimitError | None:
@@ -595,9 +618,10 @@ def _refused(e: Exception) -> KaggleSessionLimitError | None:
 def push_kernel(folder: Path) -> tuple[str, int]:
     """Push the kernel in `folder` (kernel-metadata.json + its code_file) and start it.
 
-    Returns (ref 'user/slug' from the metadata's id, the version number the push created). A push answered with an
-    `error` or with any invalid*Sources is a failure (KitError): Kaggle would run the script
-    without its data. The concurrent-session limit is KaggleSessionLimitError.
+    Returns (ref 'user/slug' from the metadata's id, the version number the push created). A
+    push answered with an `error` or with any invalid*Sources is a failure (KitError): Kaggle
+    would run the script without its data. The concurrent-session limit is
+    KaggleSessionLimitError, the weekly GPU quota KaggleQuotaError.
     """
     api = _client()
     # the ref is the metadata's id: Kaggle's own `ref` answer has varied ("/code/user/slug")
@@ -622,9 +646,10 @@ def push_kernel(folder: Path) -> tuple[str, int]:
         if result is None:
             raise KitError(f"Kaggle gave no answer to the push of {name}")
         if result.error:
-            raise _refused(Exception(result.error)) or KitError(
-                f"Kaggle refused the push of {name}: {scrub(result.error)}"
-            )
+            said = f"Kaggle refused the push of {name}: {scrub(result.error)}"
+            if any(w in said.lower() for w in QUOTA_WORDS):
+                raise KaggleQuotaError(said)
+            raise _refused(Exception(result.error)) or KitError(said)
         invalid = {
             kind: list(getattr(result, f"invalid_{kind}_sources") or [])
             for kind in ("competition", "dataset", "kernel", "model")
@@ -651,6 +676,31 @@ def _kernel_version(api, ref: str) -> int | None:
         return int(response.metadata.current_version_number) or None
     except Exception:
         return None
+
+
+def kernel_version(ref: str) -> int | None:
+    """The latest version of kernel `ref` ('user/slug') on Kaggle; None when Kaggle has no such
+    kernel (it answers 403 "Permission 'kernels.get' was denied", or 404). Unlike the quiet
+    check push_kernel makes, every other fault is an error (retried if transient): a caller
+    deciding whether to push must not take "could not ask" for "not there"."""
+    from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
+
+    api = _client()
+    owner, slug = ref.split("/")
+
+    def once() -> int | None:
+        request = ApiGetKernelRequest()
+        request.user_name, request.kernel_slug = owner, slug
+        try:
+            with _quiet(), api.build_kaggle_client() as kaggle:
+                response = kaggle.kernels.kernels_api_client.get_kernel(request)
+        except Exception as e:
+            if _status(e) in (403, 404):  # no such kernel (Kaggle never says which of the two)
+                return None
+            raise
+        return int(response.metadata.current_version_number or 0) or None
+
+    return _with_retries(once, f"looking up kernel {ref}")
 
 
 def kernel_status(ref: str, version: int | None = None) -> tuple[str, str]:

@@ -12,15 +12,22 @@
       -> an ended kernel's output downloaded (resumable) into runs/remote/<job>/<slug>/out/,
          every run folder verified, then installed under runs/ as an ordinary run + remote.json
     pull(job)   the same wait and install from the record; a kernel already pushed is never
-                pushed again
+                pushed again: one left 'pushing' (Ctrl-C or a give-up before the push's answer was
+                recorded) is looked up on Kaggle first, and pushed only if Kaggle has no version
+                of it; a held kernel is pushed only with push_held (`--push-held`)
 
 Job record (runs/remote/<job>.json, written atomically after every change):
     job, model, accelerator, competition, config (the full config dict), identity
     {data_checksum, split_hash}, n_val, n_test, created_utc, state (running|complete|failed),
     kernels: [{slug, ref, seeds, state, version, pushed_utc, ended_utc, failure, runs}]
 Kernel states: pending (not pushed yet), pushing (push sent, answer not recorded), waiting
-(refused at the session limit, pushed when a session ends), then Kaggle's (queued, running, ...),
-installed, failed, cancelled.
+(refused at the session limit, pushed when a session ends), held (a refusal stopped it: the GPU
+quota, or another kernel's push refused; pushed only when the user asks), then Kaggle's (queued,
+running, ...), downloading (its session is COMPLETE; the output still to download and install:
+a download that fails leaves it so, for the next pull), installed, failed, cancelled.
+A job is complete when every kernel is installed, failed when every kernel is done and one gave
+no runs, else running; a pull that leaves it failed or running raises KitError saying why and
+what to run next.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +52,9 @@ from kit import config, metrics, models, runs
 from kit.errors import KitError
 from kit.io import free_name, read_json, utc_iso, utc_now, utc_stamp, write_bytes, write_json, write_text
 from kit.remote_kernel import SUMMARY
+
+if TYPE_CHECKING:  # kaggle_io is imported where it is used, as the kaggle client is
+    from kit.kaggle_io import KaggleGaveUpError
 
 ACCELERATORS = ("NvidiaTeslaT4", "none")  # Kaggle's machine_shape values (none: CPU only)
 GPU = "NvidiaTeslaT4"
@@ -53,6 +64,8 @@ PROVENANCE = "remote.json"  # in an installed run: where and how it was trained
 END_STATES = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
 DONE = ("installed", "failed", "cancelled")  # a kernel in one of these needs nothing more
 NEVER_PUSHED = ("pending", "waiting")
+HELD = "held"  # never pushed by itself: a GPU session the user did not ask for
+FETCHING = "downloading"
 LOG_TAIL = 10  # lines of a failed kernel's log shown
 # Rough GPU seconds, to check the quota before pushing: a session's start (image, data mount)
 # and one epoch of each model on a T4 with the default batch. Estimates, not measurements.
@@ -376,12 +389,18 @@ def provenance(job: dict, kernel: dict, run_folder: Path, summary: dict) -> dict
     }
 
 
-def install_kernel(job: dict, kernel: dict, local: dict, echo: Callable[[str], None]) -> list[str]:
-    """Download, verify and install one finished kernel's runs; their names (also recorded)."""
+def download_output(job: dict, kernel: dict) -> Path:
+    """Download one finished kernel's output (resumable) into its out/ folder; that folder."""
     from kit import kaggle_io
 
     out = work_dir(job, kernel) / "out"
     kaggle_io.kernel_output(kernel["ref"], out, kernel["version"])
+    return out
+
+
+def install_kernel(job: dict, kernel: dict, local: dict, echo: Callable[[str], None]) -> list[str]:
+    """Verify and install one downloaded kernel's runs; their names (also recorded)."""
+    out = work_dir(job, kernel) / "out"
     folders = verify_output(out, kernel, job["model"], local)
     summary = read_json(out / SUMMARY)
     for folder in folders:
@@ -389,6 +408,7 @@ def install_kernel(job: dict, kernel: dict, local: dict, echo: Callable[[str], N
         kernel["runs"].append(run.name)
         echo(f"installed {run.name} (val accuracy {run.metrics['val_accuracy']:.4f}) from {kernel['ref']}")
     kernel["state"] = "installed"
+    kernel.pop("failure", None)  # an earlier download's, now past
     shutil.rmtree(out / "runs", ignore_errors=True)  # installed; the log and summary stay
     return kernel["runs"]
 
@@ -396,42 +416,48 @@ def install_kernel(job: dict, kernel: dict, local: dict, echo: Callable[[str], N
 # ----------------------------------------------------------------------------- push and wait
 
 
-def check_quota(job: dict, echo: Callable[[str], None]) -> None:
-    """Refuse a GPU job whose estimated GPU time exceeds what is left of this week's quota."""
+def check_quota(job: dict, echo: Callable[[str], None], kernels: list[dict] | None = None) -> None:
+    """Refuse a GPU job whose estimated GPU time exceeds what is left of this week's quota;
+    `kernels`: only these of the job's (those about to be pushed), default all."""
     from kit import kaggle_io
 
     if job["accelerator"] == "none":
         return
-    need_s = estimate_s(job)
+    need_s = estimate_s(job, kernels)
     quota = kaggle_io.gpu_quota()
     if quota is None:
         echo("Warning: Kaggle did not say how much GPU quota is left; pushing anyway")
         return
     if need_s > quota.left_s:
+        who, then = ("the job needs", "train fewer seeds or epochs, or use --accelerator none")
+        if kernels is not None:  # held kernels: their job's config is fixed, only time helps
+            who, then = ("the held kernels need", "push them once it has")
         raise KitError(
-            f"the job needs about {need_s / 3600:.1f} GPU hours but {quota.left_s / 3600:.1f} of this "
-            f"week's {quota.total_s / 3600:.0f} are left (the quota refills {quota.refresh}); "
-            f"train fewer seeds or epochs, or use --accelerator none"
+            f"{who} about {need_s / 3600:.1f} GPU hours but {quota.left_s / 3600:.1f} of this "
+            f"week's {quota.total_s / 3600:.0f} are left (the quota refills {quota.refresh}); {then}"
         )
     echo(f"GPU quota: about {need_s / 3600:.1f} h needed, {quota.left_s / 3600:.1f} h left this week")
 
 
-def estimate_s(job: dict) -> float:
-    """Rough GPU seconds of the whole job: each kernel's start plus its seeds' epochs."""
+def estimate_s(job: dict, kernels: list[dict] | None = None) -> float:
+    """Rough GPU seconds of the job's `kernels` (default all): each one's start plus its seeds'
+    epochs."""
     per_epoch = EPOCH_S.get(job["model"], max(EPOCH_S.values()))
     epochs = job["config"].get("epochs", 1)
-    return sum(SESSION_START_S + len(k["seeds"]) * epochs * per_epoch for k in job["kernels"])
+    return sum(SESSION_START_S + len(k["seeds"]) * epochs * per_epoch for k in kernels or job["kernels"])
 
 
 def push_waiting(job: dict, echo: Callable[[str], None]) -> None:
-    """Push the kernels not pushed yet, in order, each version recorded as it comes; at the
-    concurrent-session limit the rest wait (state 'waiting') until a session ends."""
+    """Push the kernels not pushed yet, in order, each version recorded as it comes. At the
+    concurrent-session limit the rest wait (state 'waiting') until a session ends; any other
+    refusal holds them (see _refused). A push that gave up (KaggleGaveUpError, raised) stays
+    'pushing': whether Kaggle made the version is unknown, so the next pull asks first."""
     from kit import kaggle_io
 
     for kernel in job["kernels"]:
         if kernel["state"] not in NEVER_PUSHED:
             continue
-        kernel["state"] = "pushing"  # from now on a pull never pushes it again
+        kernel["state"] = "pushing"  # from now on a pull asks Kaggle before pushing it again
         save(job)
         try:
             ref, version = kaggle_io.push_kernel(write_kernel(job, kernel))
@@ -441,13 +467,33 @@ def push_waiting(job: dict, echo: Callable[[str], None]) -> None:
             kernel["state"], kernel["said_waiting"] = "waiting", True
             save(job)
             return
-        except KitError as e:
-            kernel["state"], kernel["failure"] = "failed", str(e)
-            save(job)
+        except kaggle_io.KaggleTransientError:
             raise
+        except KitError as e:
+            _refused(job, kernel, e, echo)
+            return
+        kernel.pop("failure", None)  # a held kernel's refusal, now past
         kernel.update(ref=ref, version=version, state="queued", pushed_utc=utc_iso())
         save(job)
         echo(f"pushed {ref} version {version} (seeds {_seeds(kernel)}): https://www.kaggle.com/code/{ref}")
+
+
+def _refused(job: dict, kernel: dict, e: KitError, echo: Callable[[str], None]) -> None:
+    """Kaggle refused `kernel`'s push with `e`. The kernels not pushed yet are held: a later
+    pull pushes none of them unless asked (`--push-held`), since each is a GPU session the user
+    may no longer want. The refused kernel is held too when the refusal was the GPU quota (it
+    can run once the quota refills, or on the CPU), else it failed (Kaggle refused the kernel
+    itself)."""
+    from kit import kaggle_io
+
+    kernel["failure"] = str(e)
+    kernel["state"] = HELD if isinstance(e, kaggle_io.KaggleQuotaError) else "failed"
+    for other in job["kernels"]:
+        if other["state"] in NEVER_PUSHED:
+            other["state"], other["failure"] = HELD, str(e)
+    save(job)
+    held = [k["slug"] for k in job["kernels"] if k["state"] == HELD]
+    echo(f"Error: {str(e).rstrip('.')}" + (f"; held, not pushed: {', '.join(held)}" if held else ""))
 
 
 def _seeds(kernel: dict) -> str:
@@ -502,14 +548,27 @@ class View:
                 self.echo(rows[k["slug"]])
 
 
-def poll_round(job: dict, local: dict, last: dict[str, str], echo: Callable[[str], None]) -> bool:
+def _settled(kernel: dict, stalled: set[str]) -> bool:
+    """Nothing more for this call to do with `kernel`: it is done or held, or its download gave
+    up in this call (`stalled`: slugs; the next pull tries again)."""
+    return kernel["state"] in DONE or kernel["state"] == HELD or kernel["slug"] in stalled
+
+
+def poll_round(
+    job: dict, local: dict, last: dict[str, str], echo: Callable[[str], None], stalled: set[str]
+) -> bool:
     """One look at every live kernel: its status at its version (and log's last line while it
-    runs); an ended one is installed or marked failed. True when no kernel needs anything more."""
+    runs); an ended one is installed or marked failed, one left 'downloading' by an earlier
+    call is downloaded again. True when every kernel is settled (_settled)."""
     from kit import kaggle_io
 
     ended = False
     for kernel in job["kernels"]:
-        if kernel["state"] in DONE or kernel["state"] in NEVER_PUSHED:
+        if _settled(kernel, stalled) or kernel["state"] in NEVER_PUSHED:
+            continue
+        if kernel["state"] == FETCHING:  # its session ended COMPLETE in an earlier call
+            _fetch(job, kernel, local, echo, stalled)
+            save(job)
             continue
         status, failure = kaggle_io.kernel_status(kernel["ref"], kernel["version"])
         if status == "RUNNING":
@@ -521,26 +580,24 @@ def poll_round(job: dict, local: dict, last: dict[str, str], echo: Callable[[str
         ended = True
         kernel["ended_utc"] = kernel.get("ended_utc") or utc_iso()
         last[kernel["slug"]] = ""
-        _ended(job, kernel, status, failure, local, echo)
+        _ended(job, kernel, status, failure, local, echo, stalled)
         save(job)
     waiting = [k for k in job["kernels"] if k["state"] in NEVER_PUSHED]
-    live = [k for k in job["kernels"] if k["state"] not in DONE and k not in waiting]
+    live = [k for k in job["kernels"] if not _settled(k, stalled) and k not in waiting]
     if waiting and (ended or not live):
         push_waiting(job, echo)
     save(job)
-    return all(k["state"] in DONE for k in job["kernels"])
+    return all(_settled(k, stalled) for k in job["kernels"])
 
 
-def _ended(job: dict, kernel: dict, status: str, failure: str, local: dict, echo) -> None:
+def _ended(job: dict, kernel: dict, status: str, failure: str, local: dict, echo, stalled: set[str]) -> None:
     """A kernel reached an end state: install its runs, or record why it has none."""
     from kit import kaggle_io
 
     if status == "COMPLETE":
-        try:
-            install_kernel(job, kernel, local, echo)
-        except KitError as e:
-            kernel["state"], kernel["failure"] = "failed", str(e)
-            echo(f"Error: {e}")
+        kernel["state"] = FETCHING  # from now on its runs are Kaggle's to give, whatever happens here
+        save(job)
+        _fetch(job, kernel, local, echo, stalled)
         return
     if status == "CANCEL_ACKNOWLEDGED":
         kernel["state"], kernel["failure"] = "cancelled", "cancelled on Kaggle"
@@ -556,15 +613,49 @@ def _ended(job: dict, kernel: dict, status: str, failure: str, local: dict, echo
         echo(f"    {line}")
 
 
+def _fetch(job: dict, kernel: dict, local: dict, echo, stalled: set[str]) -> None:
+    """Download a COMPLETE kernel's output, then verify and install its runs. A download that
+    fails (retries spent, or any other error) leaves the kernel 'downloading' and in `stalled`:
+    its runs are still on Kaggle, so it is not failed, and the next pull downloads it again.
+    Output that fails verification fails the kernel: downloading it again would not help."""
+    from kit import kaggle_io
+
+    try:
+        download_output(job, kernel)
+    except KitError as e:
+        why = (
+            f"gave up after {e.attempts} attempts: {e.cause}"
+            if isinstance(e, kaggle_io.KaggleGaveUpError)
+            else e
+        )
+        kernel["failure"] = f"its output could not be downloaded: {why}"
+        stalled.add(kernel["slug"])
+        echo(
+            f"Error: {kernel['ref']} version {kernel['version']} finished, but {kernel['failure']}; {_to_download(job)}"
+        )
+        return
+    try:
+        install_kernel(job, kernel, local, echo)
+    except KitError as e:
+        kernel["state"], kernel["failure"] = "failed", str(e)
+        echo(f"Error: {e}")
+
+
+def _to_download(job: dict) -> str:
+    return f"its runs stay on Kaggle: `kit remote pull {job['job']}` downloads them"
+
+
 def wait(job: dict, echo: Callable[[str], None] = print, view: View | None = None) -> dict:
-    """Poll until every kernel has ended and been installed (or failed), with backoff; the
-    job's state set and saved. KitError at the end if any kernel failed, naming each."""
+    """Poll, with backoff, until every kernel is settled: installed, failed, cancelled, held,
+    or its download given up in this call. Then finish(job): the job's state set and saved,
+    KitError unless it is complete."""
     from tenacity import Retrying, retry_if_result, wait_exponential
 
     local, last, view = local_identity(), {}, view or View(echo)
+    stalled: set[str] = set()
 
     def round_() -> bool:
-        done = poll_round(job, local, last, echo)
+        done = poll_round(job, local, last, echo, stalled)
         view.update(job, last)
         return done
 
@@ -574,25 +665,50 @@ def wait(job: dict, echo: Callable[[str], None] = print, view: View | None = Non
         wait=wait_exponential(multiplier=cfg.first_s, exp_base=cfg.factor, min=cfg.first_s, max=cfg.max_s),
         before_sleep=lambda _: None,
     )(round_)
-    failed = [k for k in job["kernels"] if k["state"] != "installed"]
-    job["state"] = "failed" if failed else "complete"
+    return finish(job, echo)
+
+
+def finish(job: dict, echo: Callable[[str], None]) -> dict:
+    """Set (and save) the job's state from its kernels': complete when every one is installed
+    (returned), failed when every one is done and some gave no runs, else running (some held,
+    or still to download). Failed or running: KitError naming each such kernel and the
+    command that goes on with it."""
+    name, kernels = job["job"], job["kernels"]
+    gave_none = [k for k in kernels if k["state"] in DONE and k["state"] != "installed"]
+    held = [k for k in kernels if k["state"] == HELD]
+    unfetched = [k for k in kernels if k["state"] == FETCHING]
+    job["state"] = "running" if held or unfetched else "failed" if gave_none else "complete"
     save(job)
-    if failed:
-        names = "; ".join(f"{k['ref']}: {k.get('failure')}" for k in failed)
+    if job["state"] == "complete":
+        n = sum(len(k["runs"]) for k in kernels)
+        echo(f"job {name} complete: {n} run(s) installed in {config.runs_dir()} (`kit runs`, `kit ensemble`)")
+        return job
+    if job["state"] == "failed":
+        names = "; ".join(f"{k['ref']}: {k.get('failure')}" for k in gave_none)
         raise KitError(
-            f"job {job['job']}: {len(failed)} of {len(job['kernels'])} kernel(s) gave no runs: {names}"
+            f"job {name} failed: {len(gave_none)} of {len(kernels)} kernel(s) gave no runs: {names}"
         )
-    n = sum(len(k["runs"]) for k in job["kernels"])
-    echo(
-        f"job {job['job']} complete: {n} run(s) installed in {config.runs_dir()} (`kit runs`, `kit ensemble`)"
-    )
-    return job
+    parts = [f"{k['ref']} gave no runs ({k.get('failure')})" for k in gave_none]
+    parts += [f"{k['ref']} finished, but {k['failure']}; {_to_download(job)}" for k in unfetched]
+    if held:
+        them = "it" if len(held) == 1 else "them"
+        parts.append(
+            f"{', '.join(k['ref'] for k in held)} held, not pushed ({held[0]['failure']}); "
+            f"to push {them} run `kit remote pull --push-held {name}`"
+        )
+    raise KitError(f"job {name} is not finished: " + "; ".join(parts))
 
 
 def _interrupted(job: dict) -> KitError:
     return KitError(
         f"interrupted; the pushed kernels keep running on Kaggle. Reattach with: kit remote pull {job['job']}"
     )
+
+
+def _gave_up(job: dict, e: KaggleGaveUpError) -> KitError:
+    """A Kaggle call gave up during the job: the job goes on with `kit remote pull JOB`, not by
+    running the command again (which, for `kit remote train`, would start another job)."""
+    return e.then(f"run `kit remote pull {job['job']}` to go on (the pushed kernels keep running on Kaggle)")
 
 
 def train(
@@ -619,28 +735,65 @@ def train(
         return wait(job, echo)
     except KeyboardInterrupt:
         raise _interrupted(job) from None
+    except kaggle_io.KaggleGaveUpError as e:
+        raise _gave_up(job, e) from None
 
 
-def pull(name: str | None = None, echo: Callable[[str], None] = print) -> dict:
-    """Reattach to job `name` (default: the newest): wait for its kernels and install their
-    runs. A kernel already pushed is never pushed again (one refused at the session limit,
-    never pushed, is pushed when a session ends)."""
-    job = load(name)
-    if all(k["state"] in DONE for k in job["kernels"]):
-        echo(f"job {job['job']} is {job['state']}: nothing left to do")
-        return job
+def resolve_pushing(job: dict, echo: Callable[[str], None]) -> None:
+    """Each kernel left 'pushing' (Ctrl-C or a give-up between sending its push and recording
+    the answer): ask Kaggle for its latest version. One there is this push's (the slug is the
+    job's own and a kernel is pushed once): it is followed. None: Kaggle never got the push,
+    so the kernel is 'pending' again, for push_waiting."""
+    from kit import kaggle_io
+
     for kernel in job["kernels"]:
-        if kernel["state"] == "pushing":  # the push's answer was lost: its slug is the job's own,
-            kernel.update(state="queued", version=None)  # so its latest version is ours
-    echo(f"job {job['job']}: reattaching to {len(job['kernels'])} kernel(s)")
+        if kernel["state"] != "pushing":
+            continue
+        version = kaggle_io.kernel_version(kernel["ref"])
+        if version is None:
+            kernel["state"] = "pending"
+            echo(f"{kernel['slug']}: its interrupted push never reached Kaggle; pushing it now")
+        else:
+            kernel.update(state="queued", version=version, pushed_utc=kernel.get("pushed_utc") or utc_iso())
+            echo(f"{kernel['slug']}: its interrupted push reached Kaggle as version {version}; following it")
+        save(job)
+
+
+def pull(name: str | None = None, echo: Callable[[str], None] = print, push_held: bool = False) -> dict:
+    """Reattach to job `name` (default: the newest): push what its train left unpushed, wait
+    for its kernels and install their runs. A kernel already pushed is never pushed again (one
+    left 'pushing' is looked up first, see resolve_pushing); a held kernel only with
+    `push_held`. KitError unless the job ends complete (see finish)."""
+    from kit import kaggle_io
+
+    job = load(name)
+    if all(k["state"] == "installed" for k in job["kernels"]):
+        job["state"] = "complete"  # already so, unless a Ctrl-C came right after the last install
+        save(job)
+        echo(f"job {job['job']} is complete: nothing left to do")
+        return job
+    if all(k["state"] in DONE for k in job["kernels"]):
+        return finish(job, echo)  # failed: raises, naming the kernels that gave no runs
     try:
+        held = [k for k in job["kernels"] if k["state"] == HELD]
+        if push_held and held:
+            check_quota(job, echo, held)
+            for kernel in held:
+                kernel["state"] = "pending"
+            save(job)
+        echo(f"job {job['job']}: reattaching to {len(job['kernels'])} kernel(s)")
+        resolve_pushing(job, echo)
+        push_waiting(job, echo)
         return wait(job, echo)
     except KeyboardInterrupt:
         raise _interrupted(job) from None
+    except kaggle_io.KaggleGaveUpError as e:
+        raise _gave_up(job, e) from None
 
 
 def status_lines(name: str | None = None) -> list[str]:
-    """`kit remote status`: every job (or job `name`) with each kernel's recorded state."""
+    """`kit remote status`: every job (or job `name`) with each kernel's recorded state, and
+    for one that waits on the user, the command that goes on with it."""
     jobs = [load(name)] if name else all_jobs()
     if not jobs:
         return [f"no remote jobs in {jobs_dir()} (start one with `kit remote train`)"]
@@ -652,5 +805,15 @@ def status_lines(name: str | None = None) -> list[str]:
             version = f"v{k['version']}" if k.get("version") else "-"
             runs_ = f"  runs: {', '.join(k['runs'])}" if k.get("runs") else ""
             why = f"  ({k['failure']})" if k.get("failure") and k["state"] != "installed" else ""
-            out.append(f"  {k['ref']} {version} seeds {_seeds(k)}: {k['state']}{runs_}{why}")
+            out.append(f"  {k['ref']} {version} seeds {_seeds(k)}: {k['state']}{runs_}{why}{_next(job, k)}")
     return out
+
+
+def _next(job: dict, kernel: dict) -> str:
+    """What the user runs to go on with `kernel`, for a status line ('' when nothing)."""
+    pull_ = f"kit remote pull {job['job']}"
+    return {
+        HELD: f"; `kit remote pull --push-held {job['job']}` pushes it",
+        FETCHING: f"; `{pull_}` downloads it",
+        "pushing": f"; `{pull_}` checks whether Kaggle has it and pushes it if not",
+    }.get(kernel["state"], "")

@@ -5,6 +5,7 @@ as ordinary runs, and refused when its data identity or shapes are wrong."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -380,13 +381,20 @@ def test_a_push_whose_answer_was_lost_is_not_pushed_twice(emulated):
     assert len(runs.all_runs(model="scratch")) == 2
 
 
-def test_a_rejected_push_is_a_failure(emulated):
+def test_a_rejected_push_is_a_failure_and_holds_the_rest(emulated):
     emulated.fail("SaveKernel", "reject", times=1, message="Kernel slug is not valid")
     result = _remote_train("--accelerator", "none")
+    job = remote.load()
+    name, (k1, k2) = job["job"], job["kernels"]
+    refusal = f"Kaggle refused the push of {k1['slug']}: Kernel slug is not valid"
     assert result.exit_code == 1
-    assert "Error: Kaggle refused the push of kit-scratch-" in result.output
-    assert "Kernel slug is not valid" in result.output
-    assert remote.load()["kernels"][0]["state"] == "failed"
+    assert f"Error: {refusal}; held, not pushed: {k2['slug']}" in result.output.splitlines()
+    assert _error(result) == (
+        f"Error: job {name} is not finished: {k1['ref']} gave no runs ({refusal}); {k2['ref']} held, "
+        f"not pushed ({refusal}); to push it run `kit remote pull --push-held {name}`"
+    )
+    assert job["state"] == "running" and _states(job) == [("failed", None), ("held", None)]
+    assert _pushes(emulated) == 1
 
 
 def test_no_gpu_quota_left_refuses_before_any_push(emulated):
@@ -404,3 +412,199 @@ def test_the_session_limit_queues_the_remaining_kernels(emulated):
     assert "Maximum batch GPU session count of 1 reached" in result.output
     assert "it waits until one of the running sessions ends" in result.output
     assert len(runs.all_runs(model="scratch")) == 2
+
+
+# ----------------------------------------------------------------------------- faults during a job
+
+
+def _one_kernel(*extra):
+    return _kit("remote", "train", "scratch", "--seeds", "1", "--kernels", "1", *SCRATCH_TINY, *extra)
+
+
+def _error(result) -> str:
+    """The command's last line: the one `Error: ...` a KitError prints."""
+    return result.output.strip().splitlines()[-1]
+
+
+def _states(job) -> list[tuple[str, int | None]]:
+    return [(k["state"], k["version"]) for k in job["kernels"]]
+
+
+def _status_of(job, kernel) -> str:
+    """`kit remote status JOB`'s line for `kernel`."""
+    (line,) = [
+        x for x in _kit("remote", "status", job["job"]).output.splitlines() if kernel["ref"] + " " in x
+    ]
+    return line.strip()
+
+
+@pytest.mark.parametrize("reached_kaggle", [False, True], ids=["never-sent", "sent-answer-lost"])
+def test_a_push_interrupted_by_ctrl_c_is_resolved_by_the_next_pull(emulated, monkeypatch, reached_kaggle):
+    """Ctrl-C between recording 'pushing' and recording the push's answer: the pull asks
+    Kaggle whether the version exists, follows it if so and pushes the kernel if not."""
+    from kit import kaggle_io
+
+    real_push = kaggle_io.push_kernel
+
+    def push_then_ctrl_c(folder):
+        if reached_kaggle:
+            real_push(folder)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(kaggle_io, "push_kernel", push_then_ctrl_c)
+        result = _remote_train("--accelerator", "none")
+    job = remote.load()
+    name, k1 = job["job"], job["kernels"][0]
+    assert result.exit_code == 1
+    assert _error(result) == (
+        f"Error: interrupted; the pushed kernels keep running on Kaggle. Reattach with: kit remote pull {name}"
+    )
+    assert job["state"] == "running" and _states(job) == [("pushing", None), ("pending", None)]
+    assert _status_of(job, k1) == (
+        f"{k1['ref']} - seeds 1: pushing; `kit remote pull {name}` checks whether Kaggle has it and "
+        f"pushes it if not"
+    )
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 0, pulled.output
+    said = (
+        f"{k1['slug']}: its interrupted push reached Kaggle as version 1; following it"
+        if reached_kaggle
+        else f"{k1['slug']}: its interrupted push never reached Kaggle; pushing it now"
+    )
+    assert said in pulled.output.splitlines()
+    assert _pushes(emulated) == 2  # one per kernel: the one Kaggle had was not pushed again
+    job = remote.load()
+    assert job["state"] == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
+    assert len(runs.all_runs(model="scratch")) == 2
+    assert _status_of(job, k1).startswith(f"{k1['ref']} v1 seeds 1: installed  runs: scratch-")
+
+
+def test_a_download_that_gives_up_is_not_a_failure_and_the_next_pull_fetches_it(emulated):
+    emulated.fail("/kernels-output/", "drop", times=3)  # every attempt (KIT_RETRY_ATTEMPTS=3)
+    result = _one_kernel("--accelerator", "none")
+    job = remote.load()
+    name, k1 = job["job"], job["kernels"][0]
+    assert result.exit_code == 1
+    gave_up = (  # the client's own words for the dropped connection stand between the brackets
+        f"its output could not be downloaded: gave up after 3 attempts: network error while downloading "
+        f"the output of kernel {k1['ref']}/1 \\(ChunkedEncodingError: .+\\)"
+    )
+    assert re.fullmatch(
+        f"Error: job {name} is not finished: {k1['ref']} finished, but {gave_up}; its runs stay on "
+        f"Kaggle: `kit remote pull {name}` downloads them",
+        _error(result),
+    )
+    assert job["state"] == "running" and _states(job) == [("downloading", 1)]  # not failed
+    assert re.fullmatch(
+        f"{k1['ref']} v1 seeds 1: downloading  \\({gave_up}\\); `kit remote pull {name}` downloads it",
+        _status_of(job, k1),
+    )
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 0, pulled.output
+    job = remote.load()
+    assert job["state"] == "complete" and _states(job) == [("installed", 1)]
+    assert len(runs.all_runs(model="scratch")) == 1 and _pushes(emulated) == 1
+
+
+def test_a_quota_refusal_holds_the_kernels_until_the_user_asks(emulated, monkeypatch):
+    """The GPU quota runs out after the first push: the second kernel is held; a plain pull
+    pushes nothing and says how to push it; `--push-held` does."""
+    from kit import kaggle_io
+
+    real_push = kaggle_io.push_kernel
+
+    def push_then_quota_gone(folder):
+        pushed = real_push(folder)
+        emulated.fail("SaveKernel", "quota")  # the next push is refused for the quota
+        return pushed
+
+    with monkeypatch.context() as m:
+        m.setattr(kaggle_io, "push_kernel", push_then_quota_gone)
+        result = _remote_train()  # the GPU accelerator
+    job = remote.load()
+    name, k2 = job["job"], job["kernels"][1]
+    refusal = (
+        f"Kaggle refused the push of {k2['slug']}: Accelerator Quota Exceeded: You've exceeded the "
+        f"number of hours allowed to use GPU (30 hours a week). You will not be able to commit unless "
+        f"you turn off GPU."
+    )
+    said = (
+        f"Error: job {name} is not finished: {k2['ref']} held, not pushed ({refusal}); "
+        f"to push it run `kit remote pull --push-held {name}`"
+    )
+    assert result.exit_code == 1 and _error(result) == said
+    assert f"Error: {refusal[:-1]}; held, not pushed: {k2['slug']}" in result.output.splitlines()
+    assert job["state"] == "running" and _states(job) == [("installed", 1), ("held", None)]
+    assert _status_of(job, k2) == (
+        f"{k2['ref']} - seeds 2: held  ({refusal}); `kit remote pull --push-held {name}` pushes it"
+    )
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 1 and _error(pulled) == said
+    assert _pushes(emulated) == 2  # the refused one; nothing pushed by the pull
+    assert remote.load()["state"] == "running" and _states(remote.load()) == [
+        ("installed", 1),
+        ("held", None),
+    ]
+    pushed = _kit("remote", "pull", "--push-held", name)
+    assert pushed.exit_code == 0, pushed.output
+    job = remote.load()
+    assert job["state"] == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
+    assert _pushes(emulated) == 3 and len(runs.all_runs(model="scratch")) == 2
+
+
+def test_status_calls_that_give_up_name_the_pull_that_goes_on(emulated):
+    emulated.fail("GetKernelSessionStatus", "500", times=3)  # every attempt of the first poll
+    result = _one_kernel("--accelerator", "none")
+    job = remote.load()
+    name, k1 = job["job"], job["kernels"][0]
+    assert result.exit_code == 1
+    assert _error(result) == (
+        f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while reading the status of kernel "
+        f"{k1['ref']}/1 (Internal server error). Check your connection (or https://www.kaggle.com "
+        f"status) and run `kit remote pull {name}` to go on (the pushed kernels keep running on Kaggle)."
+    )
+    assert job["state"] == "running" and _states(job) == [("queued", 1)]
+    assert _status_of(job, k1) == f"{k1['ref']} v1 seeds 1: queued"
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 0, pulled.output
+    assert remote.load()["state"] == "complete" and _pushes(emulated) == 1
+
+
+def test_a_push_that_gives_up_is_pushed_by_the_next_pull(emulated):
+    emulated.fail("SaveKernel", "500", times=3)  # every attempt: Kaggle never made the version
+    result = _one_kernel("--accelerator", "none")
+    job = remote.load()
+    name, k1 = job["job"], job["kernels"][0]
+    assert result.exit_code == 1
+    assert _error(result) == (
+        f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while pushing kernel {k1['slug']} "
+        f"(Internal server error). Check your connection (or https://www.kaggle.com status) and run "
+        f"`kit remote pull {name}` to go on (the pushed kernels keep running on Kaggle)."
+    )
+    assert job["state"] == "running" and _states(job) == [("pushing", None)]
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 0, pulled.output
+    assert f"{k1['slug']}: its interrupted push never reached Kaggle; pushing it now" in pulled.output
+    job = remote.load()
+    assert job["state"] == "complete" and _states(job) == [("installed", 1)] and _pushes(emulated) == 4
+
+
+def test_pulling_a_failed_job_fails(emulated):
+    emulated.fail("SaveKernel", "script_error", times=1, message="CUDA error: out of memory")
+    result = _one_kernel("--accelerator", "none")
+    assert result.exit_code == 1
+    job = remote.load()
+    name, k1 = job["job"], job["kernels"][0]
+    said = (
+        f"Error: job {name} failed: 1 of 1 kernel(s) gave no runs: {k1['ref']}: Process exited with "
+        f"code 1; log ends: CUDA error: out of memory"
+    )
+    assert _error(result) == said
+    pulled = _kit("remote", "pull", name)
+    assert pulled.exit_code == 1 and _error(pulled) == said  # not "nothing left to do", exit 0
+    job = remote.load()
+    assert job["state"] == "failed" and _states(job) == [("failed", 1)]
+    assert _status_of(job, k1) == (
+        f"{k1['ref']} v1 seeds 1: failed  (Process exited with code 1; log ends: CUDA error: out of memory)"
+    )
