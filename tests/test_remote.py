@@ -608,3 +608,22 @@ def test_pulling_a_failed_job_fails(emulated):
     assert _status_of(job, k1) == (
         f"{k1['ref']} v1 seeds 1: failed  (Process exited with code 1; log ends: CUDA error: out of memory)"
     )
+
+
+# Sizes only: the epochs, the training rows and the network's width (float16 convolutions on a
+# CPU are slow: at the best preset's width one epoch of 256 images takes about 90 s here)
+CNN_SMALL = ["--epochs", "1", "--max-train", "256", "--width", "8", "--growth", "1"]
+
+
+@pytest.mark.slow  # TensorFlow in the kernel: the CNN's remote recipe really trains
+def test_the_cnn_default_remote_recipe_trains_end_to_end(emulated):
+    """`kit remote train cnn` as a user runs it: the GPU accelerator, so the recipe is preset
+    best with mixed precision on. Only sizes are cut (CNN_SMALL; none touches the precision
+    policy or the augmentation), so the kernel runs the code paths a real job runs."""
+    result = _kit("remote", "train", "cnn", "--seeds", "1", "--kernels", "1", *CNN_SMALL)
+    assert result.exit_code == 0, result.output
+    job = remote.load()
+    assert (job["config"]["preset"], job["config"]["mixed_precision"]) == ("best", True)
+    assert job["state"] == "complete" and job["kernels"][0]["state"] == "installed"
+    (run,) = runs.all_runs(model="cnn")
+    assert run.metrics["seed"] == 1 and run.config["mixed_precision"] is True
