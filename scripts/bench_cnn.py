@@ -152,7 +152,7 @@ def blur(paths: list[str]) -> dict:
     for path in paths:
         run = runs.require_run(runs.resolve(str(path)), model="cnn")
         cfg = models.get("cnn").run_config(run.config)
-        net = cnn.inference_model(cnn.load_keras(run.file(cnn.MODEL_FILE)))
+        net = cnn.inference_model(cnn.load_keras(run.file(cnn.MODEL_FILE), compile=False))
         errors = {}
         for b in BLURS:
             p = cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b, augment=True))

@@ -4,10 +4,13 @@ what happened, for the parent to check.
 
     python tests/_backend_run.py BACKEND [--hide-tensorflow]
     python tests/_backend_run.py jax --two-devices
+    python tests/_backend_run.py BACKEND --mixed-precision
 
 --hide-tensorflow makes `import tensorflow` fail, as on a machine without it. --two-devices
 trains once with `--strategy mirrored` over two CPU devices that XLA makes of this CPU
 (XLA_FLAGS=--xla_force_host_platform_device_count=2, set by the parent), taken for GPUs.
+--mixed-precision trains once under mixed_float16 (augmented, fused batch-norm, TTA) and
+predicts again from the saved model under the float32 policy, as `kit predict` does later.
 """
 
 from __future__ import annotations
@@ -72,10 +75,45 @@ def two_devices() -> None:
     )
 
 
+def mixed_precision(backend: str) -> None:
+    """One tiny run under mixed_float16; what the parent checks."""
+    import numpy as np
+
+    from kit import data, models, training
+    from kit.models import cnn
+
+    cfg = models.get("cnn").make_config(
+        "default", width=4, batch_size=32, max_train=192, epochs=2, lr=5e-3, seed=5, backend=backend,
+        mixed_precision=True, tta=1,
+    )  # fmt: skip
+    run = training.train("cnn", cfg, progress=False)
+    keras = cnn._keras()
+    keras.mixed_precision.set_global_policy("float32")  # a later process's policy
+    loaded = cnn.load(run, models.get("cnn").run_config(run.config))
+    ds, _ = data.load_split()
+    proba = run.test_proba()
+    dtypes = {type(layer).__name__: layer.compute_dtype for layer in loaded.model.layers}
+    print(
+        json.dumps(
+            {
+                "keras_backend": keras.backend.backend(),
+                "config_mixed_precision": run.config["mixed_precision"],
+                "compute_dtypes": dtypes,
+                "epochs": run.history()["epoch"].tolist(),
+                "losses_finite": bool(np.isfinite(run.history()["loss"]).all()),
+                "probabilities_sum_to_1": bool(np.allclose(proba.sum(1), 1, atol=1e-5)),
+                "reload_max_diff": float(np.abs(cnn.predict(loaded, ds.X_test) - proba).max()),
+            }
+        )
+    )
+
+
 def main() -> None:
     backend = sys.argv[1]
     if "--two-devices" in sys.argv:
         return two_devices()
+    if "--mixed-precision" in sys.argv:
+        return mixed_precision(backend)
     if "--hide-tensorflow" in sys.argv:
         sys.meta_path.insert(0, HideTensorFlow())
 

@@ -135,3 +135,27 @@ def test_jax_mirrored_splits_every_batch_among_the_devices(fixture_data):
 )
 def test_torch_trains_resumes_and_predicts(fixture_data):
     _check_lifecycle(_lifecycle("torch"), "torch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "jax",  # TensorFlow's: tests/test_cnn.py, in process, with each input path
+        pytest.param(
+            "torch",
+            marks=pytest.mark.skipif(not backends.installed("torch"), reason="PyTorch is not installed"),
+        ),
+    ],
+)
+def test_mixed_precision_trains_and_a_float32_process_predicts_the_same(backend, fixture_data):
+    """--mixed-precision (what `kit remote` asks for on a GPU) on each backend: the network in
+    float16, the augmentation and the softmax in float32, and the saved model, loaded where the
+    policy is float32 (`kit predict` later), predicts what the run wrote, TTA included."""
+    out = _lifecycle(backend, "--mixed-precision")
+    assert out["keras_backend"] == backend and out["config_mixed_precision"]
+    dtypes = out["compute_dtypes"]
+    assert dtypes["Conv2D"] == dtypes["FusedBatchNorm"] == "float16"
+    assert dtypes["Dense"] == "float32" and dtypes.get("Augment", "float32") == "float32"
+    assert out["epochs"] == [1, 2] and out["losses_finite"] and out["probabilities_sum_to_1"]
+    assert out["reload_max_diff"] == 0.0

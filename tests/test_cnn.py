@@ -252,6 +252,26 @@ def test_in_model_augment_layer_keeps_affine_through_its_config():
     assert type(layer).from_config(old).settings["affine"] is False
 
 
+@pytest.mark.parametrize("kind", ["rotation", "zoom", "translation", "affine"])
+def test_batched_resampling_is_keras_affine_transform_in_one_gather(kind, fixture_data):
+    """What PyTorch runs instead of Keras's per-image loop (cnn_input.BatchedResampling): the
+    same images as Keras's own affine_transform (here TensorFlow's kernel) from the same draws."""
+    keras = cnn._keras()
+    make = {
+        "rotation": lambda: keras.layers.RandomRotation(0.1, fill_mode="constant", seed=1),
+        "zoom": lambda: keras.layers.RandomZoom(0.2, fill_mode="constant", seed=2),
+        "translation": lambda: keras.layers.RandomTranslation(0.2, 0.2, fill_mode="constant", seed=3),
+        "affine": lambda: cnn_input.random_affine_class()(10.0, 0.1, 0.1, seed=4),
+    }[kind]
+    x = cnn_input.scale(data.load_split()[0].X_train[:16])
+    keras_own, batched = make(), make()
+    batched.backend = cnn_input.BatchedResampling(batched.backend)
+    want = keras.ops.convert_to_numpy(keras_own(x, training=True))
+    got = keras.ops.convert_to_numpy(batched(x, training=True))
+    assert np.abs(want - x).max() > 0.5  # the images did move
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
 def test_bilinear_sampling_matches_scipy_map_coordinates():
     from scipy import ndimage
 
@@ -592,6 +612,59 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
     assert hist["lr"].tolist() == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
     assert run.metrics["epochs_run"] == 3 and run.finished
     assert f"run folder: {run.path}" in result.output
+
+
+@pytest.fixture
+def float32_after():
+    """The process's precision policy back to float32 after a mixed-precision test."""
+    yield
+    cnn._keras().mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "preset, options",
+    [
+        ("default", {}),
+        ("default", dict(fused_bn=False)),
+        ("default", dict(affine=True)),
+        ("default", dict(elastic=5.0)),
+        ("reference", {}),
+    ],
+    ids=["fused-bn", "keras-bn", "affine", "elastic", "reference"],
+)
+def test_mixed_precision_trains_on_tensorflow_with_every_input_path(
+    preset, options, fixture_data, float32_after
+):
+    """tf.data's sharp head (float32) beside the augmented tail, each batch-norm, the eval blur,
+    the refresh and prediction under mixed_float16: it crashed at the first batch
+    (ConcatV2 of float32 and float16) until the augmentation computed in float32."""
+    keras = cnn._keras()
+    run = train(
+        tiny(preset, seed=3, epochs=options.pop("epochs", 2), lr=5e-3, mixed_precision=True, **options)
+    )
+    assert run.config["mixed_precision"] and run.finished
+    assert np.isfinite(run.history()["loss"]).all()
+    np.testing.assert_allclose(run.test_proba().sum(1), 1, atol=1e-5)
+    keras.mixed_precision.set_global_policy("float32")  # as `kit predict` in a later process
+    loaded = cnn.load(run, CNN.run_config(run.config))
+    convs = [layer for layer in loaded.model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert {layer.compute_dtype for layer in convs} == {"float16"}
+    assert loaded.model.layers[-1].compute_dtype == "float32"  # the softmax
+    np.testing.assert_array_equal(cnn.predict(loaded, data.load_split()[0].X_test), run.test_proba())
+
+
+def test_the_augmentation_computes_in_float32_under_mixed_precision(fixture_data, float32_after):
+    keras = cnn._keras()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    cfg = tiny()
+    x = cnn_input.scale(data.load_split()[0].X_train[:8])
+    out = cnn_input.augmentation(cfg)(x, training=True)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    layer = cnn_input.augment_layer(cfg, 8, seed=1)
+    assert layer.compute_dtype == "float32"
+    again = type(layer).from_config(layer.get_config())  # a file written under mixed_float16
+    assert again.compute_dtype == "float32"
 
 
 # ----------------------------------------------------------------------------- CLI errors

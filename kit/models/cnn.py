@@ -28,8 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,13 +324,15 @@ def fused_batchnorm_class():
     return FusedBatchNorm
 
 
-def load_keras(path):
+def load_keras(path, compile: bool = True):
     """A model or checkpoint file this module wrote (model.keras, checkpoint.keras), read with
-    the kit's own layers (`Augment`, `FusedBatchNorm`) registered first."""
+    the kit's own layers (`Augment`, `FusedBatchNorm`) registered first. compile=False: for
+    prediction only, without the optimizer (whose state a mixed-precision run saved with a
+    loss scale that a float32 process does not rebuild: Keras would warn)."""
     cnn_input.augment_layer_class()
     fused_batchnorm_class()
     with backends.quiet_native_logs():
-        return _keras().models.load_model(path)
+        return _keras().models.load_model(path, compile=compile)
 
 
 def inference_model(model):
@@ -369,6 +371,7 @@ def inference_model(model):
                 padding=layer.padding,
                 activation=activation,
                 name=layer.name,
+                dtype=layer.dtype_policy,  # as trained (mixed_float16 or not), whatever the process's policy
             )
             x = conv(x)
             conv.set_weights([(kernel * s).astype(np.float32), b.astype(np.float32)])
@@ -638,9 +641,11 @@ def fit(cfg: Config, run, data, progress) -> Trained:
         setup(cfg)
         place = backends.placement(cfg.backend, cfg.strategy)
         if cfg.mixed_precision and not backends.accelerators(cfg.backend):
-            warnings.warn(
-                "--mixed-precision on a CPU is slower than float32; it pays off on GPUs with tensor cores",
-                stacklevel=2,
+            # one line on stderr, as the kit's other warnings: not a Python warning with a source line
+            print(
+                "Warning: --mixed-precision on a CPU is slower than float32 (docs/benchmarks.md); "
+                "it is for GPUs with tensor cores",
+                file=sys.stderr,
             )
         X_tr = data.X_train[: cfg.max_train] if cfg.max_train else data.X_train
         y_tr = data.y_train[: cfg.max_train] if cfg.max_train else data.y_train
@@ -711,7 +716,7 @@ def save(trained: Trained, run) -> None:
 def load(run, cfg: Config) -> Trained:
     """A finished run's network, from its model.keras."""
     _keras(cfg)  # the backend cfg trained on
-    model = load_keras(run.file(MODEL_FILE))
+    model = load_keras(run.file(MODEL_FILE), compile=False)
     m = run.metrics
     return Trained(
         model,

@@ -31,6 +31,11 @@ from kit.errors import KitError
 from kit.models import backends
 
 PREDICT_BATCH = 1024  # inference batch: big enough to amortise per-batch overhead
+# The augmentation prepares images; it is not the network's arithmetic. It computes in float32
+# under every precision policy: under mixed_float16 its sampling coordinates would round to
+# 1/64 of a pixel, and tf.data's sharp head (float32) would not concatenate with a float16
+# tail. The first convolution casts the images to its own compute dtype.
+AUGMENT_DTYPE = "float32"
 TTA_SEED_OFFSET = 1000  # test-time augmentation draws from seed + this
 
 
@@ -43,18 +48,27 @@ def _random_layers(
     """`augmentation`'s layers, on the backend Keras runs on: Keras's three in a row, or with
     `affine` the same three draws as one map (`random_affine_class`); with `elastic` the shift
     also carries a smooth random displacement field (`random_elastic_shift_class`)."""
-    layers = backends.keras_for().layers
+    keras = backends.keras_for()
+    layers = keras.layers
+    f32 = AUGMENT_DTYPE
     if affine:
-        return [random_affine_class()(rotation, zoom, shift, seed=seed, name="random_affine")]
-    if elastic:
-        last = random_elastic_shift_class()(shift, elastic, sigma, seed=seed + 2, name="random_elastic_shift")
+        chosen = [random_affine_class()(rotation, zoom, shift, seed=seed, name="random_affine", dtype=f32)]
     else:
-        last = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2)
-    return [
-        layers.RandomRotation(rotation / 360, fill_mode="constant", seed=seed),
-        layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
-        last,
-    ]
+        if elastic:
+            last = random_elastic_shift_class()(
+                shift, elastic, sigma, seed=seed + 2, name="random_elastic_shift", dtype=f32
+            )
+        else:
+            last = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 2, dtype=f32)
+        chosen = [
+            layers.RandomRotation(rotation / 360, fill_mode="constant", seed=seed, dtype=f32),
+            layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1, dtype=f32),
+            last,
+        ]
+    if keras.backend.backend() == "torch":
+        for layer in chosen:
+            layer.backend = BatchedResampling(layer.backend)
+    return chosen
 
 
 @functools.cache
@@ -134,6 +148,73 @@ def bilinear(ops, images, rows, cols):
     return out
 
 
+def affine_resample(ops, images, transform):
+    """images (B, H, W, C) float32 resampled as Keras's `image.affine_transform` does with
+    bilinear interpolation and fill 0, the whole batch in one gather: output pixel (row y,
+    column x) reads the input at column (a0 x + a1 y + a2) / k, row (b0 x + b1 y + b2) / k,
+    k = c0 x + c1 y + 1, from transform (B, 8) = [a0, a1, a2, b0, b1, b2, c0, c1] (or (8,))."""
+    t = ops.cast(transform, "float32")
+    if len(t.shape) == 1:
+        t = t[None]
+    n, h, w, c = ops.shape(images)
+    x = ops.numpy.arange(w, dtype="float32")[None, None, :]
+    y = ops.numpy.arange(h, dtype="float32")[None, :, None]
+    a0, a1, a2, b0, b1, b2, c0, c1 = (t[:, i, None, None] for i in range(8))
+    k = c0 * x + c1 * y + 1
+    rows, cols = (b0 * x + b1 * y + b2) / k, (a0 * x + a1 * y + a2) / k  # (B, H, W)
+    planes = ops.numpy.reshape(ops.numpy.transpose(images, (0, 3, 1, 2)), (-1, h, w))  # (B C, H, W)
+    if c != 1:
+        rows, cols = (ops.numpy.repeat(v, c, axis=0) for v in (rows, cols))
+    out = bilinear(ops, planes, rows, cols)
+    return ops.numpy.transpose(ops.numpy.reshape(out, (n, c, h, w)), (0, 2, 3, 1))
+
+
+class BatchedResampling:
+    """A random image layer's `backend` on PyTorch: Keras's ops, except that
+    `image.affine_transform` (bilinear, constant fill 0, channels last: the augmentation's
+    case) resamples the whole batch at once (`affine_resample`). Keras's PyTorch code resamples
+    one image at a time in a Python loop, some 80 small tensor ops an image: about 12,000 ops
+    a training step of 64 images, each a kernel launch on a GPU (docs/decisions.md, "PyTorch
+    at GPU speed"). Set per layer instance: Keras itself is left as it is."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.image = _BatchedImage(backend)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+class _BatchedImage:
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend.image, name)
+
+    def affine_transform(
+        self,
+        images,
+        transform,
+        interpolation="bilinear",
+        fill_mode="constant",
+        fill_value=0,
+        data_format=None,
+    ):
+        covered = (
+            interpolation == "bilinear"
+            and fill_mode == "constant"
+            and fill_value == 0
+            and data_format in (None, "channels_last")
+            and len(images.shape) == 4
+        )
+        if not covered:
+            return self._backend.image.affine_transform(
+                images, transform, interpolation, fill_mode, fill_value, data_format
+            )
+        return affine_resample(self._backend, images, transform)
+
+
 @functools.cache
 def random_elastic_shift_class():
     """`RandomElasticShift`: RandomTranslation's shift plus an elastic distortion, in one
@@ -205,7 +286,9 @@ def augmentation(cfg):
     layers = _random_layers(
         cfg.rotation, cfg.zoom, cfg.shift, cfg.seed, cfg.affine, cfg.elastic, cfg.elastic_sigma
     )
-    return keras.Sequential(layers, name="augmentation")
+    seq = keras.Sequential(layers, name="augmentation")
+    seq.dtype_policy = AUGMENT_DTYPE  # Sequential takes no dtype; its own would cast the input
+    return seq
 
 
 @functools.cache
@@ -222,7 +305,7 @@ def augment_layer_class():
         def __init__(
             self, rotation, zoom, shift, n_clean, seed, affine=False, elastic=0.0, elastic_sigma=0.0, **kwargs
         ):
-            super().__init__(**kwargs)
+            super().__init__(**{**kwargs, "dtype": AUGMENT_DTYPE})  # also when read from a file
             self.settings = dict(
                 rotation=rotation, zoom=zoom, shift=shift, n_clean=n_clean, seed=seed, affine=affine,
                 elastic=elastic, elastic_sigma=elastic_sigma,
