@@ -529,7 +529,7 @@ def _remote_train_command(model: models.Model) -> None:
 
     command.__doc__ = (
         f"Train {model.summary} on Kaggle: push the kernels, wait, install each seed's run.\n\n"
-        f"Defaults to a GPU budget (preset best, mixed precision on the GPU); every option of "
+        f"Defaults to a GPU budget (preset best, float32); every option of "
         f"`kit train {model.name}` can be set. `kit remote pull` reattaches after Ctrl-C."
     )
     command.__name__ = f"remote_train_{model.name}"

@@ -33,7 +33,7 @@ TINY = {"hidden": (16,), "epochs": 1}
 
 def _job(seeds=(1, 2), kernels=1, accelerator="none", **overrides):
     model = models.get("scratch")
-    cfg = remote.remote_config(model, accelerator, None, {**TINY, **overrides})
+    cfg = remote.remote_config(model, None, {**TINY, **overrides})
     return remote.new_job("scratch", list(seeds), kernels, accelerator, cfg, "demo")
 
 
@@ -91,15 +91,14 @@ def test_seeds_parse_and_split():
     assert remote.split_seeds([1, 2], 3) == [[1], [2]]
 
 
-def test_remote_recipe_is_the_gpu_budget_and_every_option_wins():
+def test_remote_recipe_is_the_gpu_budget_in_float32_and_every_option_wins():
     cnn = models.get("cnn")
-    cfg = remote.remote_config(cnn, remote.GPU, None, {"epochs": None})
-    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("best", 45, True)
-    cfg = remote.remote_config(cnn, remote.GPU, "default", {"epochs": 3, "mixed_precision": False})
-    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("default", 3, False)
-    assert remote.remote_config(cnn, "none", None, {}).mixed_precision is False
+    cfg = remote.remote_config(cnn, None, {"epochs": None})
+    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("best", 45, False)
+    cfg = remote.remote_config(cnn, "default", {"epochs": 3, "mixed_precision": True})
+    assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("default", 3, True)
     with pytest.raises(KitError, match="--epochs must be at least 1"):
-        remote.remote_config(cnn, remote.GPU, None, {"epochs": 0})
+        remote.remote_config(cnn, None, {"epochs": 0})
 
 
 def test_metadata_is_a_private_script_kernel_with_the_competition(fixture_data):
@@ -616,14 +615,21 @@ CNN_SMALL = ["--epochs", "1", "--max-train", "256", "--width", "8", "--growth", 
 
 
 @pytest.mark.slow  # TensorFlow in the kernel: the CNN's remote recipe really trains
-def test_the_cnn_default_remote_recipe_trains_end_to_end(emulated):
-    """`kit remote train cnn` as a user runs it: the GPU accelerator, so the recipe is preset
-    best with mixed precision on. Only sizes are cut (CNN_SMALL; none touches the precision
+@pytest.mark.parametrize(
+    "extra, mixed", [((), False), (("--mixed-precision",), True)], ids=["default", "mixed"]
+)
+def test_the_cnn_remote_recipe_trains_end_to_end(emulated, extra, mixed):
+    """`kit remote train cnn` as a user runs it (the GPU accelerator, preset best, float32),
+    and with --mixed-precision. Only sizes are cut (CNN_SMALL; none touches the precision
     policy or the augmentation), so the kernel runs the code paths a real job runs."""
-    result = _kit("remote", "train", "cnn", "--seeds", "1", "--kernels", "1", *CNN_SMALL)
+    result = _kit("remote", "train", "cnn", "--seeds", "1", "--kernels", "1", *CNN_SMALL, *extra)
     assert result.exit_code == 0, result.output
     job = remote.load()
-    assert (job["config"]["preset"], job["config"]["mixed_precision"]) == ("best", True)
+    assert (job["accelerator"], job["config"]["preset"], job["config"]["mixed_precision"]) == (
+        remote.GPU,
+        "best",
+        mixed,
+    )
     assert job["state"] == "complete" and job["kernels"][0]["state"] == "installed"
     (run,) = runs.all_runs(model="cnn")
-    assert run.metrics["seed"] == 1 and run.config["mixed_precision"] is True
+    assert run.metrics["seed"] == 1 and run.config["mixed_precision"] is mixed
