@@ -363,6 +363,7 @@ def render_throughput(recs: list[dict]) -> list[str]:
                 "vs default",
                 "GFLOP/s",
                 "share of peak",
+                "first steps (compile)",
             ],
             [
                 [
@@ -374,6 +375,7 @@ def render_throughput(recs: list[dict]) -> list[str]:
                     ratio(v.get("images_per_s"), base),
                     fmt(v.get("gflops")),
                     pct(v.get("share_of_peak")),
+                    fmt(v.get("warmup_s")),
                 ]
                 for name, v in settings.items()
             ],
@@ -382,10 +384,28 @@ def render_throughput(recs: list[dict]) -> list[str]:
 
 
 def _gpu_speed_cells(v: dict) -> list[str]:
-    """A speed row's jit_compile, images/s and s / epoch cells, or where it failed."""
+    """A speed row's jit_compile, images/s, s / epoch and first-steps cells, or where it failed."""
     if "error" in v:
-        return ["", f"failed: {v['error']}", ""]
-    return [_yes_no(v.get("jit_compile")), fmt(v["images_per_s"]), fmt(v["seconds_per_epoch"])]
+        return ["", f"failed: {v['error']}", "", ""]
+    return [
+        _yes_no(v.get("jit_compile")),
+        fmt(v["images_per_s"]),
+        fmt(v["seconds_per_epoch"]),
+        fmt(v.get("warmup_s")),
+    ]
+
+
+def _together_cells(v: dict) -> list[str]:
+    """A side-by-side run's cells: exit, epochs, first and median epoch, val accuracy."""
+    acc = v.get("val_accuracy")
+    return [
+        f"`{v['spec']}`",
+        fmt(v.get("exit")),
+        fmt(v.get("epochs")),
+        fmt(v.get("first_epoch_s")),
+        fmt(v.get("median_epoch_s")),
+        pct(acc) if acc is not None else f"({pct(v.get('last_val_accuracy'))}, unfinished)",
+    ]
 
 
 def _gpu_accuracy_cells(v: dict) -> list[str]:
@@ -410,13 +430,24 @@ def render_gpu(recs: list[dict]) -> list[str]:
             continue
         if r.get("speed"):
             out += table(
-                ["backend", "device", "batch", "mixed precision", "jit_compile", "images/s", "s / epoch"],
+                [
+                    "backend",
+                    "device",
+                    "batch",
+                    "mixed precision",
+                    "variant",
+                    "jit_compile",
+                    "images/s",
+                    "s / epoch",
+                    "first steps (compile)",
+                ],
                 [
                     [
                         v["backend"],
                         v.get("device", ""),
                         fmt(v["batch_size"]),
                         "on" if v["mixed_precision"] else "off",
+                        v.get("variant", ""),
                     ]
                     + _gpu_speed_cells(v)
                     for v in r["speed"]
@@ -426,6 +457,12 @@ def render_gpu(recs: list[dict]) -> list[str]:
             out += table(
                 ["backend", "seed", "val accuracy", "val log-loss", "training", "time to 99.4 %"],
                 [[v["backend"], fmt(v["seed"])] + _gpu_accuracy_cells(v) for v in r["accuracy"]],
+            ) + [""]
+        if r.get("together"):
+            out += [f"Side by side on the one card ({fmt(r.get('together_wall_s'))} s wall):", ""]
+            out += table(
+                ["run", "exit", "epochs", "first epoch (s)", "median epoch (s)", "val accuracy"],
+                [_together_cells(v) for v in r["together"]],
             ) + [""]
         if r.get("cut_short"):
             out += ["Cut short by its time limit: the rows above are the ones measured before it.", ""]

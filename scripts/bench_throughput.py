@@ -18,7 +18,9 @@ tf.data: the step alone), `keras_bn` (Keras's batch-norm instead of the fused ke
 `growth5`, `width20`, `width24`, `width32` (wider networks: what width costs), `onednn_off`
 (TensorFlow's Eigen kernels instead of oneDNN), `jax` and
 `torch` (the same network and batch on those backends: NumPy batches, augmentation inside the
-model; skipped where the backend is not installed). Each result records `jit_compile`: whether
+model; skipped where the backend is not installed), `mixed`, `jax_mixed`, `torch_mixed` (the
+same under --mixed-precision). `warmup_s` is the first WARMUP steps' time: the step's compile
+(tracing, XLA) and the pipeline's start. Each result records `jit_compile`: whether
 Keras ran the step as one XLA program (JAX: yes; TensorFlow: no, since Keras refuses XLA while op
 determinism is on; PyTorch: eager). XLA on TensorFlow is timed by
 `scripts/experiments/speed_ab.py --xla`, which has to turn determinism off.
@@ -53,6 +55,9 @@ SETTINGS = {
     "width32": {"width": 32},
     "jax": {"backend": "jax"},
     "torch": {"backend": "torch"},
+    "mixed": {"mixed_precision": True},
+    "jax_mixed": {"backend": "jax", "mixed_precision": True},
+    "torch_mixed": {"backend": "torch", "mixed_precision": True},
 }
 WARMUP, STEPS, REPEATS = 10, 150, 3
 PEAK_N, STEPS_PEAK = 2048, 10
@@ -98,8 +103,13 @@ else:
 cnn.compile_model(model, cfg)
 macs = cnn.multiply_adds(model)
 rates = []
+if opts.get("deterministic") is False and cfg.backend == "torch":
+    import torch
+    torch.use_deterministic_algorithms(False)  # what determinism costs (kit.models.backends.setup)
 with backends.quiet_native_logs():
+    t = time.perf_counter()
     model.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0)
+    warmup_s = time.perf_counter() - t
     for _ in range(%d):
         t = time.perf_counter()
         model.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0)
@@ -108,7 +118,7 @@ rate = max(rates)
 print("BENCH_RESULT " + json.dumps({"batch_size": cfg.batch_size, "backend": cfg.backend,
       "device": backends.device(cfg.backend), "images_per_s": rate,
       "images_per_s_median": float(np.median(rates)), "jit_compile": bool(model.jit_compile),
-      "forward_macs_per_image": macs, "gflops": rate * 6 * macs / 1e9}))
+      "forward_macs_per_image": macs, "gflops": rate * 6 * macs / 1e9, "warmup_s": round(warmup_s, 2)}))
 """
 
 

@@ -319,18 +319,18 @@ def test_bench_report_renders_the_throughput_settings_side_by_side(tmp_path):
         "timed_steps": 150,
         "repeats": 3,
         "settings": {
-            "default": {**setting, "jit_compile": False},
-            "batch256": {**setting, "batch_size": 256, "images_per_s": 3000.0},  # before the field
-            "jax": {**setting, "jit_compile": True},
+            "default": {**setting, "jit_compile": False, "warmup_s": 1.5},
+            "batch256": {**setting, "batch_size": 256, "images_per_s": 3000.0},  # before the fields
+            "jax": {**setting, "jit_compile": True, "warmup_s": 12.25},
         },
     }
     _write(tmp_path, _record("throughput", results, "2026-12-01T12:00:00+00:00"))
     lines = report.render_section("throughput", report.load_results(tmp_path))
     assert "Float32 matmul peak 200 GFLOP/s; the best of 3 windows of 150 steps after 10" in lines[4]
     assert [ln for ln in lines if ln.startswith("|")][2:] == [
-        "| `default` | 64 | no | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
-        "| `batch256` | 256 |  | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % |",
-        "| `jax` | 64 | yes | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % |",
+        "| `default` | 64 | no | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % | 1.5 |",
+        "| `batch256` | 256 |  | 3,000 | 1,400 | 2.00× | 66.6 | 33.30 % | — |",
+        "| `jax` | 64 | yes | 1,500 | 1,400 | 1.00× | 66.6 | 33.30 % | 12.25 |",
     ]
 
 
@@ -339,7 +339,11 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     row = {"backend": "jax", "device": "GPU: NVIDIA H200", "batch_size": 256, "mixed_precision": True}
     results = {
         "backends": ["jax"],
-        "speed": [{**row, "jit_compile": True, "images_per_s": 37800.0, "seconds_per_epoch": 1.0}],
+        "speed": [
+            {**row, "jit_compile": True, "images_per_s": 37800.0, "seconds_per_epoch": 1.0, "warmup_s": 40.5},
+            {**row, "variant": "mixed, autotune off", "jit_compile": True}
+            | {"images_per_s": 18900.0, "seconds_per_epoch": 2.0, "warmup_s": 10.0},
+        ],
         "accuracy": [
             {"backend": "jax", "seed": 1, "val_accuracy": 0.9962, "val_loss": 0.0131}
             | {"train_time_s": 90.0, "time_to_99_4_s": 30.0}
@@ -347,8 +351,11 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     }
     _write(tmp_path, _record("gpu", results, "2026-12-01T12:00:00+00:00"))
     rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
-    assert rows[2] == "| jax | GPU: NVIDIA H200 | 256 | on | yes | 37,800 | 1 |"
-    assert rows[5] == "| jax | 1 | 99.62 % | 0.0131 | 1.5 min | 0.5 min |"
+    assert rows[2:4] == [
+        "| jax | GPU: NVIDIA H200 | 256 | on |  | yes | 37,800 | 1 | 40.5 |",
+        "| jax | GPU: NVIDIA H200 | 256 | on | mixed, autotune off | yes | 18,900 | 2 | 10 |",
+    ]
+    assert rows[6] == "| jax | 1 | 99.62 % | 0.0131 | 1.5 min | 0.5 min |"
     _write(
         tmp_path, _record("gpu", {"backends": [], "speed": [], "accuracy": []}, "2026-12-02T12:00:00+00:00")
     )
@@ -368,8 +375,8 @@ def test_bench_report_renders_the_gpu_rows_per_backend_batch_and_precision(tmp_p
     _write(tmp_path, _record("gpu", failed, "2026-12-03T12:00:00+00:00"))
     rows = [ln for ln in report.render_section("gpu", report.load_results(tmp_path)) if ln.startswith("|")]
     assert rows[2:4] == [
-        "| torch | GPU: NVIDIA H200 | 64 | on |  | failed: throughput bench child failed (exit 1) |  |",
-        "| jax | GPU: NVIDIA H200 | 256 | on | yes | 37,800 | 1 |",
+        "| torch | GPU: NVIDIA H200 | 64 | on |  |  | failed: throughput bench child failed (exit 1) |  |  |",
+        "| jax | GPU: NVIDIA H200 | 256 | on |  | yes | 37,800 | 1 | — |",
     ]
     assert rows[6] == "| torch | 1 | failed: exit 1 |  |  |  |"
     lines = report.render_section("gpu", report.load_results(tmp_path))
@@ -416,4 +423,53 @@ def test_bench_gpu_cut_short_by_sigterm_keeps_the_rows_measured(tmp_path):
     assert result["cut_short"] is True
     assert [(r["batch_size"], r["mixed_precision"], r["images_per_s"]) for r in result["speed"]] == [
         (64, False, 1000.0)
+    ]
+
+
+def test_bench_gpu_measures_the_variant_after_the_first_batch_and_reads_runs_side_by_side(
+    tmp_path, monkeypatch
+):
+    """The device's minutes are few: the variant row comes before the larger batch; a run of
+    the side-by-side step is read from its folder, finished or cut short."""
+    gpu = _import_script("bench_gpu")
+    calls = []
+
+    def child(code, opts, env):
+        calls.append((json.loads(opts), env))
+        return {"device": "GPU: fake", "jit_compile": True, "images_per_s": 1000.0, "warmup_s": 3.0}
+
+    monkeypatch.setattr(gpu.bt, "_child", child)
+    monkeypatch.setattr(gpu, "BATCHES", (64, 512))
+    out = {"speed": [], "accuracy": []}
+    gpu._measure(["jax"], out)
+    assert [(r["batch_size"], r["mixed_precision"], r.get("variant", "")) for r in out["speed"]] == [
+        (64, False, ""),
+        (64, True, ""),
+        (64, True, "mixed, autotune off"),
+        (512, False, ""),
+        (512, True, ""),
+    ]
+    assert calls[2][1]["XLA_FLAGS"] == "--xla_gpu_autotune_level=0" and out["speed"][2]["warmup_s"] == 3.0
+
+    done, cut = tmp_path / "cnn-1-s21", tmp_path / "cnn-2-s1"
+    for folder, cfg in ((done, ("jax", "best", 21, False)), (cut, ("torch", "default", 1, True))):
+        folder.mkdir()
+        keys = ("backend", "preset", "seed", "mixed_precision")
+        (folder / "config.json").write_text(json.dumps(dict(zip(keys, cfg))))
+        history = "epoch,val_accuracy,seconds\n1,0.98,40.0\n2,0.99,2.0\n3,0.995,3.0\n"
+        (folder / "history.csv").write_text(history)
+    (done / "metrics.json").write_text(json.dumps({"val_accuracy": 0.996, "train_time_s": 50.0}))
+    assert gpu._spec_of(done) == gpu._canonical("jax:best:021") == "jax:best:21"
+    assert gpu._spec_of(cut) == "torch:default:1:mixed"
+    rows = [{"spec": "jax:best:21", "exit": 0, **gpu._run_summary(done)}]
+    rows.append({"spec": "torch:default:1:mixed", "exit": -15, **gpu._run_summary(cut)})
+    assert rows[1]["epochs"] == 3 and rows[1]["first_epoch_s"] == 40.0 and rows[1]["median_epoch_s"] == 2.5
+    report = _import_script("bench_report")
+    results = {"backends": ["jax"], "speed": [], "accuracy": [], "together": rows, "together_wall_s": 61.0}
+    _write(tmp_path, _record("gpu", results, "2026-12-01T12:00:00+00:00"))
+    lines = report.render_section("gpu", report.load_results(tmp_path))
+    assert "Side by side on the one card (61 s wall):" in lines
+    assert [ln for ln in lines if ln.startswith("|")][2:] == [
+        "| `jax:best:21` | 0 | 3 | 40 | 2.5 | 99.60 % |",
+        "| `torch:default:1:mixed` | -15 | 3 | 40 | 2.5 | (99.50 %, unfinished) |",
     ]
