@@ -643,8 +643,8 @@ def fit(cfg: Config, run, data, progress) -> Trained:
         if cfg.mixed_precision and not backends.accelerators(cfg.backend):
             # one line on stderr, as the kit's other warnings: not a Python warning with a source line
             print(
-                "Warning: --mixed-precision on a CPU is slower than float32 (docs/benchmarks.md); "
-                "it is for GPUs with tensor cores",
+                "Warning: --mixed-precision on a CPU is no faster than float32, and far slower on "
+                "TensorFlow and PyTorch (docs/decisions.md, 'Mixed precision stays off'); it is for GPUs",
                 file=sys.stderr,
             )
         X_tr = data.X_train[: cfg.max_train] if cfg.max_train else data.X_train
