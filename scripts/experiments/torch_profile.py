@@ -5,7 +5,8 @@ Reproduces docs/decisions.md, "PyTorch at GPU speed". The default network and ba
 the GPU when PyTorch sees one, else the CPU. Each mode in turn, in this one process: images/s
 (the best of 3 windows of --steps steps, after 10), then --profile steps under torch.profiler
 -> per step the ATen operators run, the host syncs (`aten::_local_scalar_dense`: a tensor read
-back as a Python number, which waits for the device) and, on a GPU, the kernel launches; then
+back as a Python number, which on a GPU waits for the device) and, on a GPU, the kernel launches
+and the host's waits on the device (cuda*Synchronize); then
 the operators that take the most self time (CPU, and CUDA on a GPU).
 
 Modes: `batched` (the kit: cnn_input.BatchedResampling resamples each batch in one gather) and
@@ -27,6 +28,7 @@ import _common as c  # noqa: E402
 
 SYNC = "aten::_local_scalar_dense"
 LAUNCH = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC")
+WAIT = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")  # the host waits
 
 
 def main() -> None:
@@ -78,6 +80,7 @@ def main() -> None:
             "aten ops": sum(e.count for e in events if e.key.startswith("aten::")) / args.profile,
             "host syncs": sum(e.count for e in events if e.key == SYNC) / args.profile,
             "kernel launches": sum(e.count for e in events if e.key in LAUNCH) / args.profile,
+            "device waits": sum(e.count for e in events if e.key in WAIT) / args.profile,
         }
         summary.append([mode, f"{max(rates):,.0f}", *(f"{v:,.0f}" for v in per_step.values())])
         print(f"\n## {mode}: {max(rates):,.0f} images/s; per step: {per_step}")
@@ -85,7 +88,15 @@ def main() -> None:
         print(events.table(sort_by=sort, row_limit=args.top))
     print()
     c.print_table(
-        ["mode", "images/s", "aten ops / step", "host syncs / step", "kernel launches / step"], summary
+        [
+            "mode",
+            "images/s",
+            "aten ops / step",
+            "host syncs / step",
+            "kernel launches / step",
+            "device waits / step",
+        ],
+        summary,
     )
 
 
