@@ -6,7 +6,6 @@ so "nothing is half-written" and "never overwrite" hold in one place.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import filelock
 import numpy as np
 
 from kit.errors import KitError
@@ -154,27 +154,28 @@ class LockHeld(KitError):
 
 @contextmanager
 def exclusive(path: Path, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing) for the block.
+    """Hold an exclusive lock on `path` (created if missing, never removed) for the block.
 
     The holder writes its pid and command line into the file, so a refusal can name it.
-    wait=False raises LockHeld at once instead of waiting. The kernel drops the lock when
-    its process dies, so a crashed holder never blocks anyone.
+    wait=False raises LockHeld at once instead of waiting (wait=True polls every 0.05 s). The OS
+    drops the lock when its process dies, so a crashed holder never blocks anyone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            f.seek(0)
-            raise LockHeld(path, f.read().strip()) from None
+    # filelock's lock on our own descriptor: flock on POSIX, LockFileEx on byte 0 on Windows, where
+    # fcntl does not exist. Unlike filelock.FileLock it never truncates or deletes the file, and
+    # never falls back to a soft lock that a crashed process would leave held.
+    with open(path, "a+b") as f:
+        if not filelock.lock_descriptor(f.fileno(), blocking=wait):
+            f.seek(1)  # Windows refuses reads of the locked byte 0, so the holder's line starts at 1
+            raise LockHeld(path, f.read().decode(errors="replace").strip())
         try:
             f.seek(0)
             f.truncate()
-            f.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n")
+            f.write(f" process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode())
             f.flush()
             yield
         finally:
             f.seek(0)
             f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+            filelock.unlock_descriptor(f.fileno())
