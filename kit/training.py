@@ -158,6 +158,9 @@ def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool 
                 f"interrupted after training, while writing predictions; the checkpoint is "
                 f"kept in {run.path}. Finish it with: kit train {name} --resume {run.path}"
             ) from None
+    # after the lock is released: Windows cannot delete a file that is open and locked (and a
+    # finished run is never resumed, so no one waits on it)
+    run.file(LOCK).unlink(missing_ok=True)
     return run
 
 
@@ -229,4 +232,3 @@ def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t
     )
     for name in model.module.RESUME_FILES:
         run.file(name).unlink(missing_ok=True)
-    run.file(LOCK).unlink(missing_ok=True)
