@@ -79,14 +79,14 @@ from urllib.parse import unquote, urlsplit
 
 from kit import config
 from kit.emulator_kernels import FAULT_KINDS as KERNEL_FAULT_KINDS
-from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService, kaggle_now, kaggle_time
+from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService
+from kit.emulator_wire import HOST, kaggle_now, kaggle_time
 from kit.errors import KitError
 from kit.io import utc_now
 
 HTTP_FAULTS = ("401", "403", "429", "500")
 FAULT_KINDS = (*HTTP_FAULTS, "drop", "slow", *KERNEL_FAULT_KINDS)
 API = "/api/v1/"
-HOST = "http://localhost"  # what the client believes it talks to (KaggleEnv.LOCAL)
 FIRST_REF = 50_000_001  # submission refs look like Kaggle's 8-digit ones
 DEFAULT_PAGE_SIZE = 20
 

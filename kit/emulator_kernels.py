@@ -66,7 +66,7 @@ from datetime import datetime, timedelta
 from email.utils import formatdate
 from pathlib import Path
 
-from kit.io import utc_now
+from kit.emulator_wire import HOST, kaggle_now, kaggle_time
 
 FAULT_KINDS = ("reject", "session_limit", "quota", "script_error")
 STATUSES = ("QUEUED", "RUNNING", "COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "NEW_SCRIPT")
@@ -83,16 +83,6 @@ DENIED = (403, {"code": 403, "message": "Permission 'kernels.get' was denied"})
 def _seconds(s: float) -> str:
     """A duration as kagglesdk's TimeDeltaSerializer reads it: '151.500s'."""
     return f"{s:.3f}s"
-
-
-def kaggle_now() -> datetime:
-    """Now in UTC as a naive datetime, as the emulator keeps its dates (serialised by kaggle_time)."""
-    return utc_now().replace(tzinfo=None)
-
-
-def kaggle_time(dt: datetime) -> str:
-    """The kagglesdk DateTimeSerializer format: 2026-11-25T16:31:50.123Z (naive UTC in)."""
-    return dt.isoformat(timespec="milliseconds") + "Z"
 
 
 class _Session:
@@ -210,9 +200,7 @@ class KernelsService:
         with self.emu._lock:
             names, records = list(session.files), list(session.log)
         log = json.dumps(records, separators=(",", ":")) if records else ""  # nothing printed: no log
-        base = (
-            f"{_host()}{OUTPUT_PREFIX}{session.kernel['owner']}/{session.kernel['slug']}/{session.version}/"
-        )
+        base = f"{HOST}{OUTPUT_PREFIX}{session.kernel['owner']}/{session.kernel['slug']}/{session.version}/"
         files = [{"url": base + name, "fileName": name} for name in names[start : start + size]]
         more = start + size < len(names)
         return 200, {"files": files, "log": log, "nextPageToken": str(start + size) if more else ""}
@@ -331,7 +319,7 @@ class KernelsService:
 
     def _where(self, kernel: dict) -> dict:
         path = f"/code/{kernel['owner']}/{kernel['slug']}"
-        return {"ref": path, "url": _host() + path}
+        return {"ref": path, "url": HOST + path}
 
     # ------------------------------------------------------------------ lookups
 
@@ -502,12 +490,6 @@ class KernelsService:
         session = kernel["sessions"][int(version) - 1]
         with self.emu._lock:
             return session.working / name if name in session.files else None
-
-
-def _host() -> str:
-    from kit.emulator import HOST
-
-    return HOST
 
 
 def _kind(fault) -> str | None:
