@@ -31,7 +31,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import config
+from kit import charts, config
 from kit.errors import KitError
 from kit.io import atomic_path, utc_iso
 
@@ -307,15 +307,13 @@ def table(path: Path | None = None):
 
 def plot(path: Path | None = None, out: Path | None = None) -> Path:
     """Validation accuracy and public score of every submission, in order -> PNG (default
-    submissions/scores.png): the chart of the report's leaderboard section (kit.report)."""
-    from kit import report
-
+    submissions/scores.png): the chart of the report's leaderboard section (kit.charts)."""
     df = read_all(path)
     if df.empty:
         raise KitError("no submissions in the ledger yet: nothing to plot (`kit submit` first)")
     out = Path(out or config.submissions_dir() / "scores.png")
     with atomic_path(out) as tmp:
-        report.plot_leaderboard(df, tmp, title=f"{config.competition().slug}: validation vs leaderboard")
+        charts.plot_leaderboard(df, tmp, title=f"{config.competition().slug}: validation vs leaderboard")
     return out
 
 

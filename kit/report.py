@@ -15,7 +15,7 @@ opens from disk):
 
 A run with missing pieces (crashed, no history yet, no predictions) gives what there is and
 a note saying what is missing; a folder that is not a run is a KitError. Charts are drawn
-with one fixed style (rcParams below), fixed sizes and dpi and no randomness, and PNGs carry
+with one fixed style (kit.charts), fixed sizes and dpi and no randomness, and PNGs carry
 no date, so the same runs give byte-identical PNGs. The report is written into a temporary
 folder and renamed into place: a crash never leaves half a report.
 """
@@ -36,64 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from kit import config, metrics, runs
+from kit.charts import COLORS, DPI, FIGSIZE, STYLE, figure, plot_leaderboard, save_png
 from kit.errors import KitError
 from kit.io import free_name, read_json, utc_iso, utc_stamp
 
-# ----------------------------------------------------------------------------- style: one home
+# ----------------------------------------------------------------------------- layout
 
-DPI = 100
-# (width, height) in inches of every chart; pixels = inches * DPI.
-FIGSIZE = {
-    "curves": (11.0, 4.0),
-    "confusion": (11.0, 5.0),
-    "per_class": (5.5, 4.0),
-    "calibration": (5.5, 6.0),
-    "augment": (7.2, 9.0),
-    "leaderboard": (11.0, 4.0),
-}
 GRID = (4, 8)  # at most rows x columns tiles in the worst-errors and disagreement grids
 GRID_WIDTH = 11.0  # their width; height = GRID_TITLE + GRID_ROW * rows used (inches)
 GRID_ROW = 1.5
 GRID_TITLE = 0.4
 AUGMENT_VARIANTS = 7  # augmented copies shown beside each original
 AUGMENT_SEED = 0  # fixed, so the augmentation grid is the same every time
-LEADERBOARD_TICKS = 16  # at most this many labelled submissions on the x axis
 VOTES_LISTED = 6  # disagreement tiles list up to this many members' votes one by one
 ECE_BINS = 15  # equal-width confidence bins (Guo et al. 2017 use 15)
-LEADERBOARD_TITLE = "submissions: validation accuracy vs public leaderboard score"
-
-COLORS = {
-    "train": "#1f77b4",
-    "val": "#d62728",
-    "lr": "#7f7f7f",
-    "ok": "#2ca02c",
-    "bad": "#d62728",
-    "bar": "#4c72b0",
-    "score": "#ff7f0e",
-}
-STYLE = {
-    "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs on every machine
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 9,
-    "legend.frameon": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 4,
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-    "figure.dpi": DPI,
-    "savefig.dpi": DPI,
-    "image.interpolation": "nearest",
-}
-# No Software/date chunks: the PNG bytes depend on the pixels only.
-PNG_METADATA = {"Software": None}
 
 
 # ----------------------------------------------------------------------------- confusion and calibration
@@ -268,20 +224,9 @@ def _check_split(v: RunView, val: ValData | None) -> bool:
 # ----------------------------------------------------------------------------- charts
 
 
-def _figure(kind: str, **kw):
-    from matplotlib.figure import Figure
-
-    # Figure without pyplot: no global state, no GUI backend, nothing left open.
-    return Figure(figsize=FIGSIZE[kind], dpi=DPI, layout="constrained", **kw)
-
-
-def _save(fig, path: Path) -> None:
-    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
-
-
 def plot_curves(history, title: str, path: Path) -> None:
     """history: DataFrame with epoch and any of loss, accuracy, val_loss, val_accuracy, lr."""
-    fig = _figure("curves")
+    fig = figure("curves")
     ax_loss, ax_acc = fig.subplots(1, 2)
     epoch = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
     for ax, name, label in ((ax_loss, "loss", "loss (cross-entropy)"), (ax_acc, "accuracy", "accuracy")):
@@ -310,7 +255,7 @@ def plot_curves(history, title: str, path: Path) -> None:
     fig.suptitle(title)
     if handles:  # one legend for both panels, outside them: never on top of a curve
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _percent(x: float) -> str:
@@ -324,7 +269,7 @@ def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
     Colour is the row share in both panels: blue on the diagonal (right answers), red off it,
     the reds scaled to the largest off-diagonal share, so at 99 % accuracy the confusions
     that matter still stand out instead of all being near-white."""
-    fig = _figure("confusion")
+    fig = figure("confusion")
     axes = fig.subplots(1, 2)
     rows = C.sum(axis=1, keepdims=True)
     norm = np.divide(C, rows, out=np.zeros(C.shape, dtype=np.float64), where=rows > 0)
@@ -359,12 +304,12 @@ def plot_confusion(C: np.ndarray, title: str, path: Path) -> None:
         ax.set_title(name)
         ax.grid(False)
     fig.suptitle(title)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_per_class(C: np.ndarray, title: str, path: Path) -> None:
     """Per-class accuracy (recall) from a confusion matrix, with each class's count."""
-    fig = _figure("per_class")
+    fig = figure("per_class")
     ax = fig.subplots()
     n = C.sum(axis=1)
     acc = np.divide(np.diag(C), n, out=np.zeros(len(n)), where=n > 0)
@@ -381,13 +326,13 @@ def plot_per_class(C: np.ndarray, title: str, path: Path) -> None:
     ax.set_xlabel("accuracy on the class" + (f"  (axis starts at {lo:.2f})" if lo > 0 else ""))
     ax.set_title(title)
     ax.grid(axis="y", visible=False)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -> float:
     """Reliability diagram (top) and confidence histogram (bottom). Returns the ECE."""
     conf, acc, count, ece = reliability(proba, y)
-    fig = _figure("calibration")
+    fig = figure("calibration")
     ax, ax_n = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
     edges = np.linspace(0, 1, ECE_BINS + 1)
     width = edges[1] - edges[0]
@@ -424,7 +369,7 @@ def plot_calibration(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     ax_n.set_yscale("symlog")
     ax_n.set_ylabel("images")
     ax_n.set_xlabel("confidence of the predicted class")
-    _save(fig, path)
+    save_png(fig, path)
     return ece
 
 
@@ -453,7 +398,7 @@ def _digit_grid(
         fig = Figure(figsize=grid_figsize(len(images)), dpi=DPI, layout="constrained")
     else:
         rows, cols = shape
-        fig = _figure(kind)
+        fig = figure(kind)
     axes = fig.subplots(rows, cols, squeeze=False)
     vmax = 255 if images.dtype == np.uint8 else 1.0
     for i, ax in enumerate(axes.flat):
@@ -462,7 +407,7 @@ def _digit_grid(
             ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=vmax)
             ax.set_title(titles[i], fontsize=8, color=colors[i], pad=2)
     fig.suptitle(suptitle)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_worst_errors(X, y, proba, title: str, path: Path) -> int:
@@ -534,45 +479,6 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
         path,
         shape=(n, V + 1),
     )
-
-
-def plot_leaderboard(df, path: Path, title: str = LEADERBOARD_TITLE) -> None:
-    """df: the ledger (kit.ledger.COLUMNS), oldest first. Validation accuracy and public
-    score per submission, in submission order (evenly spaced: a burst of submissions in
-    one hour and a gap of a month both stay readable); ticks carry the UTC date.
-
-    The one drawing of this chart: the report's leaderboard section and `kit scores --plot`
-    (kit.ledger.plot). It applies the report's STYLE itself, so it looks the same from both.
-    """
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
-        _draw_leaderboard(df, path, title)
-
-
-def _draw_leaderboard(df, path: Path, title: str) -> None:
-    import pandas as pd
-
-    fig = _figure("leaderboard")
-    ax = fig.subplots()
-    x = np.arange(len(df))
-    for col, label, color, marker in (
-        ("val_accuracy", "validation accuracy", COLORS["train"], "o"),
-        ("public_score", "public leaderboard score", COLORS["score"], "s"),
-    ):
-        v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
-        ok = ~np.isnan(v)
-        if ok.any():
-            ax.plot(x[ok], v[ok], marker=marker, markersize=6, color=color, label=label)
-    step = max(1, int(np.ceil(len(df) / LEADERBOARD_TICKS)))
-    when = [str(c or "")[:16].replace("T", "\n") for c in df["created_utc"]]
-    ax.set_xticks(x[::step], [f"#{i}\n{w}" for i, w in zip(df["id"].iloc[::step], when[::step])])
-    ax.set_xlim(-0.5, len(df) - 0.5)
-    ax.set_xlabel("submission (#ledger id, created UTC)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(loc="best")
-    _save(fig, path)
 
 
 # ----------------------------------------------------------------------------- HTML

@@ -16,7 +16,7 @@ from kit.cli import cli
 from kit.errors import KitError
 from kit.io import write_json
 
-# Pixel sizes of each chart, written out by hand (not read from report.FIGSIZE): a layout
+# Pixel sizes of each chart, written out by hand (not read from charts.FIGSIZE): a layout
 # change that alters them must be a deliberate change here too.
 SIZES = {
     "curves": (1100, 400),
