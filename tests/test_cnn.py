@@ -447,11 +447,12 @@ def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture
 
 def test_augmented_examples_shape_range_and_seed(fixture_data):
     ds, _ = data.load_split()
-    ex = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1)
+    ex = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn.Config())
     assert ex.shape == (5, 3, 28, 28) and ex.dtype == np.float32
     assert 0.0 <= ex.min() and ex.max() <= 1.0
     assert not np.array_equal(ex[:, 0], ex[:, 1])  # variants differ
-    np.testing.assert_array_equal(ex, cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1))
+    again = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn.Config())
+    np.testing.assert_array_equal(ex, again)
 
 
 def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):

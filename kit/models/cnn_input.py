@@ -355,14 +355,13 @@ def augment_layer(cfg, batch_size: int, seed: int):
     )
 
 
-def augmented_examples(images: np.ndarray, n_variants: int, seed: int = 0, cfg=None) -> np.ndarray:
+def augmented_examples(images: np.ndarray, n_variants: int, seed: int, cfg) -> np.ndarray:
     """Random augmentations of `images`, for showing what the network trains on.
 
-    images: (n, 28, 28) uint8. Returns (n, n_variants, 28, 28) float32 in [0, 1].
+    images: (n, 28, 28) uint8; cfg: the CNN's Config, whose augmentation is drawn with `seed`
+    in place of cfg.seed. Returns (n, n_variants, 28, 28) float32 in [0, 1].
     """
-    from kit.models.cnn import Config
-
-    cfg = dataclasses.replace(cfg or Config(), seed=seed)
+    cfg = dataclasses.replace(cfg, seed=seed)
     aug = augmentation(cfg)
     keras = backends.keras_for(cfg.backend)
     x = scale(images)
