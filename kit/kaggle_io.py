@@ -20,7 +20,10 @@ Retries: `retry_attempts` attempts in all, waits `retry_base_s` * 2**n seconds (
 30 s) or what Retry-After asks (capped at 120 s); every request times out after
 `net_timeout_s` (all three are kit.config.Settings, env KIT_RETRY_ATTEMPTS, KIT_RETRY_BASE_S,
 KIT_NET_TIMEOUT_S). The client's own retry loops (inside downloads, and urllib3's ten tries of
-each upload PUT) are switched off so that this one policy applies everywhere.
+each upload PUT) are switched off so that this one policy applies everywhere. The timeout is
+set on the client's own sessions (see `_timed`), never on `requests` for the whole process:
+other threads and sessions keep theirs. One request escapes it: the client fetches each kernel
+output file with a module-level `requests.get(..., timeout=300)`, out of reach.
 
 The API key is never printed: every message built from a client error is scrubbed.
 """
@@ -28,6 +31,7 @@ The API key is never printed: every message built from a client error is scrubbe
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -122,36 +126,38 @@ def _slug() -> str:
 # ============================================================================ the client
 
 
-@contextlib.contextmanager
-def _request_timeout():
-    """Give every request the client makes inside this block a timeout (where it set none):
-    the settings' net_timeout_s, in seconds, and no retries of its own.
+@functools.cache
+def _timeout_adapter() -> type:
+    """requests' HTTPAdapter, giving every request it sends `timeout_s` where the sender set no
+    timeout. Mounted on one session it times out that session's requests and no others; its
+    max_retries is requests' default, no retry. (A class made on first use: requests, like the
+    client, is imported only where Kaggle is called.)"""
+    from requests.adapters import HTTPAdapter
 
-    kaggle 2.x uploads the submission file with `requests.Session.put(url, data=reader)` and
-    no timeout, so a server that stops answering would hold `kit submit` for ever. With a
-    timeout the stall becomes a `requests.Timeout`, a KaggleTransientError our retries handle.
-    The client also mounts `Retry(total=10, backoff_factor=0.5)` on that session: ten timed-out
-    tries and their backoff inside each of our attempts (with the default 60 s timeout, over
-    ten minutes an attempt). Each request gets requests' own default instead, no retry.
+    class TimeoutAdapter(HTTPAdapter):
+        def __init__(self, timeout_s: float):
+            super().__init__()
+            self.timeout_s = timeout_s
+
+        def send(self, request, timeout=None, **kwargs):
+            return super().send(request, timeout=self.timeout_s if timeout is None else timeout, **kwargs)
+
+    return TimeoutAdapter
+
+
+def _timed(session):
+    """`session`, its every request now timing out after the settings' net_timeout_s.
+
+    kaggle 2.x sends its RPCs and the submission file's PUT with no timeout, so a server that
+    stops answering would hold `kit submit` for ever. With one, the stall becomes a
+    `requests.Timeout`, a KaggleTransientError our retries handle. The adapter replaces any the
+    session had, so the client's `Retry(total=10)` on the upload goes too: with the default
+    60 s timeout that was over ten minutes inside each of our attempts.
     """
-    import requests
-    from urllib3.util.retry import Retry
-
-    original = requests.Session.request
-    timeout_s = config.settings().net_timeout_s
-
-    def request(self, method, url, **kwargs):
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = timeout_s
-        for adapter in self.adapters.values():
-            adapter.max_retries = Retry(0, read=False)  # what requests.HTTPAdapter uses unless told
-        return original(self, method, url, **kwargs)
-
-    requests.Session.request = request
-    try:
-        yield
-    finally:
-        requests.Session.request = original
+    adapter = _timeout_adapter()(config.settings().net_timeout_s)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _config_dir() -> Path:
@@ -239,11 +245,44 @@ def _client():
             raise KaggleAuthError(f"no Kaggle credentials found: {TOKEN_HELP}.") from None
 
     class Api(KaggleApi):
+        def build_kaggle_client(self):
+            # every RPC (and the download it redirects to) goes out on this client's one
+            # requests.Session: kagglesdk's KaggleHttpClient makes it in _init_session, which the
+            # client's own kernels_logs_stream calls early the same way to use `_session`
+            client = super().build_kaggle_client()
+            http = client.http_client()
+            http._init_session()
+            _timed(http._session)
+            return client
+
         def download_file(self, *args, **kwargs):
             # one retry policy for everything (ours): the client's own loop would sleep
-            # 2**n s between tries and print to stdout
+            # 2**n s between tries and print to stdout. Its resumed requests (Range) go out on
+            # sessions of their own, with this timeout (the client's default is 300 s)
             kwargs["max_retries"] = 0
+            kwargs["timeout"] = config.settings().net_timeout_s
             return super().download_file(*args, **kwargs)
+
+        def upload_complete(self, path, url, quiet, resume=False):
+            # the client PUTs the file on a requests.Session it makes inside this method, out
+            # of our reach: the same PUT, on a session of ours, answered as the client answers
+            # (without its progress bar: kit always passes quiet)
+            if resume:  # dataset and model uploads only: competition_submit never resumes
+                return super().upload_complete(path, url, quiet, resume)
+            import requests
+            from kaggle.models.kaggle_models_extended import ResumableUploadResult
+
+            try:
+                with _timed(requests.Session()) as session, open(path, "rb") as body:
+                    response = session.put(url, data=body)
+            except Exception as error:
+                print(error)  # the client's way: submit() reads the reason from stdout
+                return ResumableUploadResult.INCOMPLETE
+            if self._is_upload_successful(response):
+                return ResumableUploadResult.COMPLETE
+            if response.status_code == 503:  # worth another try, as the client has it
+                return ResumableUploadResult.INCOMPLETE
+            return ResumableUploadResult.FAILED
 
     api = Api()
     config_dir = _config_dir()
@@ -340,8 +379,7 @@ def _with_retries(fn, doing: str):
 
     def once():
         try:
-            with _request_timeout():
-                return fn()
+            return fn()
         except Exception as e:
             raise _translate(e, doing) from None
 
@@ -671,7 +709,7 @@ def _kernel_version(api, ref: str) -> int | None:
     request = ApiGetKernelRequest()
     request.user_name, request.kernel_slug = owner, slug
     try:
-        with _quiet(), _request_timeout(), api.build_kaggle_client() as kaggle:
+        with _quiet(), api.build_kaggle_client() as kaggle:
             response = kaggle.kernels.kernels_api_client.get_kernel(request)
         return int(response.metadata.current_version_number) or None
     except Exception:

@@ -261,6 +261,22 @@ def test_slow_response_is_waited_for(kaggle_emulator):
     assert time.perf_counter() - t0 >= 0.5
 
 
+def test_an_answer_slower_than_the_timeout_is_retried_then_given_up(kaggle_emulator, monkeypatch):
+    """RPCs time out too (KIT_NET_TIMEOUT_S), not only the upload: kagglesdk sends them with none."""
+    monkeypatch.setenv("KIT_NET_TIMEOUT_S", "0.5")
+    kaggle_emulator.fail("GetSubmissionLimits", "slow", seconds=2)
+    assert kaggle_io.remaining_submissions() == 5  # the second attempt is answered at once
+    assert _count(kaggle_emulator, "GetSubmissionLimits") == 2
+    kaggle_emulator.fail("GetSubmissionLimits", "slow", times=3, seconds=2)
+    with pytest.raises(kaggle_io.KaggleGaveUpError) as err:
+        kaggle_io.remaining_submissions()
+    assert str(err.value).startswith(
+        f"gave up after 3 attempts: network error while reading the submission limits of {SLUG} "
+        "(ReadTimeout: "
+    )
+    assert "Read timed out. (read timeout=0.5)" in str(err.value)
+
+
 # ============================================================================ data download details
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -431,6 +432,48 @@ def test_a_stalled_upload_times_out_instead_of_hanging(csv_file, kaggle_emulator
     puts = [path for method, path in kaggle_emulator.requests if method == "PUT"]
     assert len(puts) == 3  # one PUT an attempt (the client's own retries made it 11)
     assert kaggle_emulator.submissions == []
+
+
+def test_the_timeout_is_per_session_not_process_wide(csv_file, kaggle_emulator, monkeypatch):
+    """While a stalled upload times out in one thread, requests is as it was for the rest of the
+    process: its classes unpatched, and a session of someone else's, with no timeout, waits
+    longer than KIT_NET_TIMEOUT_S for its answer. The upload still gives up with kit's message."""
+    import threading
+    import time
+
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from kit import kaggle_io
+
+    def methods():
+        return requests.Session.request, requests.Session.send, HTTPAdapter.send
+
+    before = methods()
+    monkeypatch.setenv("KIT_NET_TIMEOUT_S", "0.5")
+    kaggle_emulator.fail("/upload/", "slow", times=1000, seconds=5)
+    kaggle_emulator.fail("/data/", "slow", seconds=1)  # only the other session's request
+    raised: list[Exception] = []
+
+    def stalled_submit():
+        try:
+            kaggle_io.submit(csv_file, "stalled")
+        except Exception as e:
+            raised.append(e)
+
+    call = threading.Thread(target=stalled_submit)
+    call.start()
+    deadline = time.monotonic() + 20
+    while not any(method == "PUT" for method, _ in kaggle_emulator.requests) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    during = methods()  # the upload is in flight: the emulator sits on the PUT
+    other = requests.get(f"{kaggle_emulator.url}/data/{kaggle_emulator.slug}.zip")
+    call.join(30)
+    assert not call.is_alive()
+    assert during == before and methods() == before
+    assert other.status_code == 200 and other.content == kaggle_emulator.zip_bytes
+    assert len(raised) == 1 and isinstance(raised[0], kaggle_io.KaggleGaveUpError)
+    assert re.match(r"gave up after 3 attempts: the upload of .*Read timed out", str(raised[0]))
 
 
 def test_scores_sync_without_kaggle_warns_and_shows_the_local_ledger(csv_file, kaggle_emulator, monkeypatch):
