@@ -236,8 +236,9 @@ def _credentials_source() -> str:
     return str(_config_dir() / "kaggle.json")
 
 
-def _client():
-    """A fresh, authenticated KaggleApi configured from the environment as it is now."""
+@functools.cache
+def _api_class():
+    """KaggleApi with the kit's timeouts and one retry policy, imported on first use."""
     with _quiet():
         try:
             from kaggle.api.kaggle_api_extended import KaggleApi
@@ -284,7 +285,12 @@ def _client():
                 return ResumableUploadResult.INCOMPLETE
             return ResumableUploadResult.FAILED
 
-    api = Api()
+    return Api
+
+
+def _client():
+    """A fresh, authenticated KaggleApi configured from the environment as it is now."""
+    api = _api_class()()
     config_dir = _config_dir()
     api.config_dir = str(config_dir)
     api.config = str(config_dir / "kaggle.json")
