@@ -20,7 +20,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 SCRIPTS = ROOT / "scripts"
 EXPERIMENTS = sorted(p for p in (SCRIPTS / "experiments").glob("*.py") if not p.name.startswith("_"))
-README_MAX_LINES = 300
+README_MAX_LINES = 200
 # words that date a claim to a sitting or a machine nobody can find again
 UNTRACEABLE = re.compile(r"this session|last session|previous session|a `?/tmp`? script", re.IGNORECASE)
 
@@ -260,6 +260,55 @@ def test_benchmarks_page_is_rendered_from_the_committed_result_files():
     assert (DOCS / "benchmarks.md").read_text() == report.render(recs), (
         "docs/benchmarks.md is not what docs/bench/*.json give: run python scripts/bench_report.py"
     )
+
+
+def test_readme_results_table_is_rendered_from_the_committed_result_files():
+    report = _import_script("bench_report")
+    readme = README.read_text()
+    assert report.RESULTS_START in readme and report.RESULTS_END in readme
+    assert readme == report.with_results(readme, report.load_results(DOCS / "bench")), (
+        "README.md's results table is not what docs/bench/*.json give: run python scripts/bench_report.py"
+    )
+
+
+def test_bench_report_renders_the_readme_results_table_from_the_newest_result_of_each(tmp_path):
+    report = _import_script("bench_report")
+    preset = {"val_accuracy": 0.9898, "train_time_s": 37.8}
+    scratch = {"default": preset, "best": {**preset, "val_accuracy": 0.9929, "train_time_s": 211.5}}
+    _write(tmp_path, _record("scratch", scratch, "2026-11-25T10:00:00+00:00", cpu="AMD EPYC", cores=2))
+    cnn = _record(
+        "cnn", {"default": {"val_accuracy": 0.99, "train_time_s": 900.0}}, "2026-11-25T11:00:00+00:00"
+    )
+    _write(tmp_path, cnn)
+    cnn = _record(
+        "cnn", {"default": {"val_accuracy": 0.9957, "train_time_s": 732.0}}, "2026-11-26T11:00:00+00:00"
+    )
+    cnn["settings"] = {"BENCH_CNN_SEED": "3"}
+    _write(tmp_path, cnn)
+    gpu = {
+        "backends": ["jax"],
+        "speed": [{"backend": "jax", "device": "GPU: NVIDIA H200", "batch_size": 256}],
+        "accuracy": [{"backend": "jax", "seed": 1, "val_accuracy": 0.9962, "train_time_s": 90.0}],
+    }
+    _write(tmp_path, _record("gpu", gpu, "2026-12-01T12:00:00+00:00"))
+    lines = report.render_results(report.load_results(tmp_path))
+    assert (lines[0], lines[-1]) == (report.RESULTS_START, report.RESULTS_END)
+    assert [ln for ln in lines if ln.startswith("|")][2:] == [
+        "| `kit train scratch` | 98.98 % | 37.8 s | AMD EPYC, 2 cores "
+        "| [scratch-20261125-100000.json](docs/bench/scratch-20261125-100000.json) |",
+        "| `kit train scratch --preset best` | 99.29 % | 3.5 min | AMD EPYC, 2 cores "
+        "| [scratch-20261125-100000.json](docs/bench/scratch-20261125-100000.json) |",
+        "| `kit train cnn --seed 3` | 99.57 % | 12.2 min | Test CPU, 4 cores "
+        "| [cnn-20261126-110000.json](docs/bench/cnn-20261126-110000.json) |",
+        "| `kit train cnn --backend jax --seed 1` | 99.62 % | 90 s | GPU: NVIDIA H200 "
+        "| [gpu-20261201-120000.json](docs/bench/gpu-20261201-120000.json) |",
+        "| `kit remote train cnn` | not measured yet | — | Kaggle's T4s | — |",
+    ]
+    # nothing measured: every row says so, and no number appears
+    empty = report.render_results([])
+    assert [ln.split(" | ")[1] for ln in empty if ln.startswith("| `")] == ["not measured yet"] * 4
+    readme = f"# kit\n\n{report.RESULTS_START}\nold table\n{report.RESULTS_END}\n\n## More\n"
+    assert report.with_results(readme, []) == "\n".join(["# kit", "", *empty, "", "## More", ""])
 
 
 def test_benchlib_records_machine_versions_and_commit_and_never_overwrites(tmp_path, monkeypatch):
