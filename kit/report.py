@@ -23,7 +23,6 @@ folder and renamed into place: a crash never leaves half a report.
 from __future__ import annotations
 
 import errno
-import html
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import numpy as np
 
 from kit import config, metrics, runs
@@ -481,54 +481,33 @@ def plot_augment(X: np.ndarray, aug: np.ndarray, path: Path) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- HTML
+# ----------------------------------------------------------------------------- the page's context
 
-CSS = """
-body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1140px;
-       color: #222; line-height: 1.4; }
-h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 20px; margin-top: 36px;
-border-bottom: 2px solid #ddd; padding-bottom: 4px; } h3 { font-size: 16px; margin-top: 22px; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.wrap { white-space: normal; }
-th { background: #f2f2f2; }
-.note { background: #fff6d6; border-left: 4px solid #e0b000; padding: 4px 10px; margin: 6px 0;
-        font-size: 14px; }
-.meta { color: #666; font-size: 13px; }
-img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
-.row { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-start; }
-code { background: #f4f4f4; padding: 0 3px; }
-"""
+# The page is kit/templates/report.html.j2; the functions below only gather what it shows into
+# plain dicts of text and numbers. Autoescape: a run name, note or ledger message is text, never
+# markup, wherever it lands in the page.
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("kit", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,  # a misspelt key is an error, not an empty cell
+    trim_blocks=True,  # these three: the template's lines are the page's lines
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+PAGE = "report.html.j2"
 
 
-def _e(x) -> str:
-    return html.escape(str(x))
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
-
-
-def _img(name: str, size: str | tuple[float, float], alt: str) -> str:
-    """<img> with its pixel size (a FIGSIZE kind or inches), so the page lays out before it loads."""
+def _img(name: str, size: str | tuple[float, float], alt: str) -> dict:
+    """An image with its pixel size (a FIGSIZE kind or inches), so the page lays out before it loads."""
     w, h = (round(s * DPI) for s in (FIGSIZE[size] if isinstance(size, str) else size))
-    return f'<img src="{_e(name)}" width="{w}" height="{h}" alt="{_e(alt)}">'
+    return {"src": name, "width": w, "height": h, "alt": alt}
 
 
 def _table(
     header: list[str], rows: list[list], num: set[int] = frozenset(), wrap: set[int] = frozenset()
-) -> str:
+) -> dict:
     """Cells stay on one line except columns in `wrap`; `num` columns align right."""
-
-    def cls(j):
-        return ' class="num"' if j in num else ' class="wrap"' if j in wrap else ""
-
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td{cls(j)}>{_e(c)}</td>" for j, c in enumerate(r)) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return {"header": header, "rows": rows, "num": set(num), "wrap": set(wrap)}
 
 
 def _seconds(s) -> str:
@@ -579,65 +558,50 @@ SUMMARY_HEADER = [
 # ----------------------------------------------------------------------------- sections
 
 
-def _run_section(v: RunView, val: ValData | None, out: Path) -> str:
+def _run_section(v: RunView, val: ValData | None, out: Path) -> dict:
     name = v.run.name
     usable = _check_split(v, val)  # first: its notes belong at the top with the others
-    parts = [f'<h2 id="{_e(v.slug)}">{_e(name)}</h2>', f'<p class="meta">{_e(v.run.path)}</p>'] + [
-        _note(n) for n in v.notes
-    ]
-
+    section = {"slug": v.slug, "name": name, "path": str(v.run.path), "notes": list(v.notes)}
+    section |= {"curves": None, "validation": None, "augment": None}
     if not v.history.empty:
         f = f"{v.slug}-curves.png"
         plot_curves(v.history, f"{name}: training curves", out / f)
-        parts += ["<h3>Training curves</h3>", _img(f, "curves", f"training curves of {name}")]
+        section["curves"] = _img(f, "curves", f"training curves of {name}")
     if usable:
-        parts += _validation_parts(v, val, out)
+        section["validation"] = _validation(v, val, out)
     if v.model == "cnn":
-        parts.append(_augment_part(v, val, out))
-    return "\n".join(parts)
+        section["augment"] = _augment(v, val, out)
+    return section
 
 
-def _validation_parts(v: RunView, val: ValData, out: Path) -> list[str]:
+def _validation(v: RunView, val: ValData, out: Path) -> dict:
     """Confusion, per-class accuracy, calibration, worst errors, member disagreement."""
-    name, parts = v.run.name, []
+    name = v.run.name
     P, y, X = v.val_proba, val.y, val.X
     C = confusion(y, P.argmax(axis=1))
     acc = metrics.accuracy(P, y)
-    f_cm, f_pc = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png"
+    f_cm, f_pc, f_cal = f"{v.slug}-confusion.png", f"{v.slug}-per-class.png", f"{v.slug}-calibration.png"
     plot_confusion(C, f"{name}: validation confusion ({len(y)} images, accuracy {acc:.4f})", out / f_cm)
     plot_per_class(C, "per-class accuracy", out / f_pc)
-    parts += [
-        "<h3>Confusion matrix (validation split)</h3>",
-        _img(f_cm, "confusion", f"confusion matrix of {name}"),
-    ]
-
-    f_cal = f"{v.slug}-calibration.png"
     ece = plot_calibration(P, y, "calibration", out / f_cal)
-    parts += [
-        f"<h3>Per-class accuracy and calibration (ECE {ece:.4f})</h3>",
-        '<div class="row">',
-        _img(f_pc, "per_class", f"per-class accuracy of {name}"),
-        _img(f_cal, "calibration", f"reliability diagram of {name}"),
-        "</div>",
-    ]
-
     f_err = f"{v.slug}-errors.png"
     n_wrong = plot_worst_errors(X, y, P, name, out / f_err)
-    parts.append(f"<h3>Worst validation errors ({n_wrong} of {len(y)})</h3>")
-    parts.append(
-        _img(f_err, grid_figsize(n_wrong), f"most confident errors of {name}")
-        if n_wrong
-        else _note("no validation errors")
-    )
-
     members = v.config.get("members")
-    if members:
-        parts.append("<h3>Where the ensemble's members disagree</h3>")
-        parts.append(_disagreement(v, members, val, out))
-    return parts
+    return {
+        "confusion": _img(f_cm, "confusion", f"confusion matrix of {name}"),
+        "ece": f"{ece:.4f}",
+        "per_class": _img(f_pc, "per_class", f"per-class accuracy of {name}"),
+        "calibration": _img(f_cal, "calibration", f"reliability diagram of {name}"),
+        "n_wrong": n_wrong,
+        "n_val": len(y),
+        "errors": _img(f_err, grid_figsize(n_wrong), f"most confident errors of {name}") if n_wrong else None,
+        "disagreement": _disagreement(v, members, val, out) if members else None,
+    }
 
 
-def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> str:
+def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> dict:
+    """Notes on members that cannot be compared; with two or more that can, their table, the
+    order of their votes and the grid of images they disagree on (None if they never do)."""
     preds, names, notes = [], [], []
     for ref in members:
         try:
@@ -656,25 +620,21 @@ def _disagreement(v: RunView, members: list[str], val: ValData, out: Path) -> st
             continue
         preds.append(P.argmax(axis=1))
         names.append(m.name)
-    parts = [_note(n) for n in notes]
     if len(preds) < 2:
-        return "\n".join(
-            parts + [_note("fewer than two members with validation predictions: nothing to compare")]
-        )
+        notes.append("fewer than two members with validation predictions: nothing to compare")
+        return {"notes": notes, "members": None}
     f = f"{v.slug}-disagree.png"
     n = plot_disagreement(val.X, val.y, v.val_proba, np.stack(preds), names, v.run.name, out / f)
-    parts.append(_members_table(v, names))
-    order = "in this order" if len(names) <= VOTES_LISTED else "(vote counts: class×members)"
-    parts.append(f'<p class="meta">votes of the members {order}: {_e(", ".join(names))}</p>')
-    parts.append(
-        _img(f, grid_figsize(n), f"images where members of {v.run.name} disagree")
-        if n
-        else _note("the members agree on every validation image")
-    )
-    return "\n".join(parts)
+    return {
+        "notes": notes,
+        "members": _members_table(v, names),
+        "order": "in this order" if len(names) <= VOTES_LISTED else "(vote counts: class×members)",
+        "names": names,
+        "image": _img(f, grid_figsize(n), f"images where members of {v.run.name} disagree") if n else None,
+    }
 
 
-def _members_table(v: RunView, names: list[str]) -> str:
+def _members_table(v: RunView, names: list[str]) -> dict:
     """Each member's ensemble weight (weights.json) and validation accuracy (metrics.json)."""
     from kit.ensemble import WEIGHTS
 
@@ -691,27 +651,20 @@ def _members_table(v: RunView, names: list[str]) -> str:
     )
 
 
-def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
+def _augment(v: RunView, val: ValData | None, out: Path) -> dict:
     """The CNN's own augmentation pipeline, with this run's settings, on one validation image
     per digit: to see at a glance that what the network trains on still looks like digits."""
-    parts = ["<h3>Augmentation: what this CNN trains on</h3>"]
     if val is None:
-        return "\n".join(parts + [_note("no validation images installed: cannot show augmentation")])
+        return {"note": "no validation images installed: cannot show augmentation"}
     try:
         from kit import models
         from kit.models import cnn_input
     except ImportError as e:
-        return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
+        return {"note": f"augmentation samples unavailable ({e})"}
     try:
         cfg = models.get("cnn").run_config(v.run.config)
     except KitError as e:  # a hand-edited config.json: say so, show the rest of the report
-        return "\n".join(parts + [_note(f"augmentation samples unavailable ({e})")])
-    parts.append(
-        f'<p class="meta">rotation ±{cfg.rotation:g}°, zoom ±{cfg.zoom:g}, shift '
-        f"±{cfg.shift:g} of the side"
-        + ("" if cfg.augment else " (this run trained <b>without</b> augmentation)")
-        + "</p>"
-    )
+        return {"note": f"augmentation samples unavailable ({e})"}
     # the first validation image of each digit, in split order (deterministic)
     idx = [int(np.flatnonzero(val.y == d)[0]) for d in range(config.N_CLASSES) if (val.y == d).any()]
     X = val.X[idx]
@@ -719,31 +672,34 @@ def _augment_part(v: RunView, val: ValData | None, out: Path) -> str:
     assert aug.shape == (len(idx), AUGMENT_VARIANTS, 28, 28), aug.shape
     f = f"{v.slug}-augment.png"
     plot_augment(X, aug, out / f)
-    return "\n".join(parts + [_img(f, "augment", f"augmented samples of {v.run.name}")])
+    return {
+        "note": None,
+        "rotation": f"{cfg.rotation:g}",
+        "zoom": f"{cfg.zoom:g}",
+        "shift": f"{cfg.shift:g}",
+        "augmented": bool(cfg.augment),
+        "image": _img(f, "augment", f"augmented samples of {v.run.name}"),
+    }
 
 
-def _leaderboard_section(out: Path) -> str:
-    parts = ['<h2 id="leaderboard">Leaderboard history</h2>']
+def _leaderboard(out: Path) -> dict:
+    """The ledger's chart and table; notes instead where there is nothing (yet) to show."""
+    lb = {"image": None, "notes": [], "table": None}
     try:
         from kit import ledger
 
         df = ledger.read_all()
     except KitError as e:
-        return "\n".join(parts + [_note(f"cannot read the submission ledger: {e}")])
+        return lb | {"notes": [f"cannot read the submission ledger: {e}"]}
     if df.empty:
-        return "\n".join(
-            parts
-            + [
-                _note(
-                    f"no submissions yet ({config.ledger_path()} is empty or "
-                    "missing): `kit submit` records them"
-                )
-            ]
+        no_rows = (
+            f"no submissions yet ({config.ledger_path()} is empty or missing): `kit submit` records them"
         )
+        return lb | {"notes": [no_rows]}
     plot_leaderboard(df, out / "leaderboard.png")
-    parts.append(_img("leaderboard.png", "leaderboard", "validation accuracy vs public score"))
+    lb["image"] = _img("leaderboard.png", "leaderboard", "validation accuracy vs public score")
     if df["public_score"].isna().all():
-        parts.append(_note("no public scores yet: `kit scores --sync` fetches them"))
+        lb["notes"].append("no public scores yet: `kit scores --sync` fetches them")
     rows = []
     for _, r in df.iterrows():
         try:
@@ -763,15 +719,9 @@ def _leaderboard_section(out: Path) -> str:
                 r["status"],
             ]
         )
-    parts.append(
-        _table(
-            ["#", "created (UTC)", "message", "runs", "val accuracy", "public score", "status"],
-            rows,
-            num={4, 5},
-            wrap={2, 3},
-        )
-    )
-    return "\n".join(parts)
+    header = ["#", "created (UTC)", "message", "runs", "val accuracy", "public score", "status"]
+    lb["table"] = _table(header, rows, num={4, 5}, wrap={2, 3})
+    return lb
 
 
 # ----------------------------------------------------------------------------- build
@@ -823,8 +773,8 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
         if any(v.val_proba is not None for v in views) or _wants_augment(views):
             val, val_note = _load_val()
         with matplotlib.rc_context(STYLE):
-            body = _body(views, val, val_note, tmp)
-        (tmp / "index.html").write_text(_page(out.name, len(views), body), encoding="utf-8")
+            context = _context(out.name, views, val, val_note, tmp)
+        (tmp / "index.html").write_text(TEMPLATES.get_template(PAGE).render(context), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a report is meant to be shared
         out = _move(tmp, out, chosen_out)
     except BaseException:
@@ -835,15 +785,6 @@ def build(run_refs: list | None = None, out: Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out / "index.html"
-
-
-def _page(name: str, n_runs: int, body: str) -> str:
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>kit report {_e(name)}</title><style>{CSS}</style></head>\n<body>\n"
-        f'<h1>kit report</h1><p class="meta">{_e(config.competition().slug)} · '
-        f"generated {_e(utc_iso())} · {n_runs} run(s)</p>\n{body}\n</body></html>\n"
-    )
 
 
 def _move(tmp: Path, out: Path, chosen_out: bool) -> Path:
@@ -865,18 +806,14 @@ def _wants_augment(views: list[RunView]) -> bool:
     return any(v.model == "cnn" for v in views)
 
 
-def _body(views: list[RunView], val: ValData | None, val_note: str | None, out: Path) -> str:
-    toc = " · ".join(
-        [f'<a href="#{_e(v.slug)}">{_e(v.run.name)}</a>' for v in views]
-        + ['<a href="#leaderboard">leaderboard</a>']
-    )
-    parts = [
-        f"<p>{toc}</p>",
-        '<h2 id="summary">Summary</h2>',
-        _table(SUMMARY_HEADER, [summary_row(v) for v in views], num={3, 4, 5, 6, 7}),
-    ]
-    if val_note:
-        parts.append(_note(val_note))
-    parts.append(_leaderboard_section(out))
-    parts += [_run_section(v, val, out) for v in views]
-    return "\n".join(parts)
+def _context(name: str, views: list[RunView], val: ValData | None, val_note: str | None, out: Path) -> dict:
+    """Everything the page shows, drawing its charts into `out` on the way."""
+    return {
+        "title": name,
+        "competition": config.competition().slug,
+        "generated": utc_iso(),
+        "summary": _table(SUMMARY_HEADER, [summary_row(v) for v in views], num={3, 4, 5, 6, 7}),
+        "val_note": val_note,
+        "leaderboard": _leaderboard(out),
+        "runs": [_run_section(v, val, out) for v in views],
+    }

@@ -450,3 +450,18 @@ def test_two_reports_in_the_same_second_both_land(fixture_data, monkeypatch):
         "20260101-000000-2",
         "20260101-000000-3",
     ]
+
+
+def test_markup_in_a_run_name_or_message_is_text(fixture_data):
+    from kit import ledger
+
+    run = _fake_run("scratch", 1)
+    hostile = run.path.parent / "scratch-<script>alert(1)"
+    run.path.rename(hostile)
+    ledger.add("submissions/a.csv", "ab" * 32, "<script>alert(2)</script>", [hostile.name], 0.9)
+    text = report.build([str(hostile)]).read_text()
+    assert "<script" not in text.lower()  # checked on the text itself, not through a parser
+    assert "&lt;script&gt;alert(1)" in text and "&lt;script&gt;alert(2)&lt;/script&gt;" in text
+    page = _Page(text)
+    assert page.rows[1][0] == hostile.name  # the parser reads back the name as it was
+    assert [r[2] for r in page.rows if r and r[0] == "1"] == ["<script>alert(2)</script>"]
