@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from kit import config, models, runs
+from kit import config, data, kaggle_io, ledger, models, runs, training
+from kit import ensemble as ensemble_mod  # *_mod: the command functions take the modules' names
+from kit import fixture as fixture_mod
+from kit import remote as remote_mod
+from kit import report as report_mod
+from kit import submit as submit_mod
 from kit.errors import KitError
 
 _OVERRIDES = "kit.settings"  # ctx.meta key: the settings options given to this command
@@ -99,8 +104,6 @@ def download(source: Path | None, force: bool):
     KAGGLE_API_TOKEN) and the competition rules accepted on kaggle.com. A second run with
     the data already verified does nothing.
     """
-    from kit import data, kaggle_io
-
     if source is None:
         result = kaggle_io.download(force=force, echo=click.echo)
     else:
@@ -117,9 +120,7 @@ def download(source: Path | None, force: bool):
 )
 def fixture(out: Path | None):
     """Build the small fixture competition from scikit-learn's digits (for tests and the demo)."""
-    from kit import fixture as fx
-
-    path = fx.build(out)
+    path = fixture_mod.build(out)
     click.echo(f"fixture competition in {path}")
 
 
@@ -170,8 +171,6 @@ def _after_training(run: runs.Run, report: bool) -> None:
     click.echo(f"run folder: {run.path}")
     if report:
         try:
-            from kit import report as report_mod
-
             out = report_mod.build([run.path])
         except KitError:
             raise
@@ -243,8 +242,6 @@ def _train_command(model: models.Model) -> None:
     """`kit train <model>`: the model's options, then the run's."""
 
     def command(preset: str, resume: str | None, report: bool, quiet: bool, **hparams):
-        from kit import training
-
         if resume is not None:
             _refuse_overrides_on_resume([*hparams, "preset"])
             cfg = None
@@ -300,9 +297,7 @@ def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
 
     RUN_REFS: run folders, run names or model names (default: the latest run of each model).
     """
-    from kit import ensemble as ens
-
-    ens.build(list(run_refs) or None, cnn_seeds=cnn_seeds, echo=click.echo)
+    ensemble_mod.build(list(run_refs) or None, cnn_seeds=cnn_seeds, echo=click.echo)
 
 
 @cli.command()
@@ -315,12 +310,10 @@ def predict(run_ref: str | None):
     ensemble or a single model). Says which run, with its validation accuracy and members, and
     warns about newer finished runs left out of it; the CSV's path is the last line.
     """
-    from kit import submit as sub
-
-    run = runs.require_run(runs.resolve(run_ref)) if run_ref else sub.default_run()
-    for line in sub.describe(run):
+    run = runs.require_run(runs.resolve(run_ref)) if run_ref else submit_mod.default_run()
+    for line in submit_mod.describe(run):
         click.echo(line, err=line.startswith("Warning:"))
-    click.echo(sub.write_submission(run))
+    click.echo(submit_mod.write_submission(run))
 
 
 @cli.command()
@@ -351,17 +344,15 @@ def submit(
 
     FILE: a submission CSV (default: the latest run's, written now if it has none).
     """
-    from kit import submit as sub
-
-    cfg = sub.WaitConfig() if timeout_s is None else sub.WaitConfig(timeout_s=timeout_s)
+    cfg = submit_mod.WaitConfig() if timeout_s is None else submit_mod.WaitConfig(timeout_s=timeout_s)
     if retry:
         if file or message or force:
             raise KitError(
                 "--retry sends the pending submissions as recorded; give no FILE, -m or --force with it"
             )
-        sub.retry(wait=wait, wait_cfg=cfg, echo=click.echo)
+        submit_mod.retry(wait=wait, wait_cfg=cfg, echo=click.echo)
     else:
-        sub.submit(file, message, force=force, wait=wait, wait_cfg=cfg, echo=click.echo)
+        submit_mod.submit(file, message, force=force, wait=wait, wait_cfg=cfg, echo=click.echo)
 
 
 @cli.command()
@@ -378,8 +369,6 @@ def submit(
 @competition_option
 def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
     """Every submission with its validation accuracy and leaderboard score (the ledger)."""
-    from kit import ledger
-
     if as_json and as_csv:
         raise KitError("choose one of --json and --csv")
     if sync:
@@ -412,9 +401,7 @@ def scores(as_json: bool, as_csv: bool, sync: bool, plot: bool):
 @competition_option
 def leaderboard(top: int):
     """The competition leaderboard's top teams and our rank."""
-    from kit import submit as sub
-
-    for line in sub.standing(top):
+    for line in submit_mod.standing(top):
         click.echo(line)
 
 
@@ -438,9 +425,7 @@ def report(run_refs: tuple[str, ...], out: Path | None):
     by default the latest finished run of each model. Prints the path of index.html, which
     opens from disk in any browser.
     """
-    from kit import report as rp
-
-    click.echo(rp.build(list(run_refs) or None, out))
+    click.echo(report_mod.build(list(run_refs) or None, out))
 
 
 # ============================================================================ local Kaggle service
@@ -494,10 +479,11 @@ def emulator(
     The official kaggle client, and so every kit command, talks to it once you paste the
     printed `export` lines into another shell: offline demos, no Kaggle account needed.
     """
-    from kit import emulator as emu_mod
+    # lazy: it loads the http.server/ssl/email stack, which only this command needs, not every start-up
+    from kit import emulator as emulator_mod
 
-    zip_path, answers, slug = emu_mod.competition_files(zip_path, answers, slug)
-    emu = emu_mod.Emulator(
+    zip_path, answers, slug = emulator_mod.competition_files(zip_path, answers, slug)
+    emu = emulator_mod.Emulator(
         zip_path,
         answers,
         slug=slug,
@@ -506,7 +492,7 @@ def emulator(
         port=port,
         verbose=verbose,
     )
-    emu_mod.serve(emu, echo=click.echo)
+    emulator_mod.serve(emu, echo=click.echo)
 
 
 # ============================================================================ remote training
@@ -520,12 +506,11 @@ def remote():
 
 def _remote_train_command(model: models.Model) -> None:
     """`kit remote train <model>`: the options of `kit train <model>`, plus the job's shape."""
-    from kit import remote as remote_mod
 
     def command(seeds: str, kernels: int, accelerator: str, preset: str | None, **hparams):
-        from kit import remote as rem
-
-        rem.train(model.name, rem.parse_seeds(seeds), kernels, accelerator, preset, hparams, echo=click.echo)
+        remote_mod.train(
+            model.name, remote_mod.parse_seeds(seeds), kernels, accelerator, preset, hparams, echo=click.echo
+        )
 
     command.__doc__ = (
         f"Train {model.summary} on Kaggle: push the kernels, wait, install each seed's run.\n\n"
@@ -574,9 +559,7 @@ for _model in models.MODELS.values():
 @click.argument("job", required=False)
 def remote_status(job: str | None):
     """Every remote job (or JOB) and its kernels, as recorded in runs/remote/."""
-    from kit import remote as rem
-
-    for line in rem.status_lines(job):
+    for line in remote_mod.status_lines(job):
         click.echo(line)
 
 
@@ -594,9 +577,7 @@ def remote_pull(job: str | None, push_held: bool):
     """Reattach to JOB (default: the newest): push what its train left unpushed, wait, download,
     verify and install its runs. Never pushes a kernel Kaggle already has; held kernels only
     with --push-held. Exits 1 unless the job ends complete."""
-    from kit import remote as rem
-
-    rem.pull(job, echo=click.echo, push_held=push_held)
+    remote_mod.pull(job, echo=click.echo, push_held=push_held)
 
 
 def main():

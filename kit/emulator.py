@@ -77,7 +77,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from kit import config
+from kit import config, fixture
 from kit.emulator_kernels import FAULT_KINDS as KERNEL_FAULT_KINDS
 from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService
 from kit.emulator_wire import HOST, kaggle_now, kaggle_time
@@ -451,8 +451,6 @@ def competition_files(
             "--zip and --answers go together: the competition zip and its answer key (ImageId,Label)"
         )
     if zip_path is None:
-        from kit import fixture
-
         folder = fixture.build()
         return folder / fixture.ZIP_NAME, folder / fixture.ANSWERS, slug or fixture.NAME
     return Path(zip_path), Path(answers), slug or Path(zip_path).stem

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kit import config, io, metrics, models, runs
+from kit import config, data, io, metrics, models, runs
 from kit.errors import KitError
 from kit.metrics import accuracy, log_loss
 from kit.runs import Run
@@ -145,8 +145,6 @@ def _load_probas(members: Sequence[Run], shared: dict) -> tuple[np.ndarray, np.n
 
 def _validation_labels(shared: dict) -> np.ndarray:
     """The validation labels (n_val,) in split order, after checking the data matches the members'."""
-    from kit import data
-
     ds, sp = data.load_split()
     if metrics.mismatch(shared, metrics.identity(ds.checksum, sp.hash)):
         raise KitError(

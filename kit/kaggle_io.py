@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kit import config
+from kit import config, data
 from kit.errors import KitError
 from kit.io import exclusive, utc_now
 
@@ -430,8 +430,6 @@ def download(force: bool = False, echo=print) -> str:
     with an HTTP Range request on the next try, never installed) and removed once installed.
     Returns data.install's summary.
     """
-    from kit import data
-
     slug = _slug()
     if data.is_installed() and not force:
         return _already(slug)
@@ -452,8 +450,6 @@ def _already(slug: str) -> str:
 
 
 def _download_locked(api, slug: str, user: str, force: bool, echo) -> str:
-    from kit import data
-
     partial = config.data_dir() / f".download-{slug}"
     if force:  # a fresh copy; otherwise a partial file left by an earlier try is resumed
         shutil.rmtree(partial, ignore_errors=True)

@@ -31,7 +31,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import charts, config
+from kit import charts, config, kaggle_io
 from kit.errors import KitError
 from kit.io import atomic_path, utc_iso
 
@@ -240,8 +240,6 @@ def sync_from_kaggle(path: Path | None = None) -> Synced:
     A fault (offline, credentials, rules, a damaged ledger) is not raised: the caller still
     shows the local ledger, and the warning says what went wrong.
     """
-    from kit import kaggle_io
-
     try:
         added, updated = sync(kaggle_io.list_submissions(), path)
     except KitError as e:

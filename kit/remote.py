@@ -44,17 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kit import config, metrics, models, runs
+from kit import config, data, kaggle_io, metrics, models, runs
 from kit.errors import KitError
 from kit.io import free_name, read_json, utc_iso, utc_now, utc_stamp, write_bytes, write_json, write_text
 from kit.remote_kernel import SUMMARY
-
-if TYPE_CHECKING:  # kaggle_io is imported where it is used, as the kaggle client is
-    from kit.kaggle_io import KaggleGaveUpError
 
 ACCELERATORS = ("NvidiaTeslaT4", "none")  # Kaggle's machine_shape values (none: CPU only)
 GPU = "NvidiaTeslaT4"
@@ -124,8 +120,6 @@ def remote_config(model: models.Model, preset: str | None, overrides: dict):
 
 def local_identity() -> dict:
     """What every installed run must match: data_checksum, split_hash, n_val, n_test."""
-    from kit import data
-
     ds, sp = data.load_split()
     return {**metrics.identity(ds.checksum, sp.hash), "n_val": len(sp.val_idx), "n_test": len(ds.X_test)}
 
@@ -393,8 +387,6 @@ def provenance(job: dict, kernel: dict, run_folder: Path, summary: dict) -> dict
 
 def download_output(job: dict, kernel: dict) -> Path:
     """Download one finished kernel's output (resumable) into its out/ folder; that folder."""
-    from kit import kaggle_io
-
     out = work_dir(job, kernel) / "out"
     kaggle_io.kernel_output(kernel["ref"], out, kernel["version"])
     return out
@@ -421,8 +413,6 @@ def install_kernel(job: dict, kernel: dict, local: dict, echo: Callable[[str], N
 def check_quota(job: dict, echo: Callable[[str], None], kernels: list[dict] | None = None) -> None:
     """Refuse a GPU job whose estimated GPU time exceeds what is left of this week's quota;
     `kernels`: only these of the job's (those about to be pushed), default all."""
-    from kit import kaggle_io
-
     if job["accelerator"] == "none":
         return
     need_s = estimate_s(job, kernels)
@@ -454,8 +444,6 @@ def push_waiting(job: dict, echo: Callable[[str], None]) -> None:
     concurrent-session limit the rest wait (state 'waiting') until a session ends; any other
     refusal holds them (see _refused). A push that gave up (KaggleGaveUpError, raised) stays
     'pushing': whether Kaggle made the version is unknown, so the next pull asks first."""
-    from kit import kaggle_io
-
     for kernel in job["kernels"]:
         if kernel["state"] not in NEVER_PUSHED:
             continue
@@ -486,8 +474,6 @@ def _refused(job: dict, kernel: dict, e: KitError, echo: Callable[[str], None]) 
     may no longer want. The refused kernel is held too when the refusal was the GPU quota (it
     can run once the quota refills, or on the CPU), else it failed (Kaggle refused the kernel
     itself)."""
-    from kit import kaggle_io
-
     kernel["failure"] = str(e)
     kernel["state"] = HELD if isinstance(e, kaggle_io.KaggleQuotaError) else "failed"
     for other in job["kernels"]:
@@ -562,8 +548,6 @@ def poll_round(
     """One look at every live kernel: its status at its version (and log's last line while it
     runs); an ended one is installed or marked failed, one left 'downloading' by an earlier
     call is downloaded again. True when every kernel is settled (_settled)."""
-    from kit import kaggle_io
-
     ended = False
     for kernel in job["kernels"]:
         if _settled(kernel, stalled) or kernel["state"] in NEVER_PUSHED:
@@ -594,8 +578,6 @@ def poll_round(
 
 def _ended(job: dict, kernel: dict, status: str, failure: str, local: dict, echo, stalled: set[str]) -> None:
     """A kernel reached an end state: install its runs, or record why it has none."""
-    from kit import kaggle_io
-
     if status == "COMPLETE":
         kernel["state"] = FETCHING  # from now on its runs are Kaggle's to give, whatever happens here
         save(job)
@@ -620,8 +602,6 @@ def _fetch(job: dict, kernel: dict, local: dict, echo, stalled: set[str]) -> Non
     fails (retries spent, or any other error) leaves the kernel 'downloading' and in `stalled`:
     its runs are still on Kaggle, so it is not failed, and the next pull downloads it again.
     Output that fails verification fails the kernel: downloading it again would not help."""
-    from kit import kaggle_io
-
     try:
         download_output(job, kernel)
     except KitError as e:
@@ -707,7 +687,7 @@ def _interrupted(job: dict) -> KitError:
     )
 
 
-def _gave_up(job: dict, e: KaggleGaveUpError) -> KitError:
+def _gave_up(job: dict, e: kaggle_io.KaggleGaveUpError) -> KitError:
     """A Kaggle call gave up during the job: the job goes on with `kit remote pull JOB`, not by
     running the command again (which, for `kit remote train`, would start another job)."""
     return e.then(f"run `kit remote pull {job['job']}` to go on (the pushed kernels keep running on Kaggle)")
@@ -724,8 +704,6 @@ def train(
 ) -> dict:
     """Train `seeds` of `model_name` on Kaggle over `kernels` kernels; install the runs here.
     Returns the finished job record (see the module docstring)."""
-    from kit import kaggle_io
-
     model = models.get(model_name)
     cfg = remote_config(model, preset, overrides or {})
     job = new_job(model.name, seeds, kernels, accelerator, cfg, kaggle_io.username())
@@ -746,8 +724,6 @@ def resolve_pushing(job: dict, echo: Callable[[str], None]) -> None:
     the answer): ask Kaggle for its latest version. One there is this push's (the slug is the
     job's own and a kernel is pushed once): it is followed. None: Kaggle never got the push,
     so the kernel is 'pending' again, for push_waiting."""
-    from kit import kaggle_io
-
     for kernel in job["kernels"]:
         if kernel["state"] != "pushing":
             continue
@@ -766,8 +742,6 @@ def pull(name: str | None = None, echo: Callable[[str], None] = print, push_held
     for its kernels and install their runs. A kernel already pushed is never pushed again (one
     left 'pushing' is looked up first, see resolve_pushing); a held kernel only with
     `push_held`. KitError unless the job ends complete (see finish)."""
-    from kit import kaggle_io
-
     job = load(name)
     if all(k["state"] == "installed" for k in job["kernels"]):
         job["state"] = "complete"  # already so, unless a Ctrl-C came right after the last install

@@ -11,8 +11,9 @@
 
 The input and working folders come from KIT_KAGGLE_INPUT / KIT_KAGGLE_WORKING (the local
 emulator sets them) and default to Kaggle's /kaggle/input and /kaggle/working. Only the standard
-library is imported here at module level, so the import check can run before anything else; the
-kaggle client and tenacity are never imported (Kaggle's image runs without internet).
+library (and kit's config and errors, which use nothing else) is imported here at module level, so
+the import check can run before anything else; the kaggle client and tenacity are never imported
+(Kaggle's image runs without internet).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from kit import config  # config and errors import only the standard library
+from kit.errors import KitError
 
 INPUT_ENV, WORKING_ENV = "KIT_KAGGLE_INPUT", "KIT_KAGGLE_WORKING"
 KAGGLE_INPUT, KAGGLE_WORKING = "/kaggle/input", "/kaggle/working"
@@ -101,9 +105,6 @@ def main(job: dict) -> int:
         return EXIT_MISSING
     input_dir, working = folders()
     scratch = Path(tempfile.mkdtemp(prefix="kit-data-"))  # not under working: not output
-    from kit import config
-    from kit.errors import KitError
-
     settings = config.Settings.from_env(
         data_dir=scratch / "data",
         runs_dir=working / RUNS,
@@ -121,8 +122,8 @@ def main(job: dict) -> int:
 
 
 def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
+    # lazy: these need NumPy (and more), whose presence main checks first (EXIT_MISSING)
     from kit import data, io, metrics, models, training
-    from kit.errors import KitError
 
     folder = find_competition(input_dir)
     say(f"kit from {Path(__file__).parent}; data from {folder}")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import config, ledger, runs
+from kit import config, kaggle_io, ledger, runs
 from kit.errors import KitError
 from kit.io import free_name, read_json, sha256_file, utc_iso, utc_stamp, write_json
 from kit.runs import Run
@@ -297,8 +297,6 @@ def retry(
     wait: bool = True, wait_cfg: WaitConfig | None = None, echo: Callable[[str], None] = print
 ) -> list[dict]:
     """Send every 'pending' ledger record (a failed or refused upload). Returns their records."""
-    from kit import kaggle_io
-
     todo = ledger.pending()
     if not todo:
         echo("no pending submissions")
@@ -338,8 +336,6 @@ def _upload(
     rec: dict, message: str, wait: bool, wait_cfg: WaitConfig | None, echo: Callable[[str], None]
 ) -> dict:
     """Check the limit, upload, record the ref, then (optionally) wait for the score."""
-    from kit import kaggle_io
-
     path = Path(rec["file"])
     keep = (
         f"\nThe file is kept ({path}) and recorded as pending (ledger #{rec['id']}): "
@@ -367,8 +363,6 @@ def _upload(
 def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None, echo: Callable[[str], None]) -> dict:
     """Poll Kaggle's submission list with backoff until `rec` is scored; record and print the score."""
     from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
-
-    from kit import kaggle_io
 
     if not wait:
         echo(f"not waiting for the score: see {submissions_url()} or run `kit scores --sync` later")
@@ -413,8 +407,6 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None, echo: C
 
 def standing(top: int = 10) -> list[str]:
     """Lines for `kit leaderboard`: the top entries and where we stand among them."""
-    from kit import kaggle_io
-
     entries = sorted(kaggle_io.leaderboard(), key=lambda e: e.rank)
     me = kaggle_io.username()
     ours = next((e for e in entries if e.team_name == me), None)

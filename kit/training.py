@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import hparams, io, metrics, models, runs
+from kit import data, hparams, io, metrics, models, runs
 from kit.errors import KitError
 
 LOCK = ".lock"  # in the run folder: held by the one process writing it
@@ -113,8 +113,6 @@ class Progress:
 
 
 def load_data() -> TrainData:
-    from kit import data
-
     ds, sp = data.load_split()
     return TrainData(
         ds.X_train[sp.train_idx],

@@ -21,6 +21,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from kit import hparams
 from kit.errors import KitError
 
 
@@ -45,15 +46,11 @@ class Model:
         return self.module.PRESETS
 
     def make_config(self, preset: str = "default", **overrides):
-        from kit import hparams
-
         return hparams.make_config(self.config_cls, self.presets, preset, **overrides)
 
     def run_config(self, saved: dict):
         """The config a run was trained with, from its config.json (through the model's
         `upgrade(saved)`, where it has one, for files written by older kits)."""
-        from kit import hparams
-
         saved = getattr(self.module, "upgrade", lambda s: s)(saved)
         return hparams.from_saved(self.config_cls, self.presets, saved)
 
