@@ -552,12 +552,18 @@ def test_a_quota_refusal_holds_the_kernels_until_the_user_asks(emulated, monkeyp
     assert _pushes(emulated) == 3 and len(runs.all_runs(model="scratch")) == 2
 
 
-def test_status_calls_that_give_up_name_the_pull_that_goes_on(emulated):
-    emulated.fail("GetKernelSessionStatus", "500", times=3)  # every attempt of the first poll
+def _gives_up(emulated, rpc: str):
+    """A one-kernel CPU job whose `rpc` fails every attempt of its first call: the result, the
+    job record, its name and its kernel."""
+    emulated.fail(rpc, "500", times=3)
     result = _one_kernel("--accelerator", "none")
     job = remote.load()
-    name, k1 = job["job"], job["kernels"][0]
     assert result.exit_code == 1
+    return result, job, job["job"], job["kernels"][0]
+
+
+def test_status_calls_that_give_up_name_the_pull_that_goes_on(emulated):
+    result, job, name, k1 = _gives_up(emulated, "GetKernelSessionStatus")  # every attempt of the first poll
     assert _error(result) == (
         f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while reading the status of kernel "
         f"{k1['ref']}/1 (Internal server error). Check your connection (or https://www.kaggle.com "
@@ -571,11 +577,7 @@ def test_status_calls_that_give_up_name_the_pull_that_goes_on(emulated):
 
 
 def test_a_push_that_gives_up_is_pushed_by_the_next_pull(emulated):
-    emulated.fail("SaveKernel", "500", times=3)  # every attempt: Kaggle never made the version
-    result = _one_kernel("--accelerator", "none")
-    job = remote.load()
-    name, k1 = job["job"], job["kernels"][0]
-    assert result.exit_code == 1
+    result, job, name, k1 = _gives_up(emulated, "SaveKernel")  # Kaggle never made the version
     assert _error(result) == (
         f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while pushing kernel {k1['slug']} "
         f"(Internal server error). Check your connection (or https://www.kaggle.com status) and run "

@@ -149,33 +149,27 @@ def bilinear(ops, images, rows, cols):
 
 
 def affine_resample(ops, images, transform):
-    """images (B, H, W, C) float32 resampled as Keras's `image.affine_transform` does with
+    """images (B, H, W, 1) float32 resampled as Keras's `image.affine_transform` does with
     bilinear interpolation and fill 0, the whole batch in one gather: output pixel (row y,
     column x) reads the input at column (a0 x + a1 y + a2) / k, row (b0 x + b1 y + b2) / k,
-    k = c0 x + c1 y + 1, from transform (B, 8) = [a0, a1, a2, b0, b1, b2, c0, c1] (or (8,))."""
+    k = c0 x + c1 y + 1, from transform (B, 8) = [a0, a1, a2, b0, b1, b2, c0, c1]."""
     t = ops.cast(transform, "float32")
-    if len(t.shape) == 1:
-        t = t[None]
-    n, h, w, c = ops.shape(images)
+    h, w = ops.shape(images)[1], ops.shape(images)[2]
     x = ops.numpy.arange(w, dtype="float32")[None, None, :]
     y = ops.numpy.arange(h, dtype="float32")[None, :, None]
     a0, a1, a2, b0, b1, b2, c0, c1 = (t[:, i, None, None] for i in range(8))
     k = c0 * x + c1 * y + 1
     rows, cols = (b0 * x + b1 * y + b2) / k, (a0 * x + a1 * y + a2) / k  # (B, H, W)
-    planes = ops.numpy.reshape(ops.numpy.transpose(images, (0, 3, 1, 2)), (-1, h, w))  # (B C, H, W)
-    if c != 1:
-        rows, cols = (ops.numpy.repeat(v, c, axis=0) for v in (rows, cols))
-    out = bilinear(ops, planes, rows, cols)
-    return ops.numpy.transpose(ops.numpy.reshape(out, (n, c, h, w)), (0, 2, 3, 1))
+    return bilinear(ops, images[..., 0], rows, cols)[..., None]
 
 
 class BatchedResampling:
     """A random image layer's `backend` on PyTorch: Keras's ops, except that
     `image.affine_transform` (bilinear, constant fill 0, channels last: the augmentation's
     case) resamples the whole batch at once (`affine_resample`). Keras's PyTorch code resamples
-    one image at a time in a Python loop, some 80 small tensor ops an image: about 12,000 ops
-    a training step of 64 images, each a kernel launch on a GPU (docs/decisions.md, "PyTorch
-    at GPU speed"). Set per layer instance: Keras itself is left as it is."""
+    one image at a time in a Python loop: about 82,000 small operators a training step of 64
+    images against 5,900, each a kernel launch on a GPU (docs/decisions.md, "PyTorch at GPU
+    speed"). Set per layer instance: Keras itself is left as it is."""
 
     def __init__(self, backend):
         self._backend = backend
@@ -207,6 +201,8 @@ class _BatchedImage:
             and fill_value == 0
             and data_format in (None, "channels_last")
             and len(images.shape) == 4
+            and images.shape[-1] == 1
+            and len(transform.shape) == 2
         )
         if not covered:
             return self._backend.image.affine_transform(
