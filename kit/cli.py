@@ -9,13 +9,16 @@ from pathlib import Path
 
 import click
 
-from kit import config, data, kaggle_io, ledger, models, runs, training
+from kit import config, data, groups, ledger, models, runs, training
 from kit import ensemble as ensemble_mod  # *_mod: the command functions take the modules' names
 from kit import fixture as fixture_mod
 from kit import remote as remote_mod
-from kit import report as report_mod
 from kit import submit as submit_mod
+from kit.emulator import competitions as emulator_competitions
+from kit.emulator import server as emulator_server
 from kit.errors import KitError
+from kit.kaggle import competitions
+from kit.report import page as report_mod
 
 _OVERRIDES = "kit.settings"  # ctx.meta key: the settings options given to this command
 
@@ -105,7 +108,7 @@ def download(source: Path | None, force: bool):
     the data already verified does nothing.
     """
     if source is None:
-        result = kaggle_io.download(force=force, echo=click.echo)
+        result = competitions.download(force=force, echo=click.echo)
     else:
         result = data.install(source, force=force, echo=click.echo)
     click.echo(result)
@@ -151,8 +154,7 @@ def train():
 
 def _refuse_overrides_on_resume(names: list[str]) -> None:
     """--resume continues with the run's saved settings: refuse any also given on the command line."""
-    ctx = click.get_current_context()
-    given = [n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    given = _given(names)
     if given:
         flags = ", ".join("--" + n.replace("_", "-") for n in given)
         raise KitError(
@@ -180,6 +182,20 @@ def _after_training(run: runs.Run, report: bool) -> None:
                 f"{type(e).__name__}: {e}; try `kit report {run.path}`"
             ) from None
         click.echo(f"report: {out}")
+
+
+def _given(names: list[str]) -> list[str]:
+    """The options among `names` that the user typed on the command line."""
+    ctx = click.get_current_context()
+    return [n for n in names if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+
+
+def _after_group(group: groups.Group) -> None:
+    """A finished group: its members, then its out-of-fold yardstick (an ensemble run)."""
+    click.echo(
+        f"group {group.name}: {len(group.members)} members ({group.folds} folds x {group.repeats} repeats)"
+    )
+    ensemble_mod.build_groups([group.name], echo=click.echo)
 
 
 def _fmt_hparam(v) -> str:
@@ -241,13 +257,35 @@ def _with_options(command, options: list):
 def _train_command(model: models.Model) -> None:
     """`kit train <model>`: the model's options, then the run's."""
 
-    def command(preset: str, resume: str | None, report: bool, quiet: bool, **hparams):
+    def command(
+        preset: str,
+        resume: str | None,
+        report: bool,
+        quiet: bool,
+        folds: int | None,
+        repeats: int,
+        fold_seed: int,
+        same_folds: bool,
+        **hparams,
+    ):
+        group_opts = ["folds", "repeats", "fold_seed", "same_folds"]
         if resume is not None:
-            _refuse_overrides_on_resume([*hparams, "preset"])
+            _refuse_overrides_on_resume([*hparams, "preset", *group_opts])
             cfg = None
         else:
             cfg = model.make_config(preset, **hparams)
-        _after_training(training.train(model.name, cfg, resume=resume, progress=not quiet), report)
+        if resume is not None and groups.is_group(resume):
+            _after_group(training.resume_group(resume, progress=not quiet))
+        elif folds is not None:
+            _after_group(
+                training.train_group(model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet)
+            )
+        elif _given(group_opts):
+            raise KitError(
+                "--repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)"
+            )
+        else:
+            _after_training(training.train(model.name, cfg, resume=resume, progress=not quiet), report)
 
     command.__doc__ = f"Train {model.summary} (kit/models/{model.name}.py) and write a run folder."
     command.__name__ = f"train_{model.name}"
@@ -261,11 +299,39 @@ def _train_command(model: models.Model) -> None:
         ),
         *_hparam_options(model),
         click.option(
+            "--folds",
+            type=click.IntRange(2, groups.MAX_FOLDS),
+            default=None,
+            metavar="K",
+            help="Train a cross-validated group: K members, each on K-1 stratified folds of all the "
+            "labelled rows, validated on its own fold; then judge the group out of fold (kit ensemble).",
+        ),
+        click.option(
+            "--repeats",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            metavar="R",
+            help="With --folds: R fold assignments (K x R members; every row out of fold for R of them).",
+        ),
+        click.option(
+            "--fold-seed",
+            type=int,
+            default=config.SPLIT_SEED,
+            show_default=True,
+            help="With --folds: the seed of the fold assignments.",
+        ),
+        click.option(
+            "--same-folds",
+            is_flag=True,
+            help="With --folds: every repeat uses the first fold assignment (repeats differ by seed only).",
+        ),
+        click.option(
             "--resume",
             default=None,
-            metavar="RUN",
+            metavar="RUN|GROUP",
             help=f"Continue an interrupted {model.name} run (folder or name) from its last "
-            f"checkpoint, with its saved settings.",
+            f"checkpoint, with its saved settings; or an interrupted group's unfinished members.",
         ),
         click.option("--report", is_flag=True, help="Write an HTML report of the run when training ends."),
         click.option("--quiet", is_flag=True, help="No progress output."),
@@ -293,11 +359,22 @@ for _model in models.MODELS.values():
 @data_dir_option
 @competition_option
 def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
-    """Average runs' probabilities with weights fitted on the validation split.
+    """Average runs' probabilities: equal weights, unless weights fitted on the validation split
+    make clearly fewer errors there (cross-fitted, beyond their bootstrap noise); or average the
+    members of cross-validated groups and judge them out of fold, on every labelled row.
 
-    RUN_REFS: run folders, run names or model names (default: the latest run of each model).
+    RUN_REFS: run folders, run names or model names (default: the latest run of each model), or
+    group names (`kit train cnn --folds K`; default: the latest group, if it finished last).
+    A group and fixed-split runs are never mixed.
     """
     ensemble_mod.build(list(run_refs) or None, cnn_seeds=cnn_seeds, echo=click.echo)
+
+
+def _run_or_group(ref: str) -> runs.Run:
+    """The run `ref` names, or for a group its out-of-fold ensemble (made now if it has none)."""
+    if groups.is_group(ref):
+        return ensemble_mod.group_run(ref, echo=click.echo)
+    return runs.require_run(runs.resolve(ref))
 
 
 @cli.command()
@@ -306,11 +383,11 @@ def ensemble(run_refs: tuple[str, ...], cnn_seeds: int | None):
 def predict(run_ref: str | None):
     """Write submissions/<UTC time>_<run>.csv (+ .json record) from a run's test predictions.
 
-    RUN_REF: a run folder, run name or model name (default: the run that finished last, an
-    ensemble or a single model). Says which run, with its validation accuracy and members, and
+    RUN_REF: a run folder, run name or model name, or a group (its out-of-fold ensemble)
+    (default: the run that finished last, an ensemble or a single model). Says which run, with its validation accuracy and members, and
     warns about newer finished runs left out of it; the CSV's path is the last line.
     """
-    run = runs.require_run(runs.resolve(run_ref)) if run_ref else submit_mod.default_run()
+    run = _run_or_group(run_ref) if run_ref else submit_mod.default_run()
     for line in submit_mod.describe(run):
         click.echo(line, err=line.startswith("Warning:"))
     click.echo(submit_mod.write_submission(run))
@@ -342,8 +419,11 @@ def submit(
 ):
     """Validate a submission CSV, upload it to Kaggle and wait for its public score.
 
-    FILE: a submission CSV (default: the latest run's, written now if it has none).
+    FILE: a submission CSV, or a group's name (its ensemble's CSV, written now) (default: the
+    latest run's, written now if it has none).
     """
+    if file is not None and groups.is_group(str(file)):
+        file = submit_mod.write_submission(_run_or_group(str(file)))
     cfg = submit_mod.WaitConfig() if timeout_s is None else submit_mod.WaitConfig(timeout_s=timeout_s)
     if retry:
         if file or message or force:
@@ -406,7 +486,7 @@ def leaderboard(top: int):
 
 
 # ============================================================================ report
-# (owned by kit/report.py)
+# (owned by kit/report/)
 
 
 @cli.command()
@@ -429,7 +509,7 @@ def report(run_refs: tuple[str, ...], out: Path | None):
 
 
 # ============================================================================ local Kaggle service
-# (owned by kit/emulator.py)
+# (owned by kit/emulator/)
 
 
 @cli.command()
@@ -479,11 +559,8 @@ def emulator(
     The official kaggle client, and so every kit command, talks to it once you paste the
     printed `export` lines into another shell: offline demos, no Kaggle account needed.
     """
-    # lazy: it loads the http.server/ssl/email stack, which only this command needs, not every start-up
-    from kit import emulator as emulator_mod
-
-    zip_path, answers, slug = emulator_mod.competition_files(zip_path, answers, slug)
-    emu = emulator_mod.Emulator(
+    zip_path, answers, slug = emulator_competitions.competition_files(zip_path, answers, slug)
+    emu = emulator_server.Emulator(
         zip_path,
         answers,
         slug=slug,
@@ -492,7 +569,7 @@ def emulator(
         port=port,
         verbose=verbose,
     )
-    emulator_mod.serve(emu, echo=click.echo)
+    emulator_server.serve(emu, echo=click.echo)
 
 
 # ============================================================================ remote training

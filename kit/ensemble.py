@@ -1,4 +1,6 @@
-"""Weighted average of several runs' class probabilities, weights fitted on the shared validation split.
+"""Average several runs' class probabilities: equal weights unless fitted ones are clearly
+better on the shared validation split; or the members of cross-validated groups, judged out of
+fold over every labelled row (kit.groups; the "groups" section at the end).
 
 The ensemble's probabilities are a convex combination of its K members':
 
@@ -38,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kit import config, data, io, metrics, models, runs
+from kit import config, data, groups, io, metrics, models, runs
 from kit.errors import KitError
 from kit.metrics import accuracy, log_loss
 from kit.runs import Run
@@ -90,18 +92,47 @@ def fit_weights(probas: np.ndarray, y: np.ndarray, cfg: EnsembleConfig | None = 
 # ----------------------------------------------------------------------------- members
 
 
+def fixed_split_runs(model: str) -> list[Run]:
+    """The finished runs of `model` on the shared validation split (not members of a group)."""
+    return [r for r in runs.all_runs(model=model) if not groups.group_of(r)]
+
+
 def default_members(cnn_seeds: int | None = None) -> list[Run]:
-    """The latest run of each model; with `cnn_seeds`, the latest N CNN runs plus the latest scratch run."""
+    """The latest fixed-split run of each model; with `cnn_seeds`, the latest N CNN runs plus
+    the latest scratch run. (Members of cross-validated groups are ensembled as groups.)"""
     if cnn_seeds:
-        cnn = runs.all_runs(model="cnn")[-cnn_seeds:]
+        cnn = fixed_split_runs("cnn")[-cnn_seeds:]
         if len(cnn) < cnn_seeds:
             raise KitError(
                 f"asked for {cnn_seeds} CNN runs but {config.runs_dir()} has {len(cnn)} "
                 f"finished; train more (`make train-ensemble SEEDS={cnn_seeds}`)"
             )
-        scratch = runs.latest("scratch")
-        return ([scratch] if scratch else []) + cnn
-    return [r for r in (runs.latest(m) for m in models.names()) if r is not None]
+        scratch = fixed_split_runs("scratch")[-1:]
+        return scratch + cnn
+    return [rs[-1] for rs in (fixed_split_runs(m) for m in models.names()) if rs]
+
+
+def default_group() -> groups.Group | None:
+    """The latest complete group, when the run that finished last (ensembles aside) is one of
+    its members: `kit ensemble` then takes that group, as it takes the latest runs otherwise."""
+    trained = [r for r in runs.all_runs() if r.model != "ensemble"]
+    if not trained:
+        return None
+    last = max(trained, key=lambda r: r.metrics.get("finished_utc", ""))
+    group = groups.latest_complete()
+    return group if group is not None and groups.group_of(last) == group.name else None
+
+
+def refuse_mixing(members: Sequence[Run]) -> None:
+    """One line when a member of a cross-validated group is among fixed-split runs."""
+    in_group = [(r.name, groups.group_of(r)) for r in members if groups.group_of(r)]
+    if in_group:
+        name, group = in_group[0]
+        raise KitError(
+            f"{name} is a member of the cross-validated group {group} (judged out of fold), the "
+            f"others are judged on the fixed validation split: ensemble the group alone "
+            f"(`kit ensemble {group}`) or fixed-split runs alone"
+        )
 
 
 def check_compatible(members: Sequence[Run]) -> dict:
@@ -290,6 +321,7 @@ def _members(run_refs: Sequence[str] | None, cnn_seeds: int | None) -> list[Run]
     members = (
         [runs.require_run(runs.resolve(ref)) for ref in run_refs] if run_refs else default_members(cnn_seeds)
     )
+    refuse_mixing(members)
     names = [r.name for r in members]
     if len(set(names)) != len(names):
         raise KitError(f"the same run is listed twice: {', '.join(names)}")
@@ -324,6 +356,17 @@ def build(
 ) -> Run:
     """Ensemble `run_refs` (default: see default_members) into a new finished "ensemble" run."""
     cfg = cfg or EnsembleConfig()
+    refs = list(run_refs or [])
+    named = [r for r in refs if groups.is_group(r)]
+    if named and len(named) < len(refs):
+        other = next(r for r in refs if r not in named)
+        raise KitError(
+            f"{named[0]} is a cross-validated group (judged out of fold) and {other} is not: "
+            f"ensemble groups alone (`kit ensemble {' '.join(named)}`) or fixed-split runs alone"
+        )
+    group = None if refs or cnn_seeds else default_group()
+    if named or group:
+        return build_groups(named or [group.name], cfg, echo)
     t0 = time.perf_counter()
     members = _members(run_refs, cnn_seeds)
     names = [r.name for r in members]
@@ -366,3 +409,158 @@ def build(
     )
     echo(f"ensemble run: {run.path}")
     return run
+
+
+# ----------------------------------------------------------------------------- groups (out of fold)
+
+
+@dataclass
+class OutOfFold:
+    """A set of groups judged out of fold, over all N labelled rows (train.csv order).
+
+    proba: (N, 10) float64, each row the average of the members that did not train on it;
+    n_members: (N,) how many members that is; all_wrong / any_wrong: (N,) bool, whether all /
+    at least one of those members' own predictions miss the label; member_accuracy: {run name:
+    accuracy on its own fold}; single_accuracy: the mean, over (group, repeat), of the accuracy
+    of that repeat's K members alone (one member per row): what one member scores out of fold."""
+
+    proba: np.ndarray
+    n_members: np.ndarray
+    all_wrong: np.ndarray
+    any_wrong: np.ndarray
+    member_accuracy: dict
+    single_accuracy: float
+
+    @property
+    def shared_error_share(self) -> float:
+        """Of the rows some member gets wrong, the share that every member of the row gets wrong."""
+        return float(self.all_wrong.sum() / max(self.any_wrong.sum(), 1))
+
+
+def _group_members(gs: Sequence[groups.Group], y: np.ndarray):
+    """(group, member, run, fold rows) for every member, after checking each is finished and
+    its predictions cover its fold."""
+    for g in gs:
+        done = {r.name for r in g.runs()}
+        for m in g.members:
+            if m.run not in done:
+                raise KitError(
+                    f"group {g.name} is not finished: {len(done)} of {len(g.members)} members; "
+                    f"finish it with `kit train {g.model} --resume {g.name}`"
+                )
+            run = runs.Run(config.runs_dir() / m.run)
+            rows = groups.member_split(g, m, y).val_idx
+            if run.metrics.get("n_val") != len(rows):
+                raise KitError(
+                    f"{run.path}: {run.metrics.get('n_val')} validation rows, but its fold has {len(rows)}"
+                )
+            yield g, m, run, rows
+
+
+def out_of_fold(gs: Sequence[groups.Group], y: np.ndarray) -> tuple[OutOfFold, np.ndarray, list[str]]:
+    """The out-of-fold yardstick of groups `gs` on labels y: (N,), the test prediction (the
+    equal average of every member's, (n_test, 10)) and the member names."""
+    n = len(y)
+    total, count = np.zeros((n, config.N_CLASSES)), np.zeros(n, np.int64)
+    wrong = np.zeros(n, np.int64)
+    singles: dict[tuple[str, int], np.ndarray] = {}
+    member_acc, tests, names = {}, [], []
+    for g, m, run, rows in _group_members(gs, y):
+        p = run.val_proba().astype(np.float64)
+        total[rows] += p
+        count[rows] += 1
+        wrong[rows] += p.argmax(1) != y[rows]
+        singles.setdefault((g.name, m.repeat), np.zeros(n, bool))[rows] = p.argmax(1) == y[rows]
+        member_acc[run.name] = accuracy(p, y[rows])
+        tests.append(run.test_proba().astype(np.float64))
+        names.append(run.name)
+    assert count.min() >= 1, "a complete group predicts every row out of fold"
+    oof = OutOfFold(
+        proba=total / count[:, None],
+        n_members=count,
+        all_wrong=wrong == count,
+        any_wrong=wrong > 0,
+        member_accuracy=member_acc,
+        single_accuracy=float(np.mean([s.mean() for s in singles.values()])),
+    )
+    return oof, np.mean(tests, axis=0), names
+
+
+def _print_oof(gs: Sequence[groups.Group], oof: OutOfFold, y: np.ndarray, cfg: EnsembleConfig, echo) -> None:
+    width = max(len(n) for n in oof.member_accuracy)
+    for name, acc in oof.member_accuracy.items():
+        echo(f"  {name:{width}s}  accuracy on its fold {acc:.4f}")
+    lo, hi = accuracy_interval(oof.proba, y, cfg.confidence)
+    per_row = int(oof.n_members.min()) if oof.n_members.min() == oof.n_members.max() else "2+"
+    echo(
+        f"  out of fold over {len(y)} rows ({per_row} members per row): accuracy {accuracy(oof.proba, y):.4f} "
+        f"[{lo:.4f}, {hi:.4f}], log-loss {log_loss(oof.proba, y):.4f}; one member alone "
+        f"{oof.single_accuracy:.4f}"
+    )
+    echo(
+        f"  errors shared by every member of the row: {int(oof.all_wrong.sum())} of the "
+        f"{int(oof.any_wrong.sum())} rows some member gets wrong ({oof.shared_error_share:.0%})"
+    )
+    echo(f"  test prediction: the equal average of all {sum(len(g.members) for g in gs)} members")
+
+
+def _labels_for(gs: Sequence[groups.Group]) -> np.ndarray:
+    """All labelled rows (N,), after checking the installed data is the groups' data."""
+    ds = data.load()
+    for g in gs:
+        if g.data_checksum != ds.checksum:
+            raise KitError(
+                f"group {g.name} was trained on other data (checksum {g.data_checksum}) than the "
+                f"installed data ({ds.checksum}); point --data-dir / KIT_DATA_DIR at that data"
+            )
+    return ds.y_train.astype(np.int64)
+
+
+def build_groups(names: Sequence[str], cfg: EnsembleConfig | None = None, echo=print) -> Run:
+    """The equal-weight ensemble of every member of the groups `names`, judged out of fold:
+    an "ensemble" run whose val_proba.npy is the out-of-fold average over all N labelled rows."""
+    cfg = cfg or EnsembleConfig()
+    t0 = time.perf_counter()
+    gs = [groups.load(n) for n in names]
+    y = _labels_for(gs)
+    oof, test, members = out_of_fold(gs, y)
+    _print_oof(gs, oof, y, cfg, echo)
+    run = runs.create("ensemble", seed=0)
+    run.write_config({"model": "ensemble", "seed": 0, "groups": list(names), "members": members})
+    weights = {n: 1 / len(members) for n in members}
+    io.write_json(run.file(WEIGHTS), {"method": "equal", "weights": weights})
+    run.write_predictions(oof.proba, test)
+    run.finish(
+        {
+            "model": "ensemble",
+            "seed": 0,
+            "yardstick": "out-of-fold",
+            "groups": list(names),
+            "data_checksum": gs[0].data_checksum,
+            "split_hash": "out-of-fold",
+            "n_val": len(y),
+            "n_test": len(test),
+            "val_accuracy": accuracy(oof.proba, y),
+            "val_accuracy_interval": accuracy_interval(oof.proba, y, cfg.confidence),
+            "val_loss": log_loss(oof.proba, y),
+            "single_member_oof_accuracy": oof.single_accuracy,
+            "shared_error_share": oof.shared_error_share,
+            "rows_all_wrong": int(oof.all_wrong.sum()),
+            "rows_any_wrong": int(oof.any_wrong.sum()),
+            "members_per_row": [int(oof.n_members.min()), int(oof.n_members.max())],
+            "wall_time_s": time.perf_counter() - t0,
+            "method": "equal",
+            "members": members,
+            "weights": weights,
+            "member_val_accuracy": oof.member_accuracy,
+            "best_member_val_accuracy": max(oof.member_accuracy.values()),
+        }
+    )
+    echo(f"ensemble run: {run.path}")
+    return run
+
+
+def group_run(name: str, echo=print) -> Run:
+    """The ensemble of group `name` alone: the latest one made, else a new one."""
+    made = [r for r in runs.all_runs(model="ensemble") if r.config.get("groups") == [name]]
+    return made[-1] if made else build_groups([name], echo=echo)

@@ -12,7 +12,7 @@ again before it is uploaded; it is never overwritten.
 
 Upload (`submit`), in this order so that nothing is lost whatever fails:
     validate -> refuse a sha256 already uploaded (unless force) -> record 'pending' in the ledger
-    -> check the day's remaining submissions -> upload (kaggle_io: retries 429/5xx/drops itself)
+    -> check the day's remaining submissions -> upload (kit.kaggle: retries 429/5xx/drops itself)
     -> record 'submitted' + Kaggle's ref -> poll the submission list until scored -> record the score.
 A failure after 'pending' leaves the CSV and the record: `kit submit --retry` sends it later.
 """
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import config, kaggle_io, ledger, runs
+from kit import config, ledger, runs
 from kit.errors import KitError
 from kit.io import free_name, read_json, sha256_file, utc_iso, utc_stamp, write_json
+from kit.kaggle import client, competitions
 from kit.runs import Run
 
 HEADER = "ImageId,Label"
@@ -137,8 +138,13 @@ def describe(run: Run) -> list[str]:
     and members, then a warning naming finished runs newer than it (than its newest member, for
     an ensemble) that are in none of it."""
     members = run.config.get("members") or []
-    line = f"run {run.name}: val accuracy {run.metrics.get('val_accuracy', float('nan')):.4f}"
-    lines = [line + (f", members {', '.join(members)}" if members else "")]
+    accuracy = f"{run.metrics.get('val_accuracy', float('nan')):.4f}"
+    if run.config.get("groups"):  # a group's ensemble: judged out of fold, members named by group
+        head = f"run {run.name}: out-of-fold accuracy {accuracy}, {len(members)} members of "
+        lines = [head + ", ".join(run.config["groups"])]
+    else:
+        line = f"run {run.name}: val accuracy {accuracy}"
+        lines = [line + (f", members {', '.join(members)}" if members else "")]
     inside = {run.name, *members}
     siblings = {r.name: r for r in runs.all_runs(run.path.parent)}
     since = max((finished_at(siblings[n]) for n in members if n in siblings), default=finished_at(run))
@@ -304,7 +310,7 @@ def retry(
     # An upload whose answer was lost (dropped connection after Kaggle accepted it) is already on
     # Kaggle: match it by file name and description instead of uploading it a second time.
     known = {r["kaggle_ref"] for r in ledger.records() if r["kaggle_ref"] is not None}
-    remote = [s for s in kaggle_io.list_submissions() if s.ref not in known]
+    remote = [s for s in competitions.list_submissions() if s.ref not in known]
     done = []
     for rec in todo:
         match = [
@@ -342,16 +348,16 @@ def _upload(
         f"run `kit submit --retry` to send it."
     )
     try:
-        remaining = kaggle_io.remaining_submissions()
+        remaining = competitions.remaining_submissions()
         if remaining is not None and remaining <= 0:
-            raise kaggle_io.KaggleLimitError(
+            raise client.KaggleLimitError(
                 "today's submission limit is reached on Kaggle (it resets at 00:00 UTC)"
             )
         echo(
             f"uploading {path.name} ({'unknown' if remaining is None else remaining} "
             f"submissions left today): {message}"
         )
-        ref = kaggle_io.submit(path, message)
+        ref = competitions.submit(path, message)
     except KitError as e:
         ledger.update(rec["id"], error=str(e))
         raise KitError(f"{e}{keep}") from None
@@ -369,8 +375,8 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None, echo: C
         return rec
     cfg = wait_cfg or WaitConfig()
 
-    def status() -> kaggle_io.Submission | None:
-        return next((s for s in kaggle_io.list_submissions() if s.ref == rec["kaggle_ref"]), None)
+    def status() -> competitions.Submission | None:
+        return next((s for s in competitions.list_submissions() if s.ref == rec["kaggle_ref"]), None)
 
     polls = Retrying(
         retry=retry_if_result(lambda s: s is None or s.status == "pending"),
@@ -407,8 +413,8 @@ def _wait_and_record(rec: dict, wait: bool, wait_cfg: WaitConfig | None, echo: C
 
 def standing(top: int = 10) -> list[str]:
     """Lines for `kit leaderboard`: the top entries and where we stand among them."""
-    entries = sorted(kaggle_io.leaderboard(), key=lambda e: e.rank)
-    me = kaggle_io.username()
+    entries = sorted(competitions.leaderboard(), key=lambda e: e.rank)
+    me = client.username()
     ours = next((e for e in entries if e.team_name == me), None)
     scored = [r["public_score"] for r in ledger.records() if r["public_score"] is not None]
     lines = [f"{config.competition().slug} leaderboard ({len(entries)} teams)"]

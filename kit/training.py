@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import data, hparams, io, metrics, models, runs
+from kit import config, data, groups, hparams, io, metrics, models, runs
 from kit.errors import KitError
 
 LOCK = ".lock"  # in the run folder: held by the one process writing it
@@ -112,8 +112,14 @@ class Progress:
             self.tty = None
 
 
-def load_data() -> TrainData:
-    ds, sp = data.load_split()
+def load_data(member: tuple[groups.Group, groups.Member] | None = None) -> TrainData:
+    """The shared split's rows, or, for a member of a cross-validated group, the rows outside
+    its fold (training) and its fold (validation)."""
+    if member is None:
+        ds, sp = data.load_split()
+    else:
+        ds = data.load()
+        sp = groups.member_split(*member, ds.y_train)
     return TrainData(
         ds.X_train[sp.train_idx],
         ds.y_train[sp.train_idx],
@@ -124,23 +130,34 @@ def load_data() -> TrainData:
     )
 
 
-def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool = True) -> runs.Run:
+def train(
+    name: str,
+    cfg=None,
+    resume: Path | str | None = None,
+    progress: bool = True,
+    member: tuple[groups.Group, groups.Member] | None = None,
+) -> runs.Run:
     """Train model `name` with `cfg` (or continue the run `resume` with its saved config);
-    return the finished run. KitError for anything the user can fix, with what to do."""
+    return the finished run. `member`: the run is that member of a cross-validated group (it
+    trains outside its fold and validates on it). KitError for anything the user can fix."""
     t_start = time.perf_counter()
     model = models.get(name)
     if resume is not None:
         run = _resumable(model, resume)
         cfg = model.run_config(run.config)
+        member = _member_of(run)
     else:
         assert cfg is not None, "train() needs a config or a run to resume"
         hparams.validate(cfg)
         run = None
     cfg = model.module.resolved(cfg)
-    data = load_data()
+    data = load_data(member)
     if run is None:
         run = runs.create(name, cfg.seed)
-        run.write_config({"model": name, **dataclasses.asdict(cfg), **data.identity})
+        run.write_config({"model": name, **dataclasses.asdict(cfg), **data.identity, **_membership(member)})
+        if member is not None:
+            member[1].run = run.name
+            member[0].save()
     with one_writer(run):
         if resume is not None:
             _check_resume(model, run, data)
@@ -150,7 +167,7 @@ def train(name: str, cfg=None, resume: Path | str | None = None, progress: bool 
         finally:
             report.close()
         try:
-            _finish(model, cfg, run, data, trained, t_start)
+            _finish(model, cfg, run, data, trained, t_start, member)
         except KeyboardInterrupt:
             raise KitError(
                 f"interrupted after training, while writing predictions; the checkpoint is "
@@ -197,7 +214,9 @@ def _check_resume(model: models.Model, run: runs.Run, data: TrainData) -> None:
         )
 
 
-def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t_start: float) -> None:
+def _finish(
+    model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t_start: float, member
+) -> None:
     """Save, predict, measure, and write metrics.json last; then drop the resume files."""
     model.module.save(trained, run)
     val_proba = model.module.predict(trained, data.X_val)
@@ -219,6 +238,7 @@ def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t
             "inference_s": round(inference_s, 3),
             "time_to_99_4_s": metrics.seconds_to(history, metrics.TARGET_ACCURACY),
             **data.identity,
+            **_membership(member),
             "n_train": trained.n_train,
             "n_val": len(data.y_val),
             "n_test": len(data.X_test),
@@ -230,3 +250,60 @@ def _finish(model: models.Model, cfg, run: runs.Run, data: TrainData, trained, t
     )
     for name in model.module.RESUME_FILES:
         run.file(name).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+def _membership(member: tuple[groups.Group, groups.Member] | None) -> dict:
+    """What config.json and metrics.json record of a group member (nothing for other runs)."""
+    if member is None:
+        return {}
+    g, m = member
+    return {"group": g.name, "fold": m.fold, "repeat": m.repeat, "folds": g.folds, "repeats": g.repeats}
+
+
+def _member_of(run: runs.Run) -> tuple[groups.Group, groups.Member] | None:
+    name = groups.group_of(run)
+    if name is None:
+        return None
+    group = groups.load(name)
+    found = [m for m in group.members if m.run == run.name]
+    if not found:
+        raise KitError(f"{run.path} says it belongs to group {name}, but the group does not list it")
+    return group, found[0]
+
+
+def train_group(
+    name: str, cfg, folds: int, repeats: int, fold_seed: int, same_folds: bool = False, progress: bool = True
+) -> groups.Group:
+    """Train a new cross-validated group of model `name` (kit.groups): K x R members, one
+    after the other, member m with seed cfg.seed + m. Returns the finished group."""
+    model = models.get(name)
+    hparams.validate(cfg)
+    cfg = model.module.resolved(cfg)
+    ds = data.load()
+    groups.assignment(ds.y_train, folds, repeats, fold_seed, same_folds)  # refuses bad --folds first
+    group = groups.create(name, dataclasses.asdict(cfg), folds, repeats, fold_seed, same_folds, ds.checksum)
+    return _train_members(model, group, cfg, progress)
+
+
+def resume_group(ref: str, progress: bool = True) -> groups.Group:
+    """Finish group `ref`: resume its interrupted members, train those never started."""
+    group = groups.load(ref)
+    if group.complete:
+        raise KitError(f"group {group.name} already finished; there is nothing to resume")
+    model = models.get(group.model)
+    return _train_members(model, group, model.run_config(group.config), progress)
+
+
+def _train_members(model: models.Model, group: groups.Group, cfg, progress: bool) -> groups.Group:
+    todo = group.unfinished()
+    for i, m in enumerate(todo, start=1):
+        what = f"{group.name}: member {len(group.members) - len(todo) + i}/{len(group.members)}"
+        print(f"{what} (fold {m.fold + 1}/{group.folds}, repeat {m.repeat + 1}/{group.repeats})", flush=True)
+        if m.run is not None and not runs.Run(config.runs_dir() / m.run).finished:
+            train(model.name, resume=config.runs_dir() / m.run, progress=progress)
+        else:
+            train(model.name, dataclasses.replace(cfg, seed=m.seed), progress=progress, member=(group, m))
+    return groups.load(group.name)
