@@ -12,12 +12,12 @@ import click
 from kit import config, data, groups, ledger, models, runs, training
 from kit import ensemble as ensemble_mod  # *_mod: the command functions take the modules' names
 from kit import fixture as fixture_mod
-from kit import remote as remote_mod
 from kit import submit as submit_mod
 from kit.emulator import competitions as emulator_competitions
 from kit.emulator import server as emulator_server
 from kit.errors import KitError
 from kit.kaggle import competitions
+from kit.remote import run as remote_mod
 from kit.report import page as report_mod
 
 _OVERRIDES = "kit.settings"  # ctx.meta key: the settings options given to this command
@@ -266,28 +266,32 @@ def _train_command(model: models.Model) -> None:
         repeats: int,
         fold_seed: int,
         same_folds: bool,
+        jobs: int,
         **hparams,
     ):
-        group_opts = ["folds", "repeats", "fold_seed", "same_folds"]
+        group_opts = ["folds", "repeats", "fold_seed", "same_folds", "jobs"]
         if resume is not None:
-            _refuse_overrides_on_resume([*hparams, "preset", *group_opts])
+            _refuse_overrides_on_resume([*hparams, "preset", *group_opts[:-1]])
             cfg = None
         else:
             cfg = model.make_config(preset, **hparams)
         if resume is not None and groups.is_group(resume):
-            _after_group(training.resume_group(resume, progress=not quiet))
+            _after_group(training.resume_group(resume, not quiet, jobs))
         elif folds is not None:
-            _after_group(
-                training.train_group(model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet)
+            group = training.train_group(
+                model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet, jobs
             )
+            _after_group(group)
         elif _given(group_opts):
             raise KitError(
-                "--repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)"
+                "--repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)"
             )
         else:
             _after_training(training.train(model.name, cfg, resume=resume, progress=not quiet), report)
 
-    command.__doc__ = f"Train {model.summary} (kit/models/{model.name}.py) and write a run folder."
+    command.__doc__ = (
+        f"Train {model.summary} and write a run folder; with --folds, a cross-validated group of them."
+    )
     command.__name__ = f"train_{model.name}"
     options = [
         click.option(
@@ -325,6 +329,15 @@ def _train_command(model: models.Model) -> None:
             "--same-folds",
             is_flag=True,
             help="With --folds: every repeat uses the first fold assignment (repeats differ by seed only).",
+        ),
+        click.option(
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            metavar="N",
+            help="With --folds: members trained at once, each in its own process (a GPU: they share "
+            "the card, whose steps one small network leaves mostly idle; a CPU: keep 1).",
         ),
         click.option(
             "--resume",
@@ -573,7 +586,7 @@ def emulator(
 
 
 # ============================================================================ remote training
-# (owned by kit/remote.py)
+# (owned by kit/remote/run.py)
 
 
 @cli.group(cls=KitGroup)

@@ -77,7 +77,7 @@ COMPETITIONS = {
 DEFAULT_COMPETITION = "digit-recognizer"
 
 
-# Kaggle request policy (kit.kaggle_io). The client sends some requests, the submission file's
+# Kaggle request policy (kit.kaggle.client). The client sends some requests, the submission file's
 # PUT among them, with no timeout at all: one stalled connection would hang `kit submit` for
 # ever, so every request gets NET_TIMEOUT_S (connect, or between bytes read).
 RETRY_ATTEMPTS = 5
@@ -172,6 +172,13 @@ def activate(s: Settings) -> Iterator[Settings]:
         yield s
     finally:
         _active.pop()  # `with` blocks nest, so the innermost one is ours
+
+
+def environment() -> dict[str, str]:
+    """os.environ with the active settings as KIT_* variables: what a `kit` child process
+    needs to read and write where this one does (--data-dir and the like included)."""
+    s = settings()
+    return {**os.environ, **{var: str(getattr(s, name)) for name, var in _ENV.items()}}
 
 
 def settings() -> Settings:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,14 +155,10 @@ def train(
     cfg = model.module.resolved(cfg)
     data = load_data(member)
     if run is None:
-        run = runs.create(name, cfg.seed)
-        run.write_config({"model": name, **dataclasses.asdict(cfg), **data.identity, **_membership(member)})
-        if member is not None:
-            member[1].run = run.name
-            member[0].save()
+        run = new_run(name, cfg, data.identity, member)
     with one_writer(run):
         if resume is not None:
-            _check_resume(model, run, data)
+            _check_resume(model, run, data, fresh_member=member is not None and not _started(model, run))
         report = Progress(f"{name} {cfg.preset}", "auto" if progress else "quiet")
         try:
             trained = model.module.fit(cfg, run, data, report)
@@ -201,11 +199,27 @@ def _resumable(model: models.Model, ref) -> runs.Run:
     return run
 
 
-def _check_resume(model: models.Model, run: runs.Run, data: TrainData) -> None:
+def new_run(name: str, cfg, identity: dict, member: tuple[groups.Group, groups.Member] | None) -> runs.Run:
+    """A new run folder with its config.json (and, for a group member, the group's record of it)."""
+    run = runs.create(name, cfg.seed)
+    run.write_config({"model": name, **dataclasses.asdict(cfg), **identity, **_membership(member)})
+    if member is not None:
+        member[1].run = run.name
+        member[0].save()
+    return run
+
+
+def _started(model: models.Model, run: runs.Run) -> bool:
+    """Whether training ever wrote into `run` (a group's members are made before they train)."""
+    return any(run.file(f).exists() for f in (runs.HISTORY, *model.module.RESUME_FILES))
+
+
+def _check_resume(model: models.Model, run: runs.Run, data: TrainData, fresh_member: bool = False) -> None:
     """Under the lock: the run is still unfinished, can be continued, and has this data."""
     if run.finished:  # finished by the process that held the lock before us
         raise KitError(f"{run.path} already finished; there is nothing to resume (start a new run)")
-    model.module.check_resumable(run)
+    if not fresh_member:  # a member that never started starts from its seed, as a new run
+        model.module.check_resumable(run)
     diff = metrics.mismatch(run.config, data.identity)
     if diff:
         raise KitError(
@@ -275,35 +289,79 @@ def _member_of(run: runs.Run) -> tuple[groups.Group, groups.Member] | None:
 
 
 def train_group(
-    name: str, cfg, folds: int, repeats: int, fold_seed: int, same_folds: bool = False, progress: bool = True
+    name: str,
+    cfg,
+    folds: int,
+    repeats: int,
+    fold_seed: int,
+    same_folds: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
 ) -> groups.Group:
-    """Train a new cross-validated group of model `name` (kit.groups): K x R members, one
-    after the other, member m with seed cfg.seed + m. Returns the finished group."""
+    """Train a new cross-validated group of model `name` (kit.groups): K x R members, member m
+    with seed cfg.seed + m, `jobs` at a time. Every member's run folder is made first, so the
+    group's record names them all; then each trains as a resume of its folder."""
     model = models.get(name)
     hparams.validate(cfg)
     cfg = model.module.resolved(cfg)
     ds = data.load()
     groups.assignment(ds.y_train, folds, repeats, fold_seed, same_folds)  # refuses bad --folds first
     group = groups.create(name, dataclasses.asdict(cfg), folds, repeats, fold_seed, same_folds, ds.checksum)
-    return _train_members(model, group, cfg, progress)
+    for m in group.members:
+        sp = groups.member_split(group, m, ds.y_train)
+        new_run(
+            name, dataclasses.replace(cfg, seed=m.seed), metrics.identity(ds.checksum, sp.hash), (group, m)
+        )
+    return _train_members(model, group, progress, jobs)
 
 
-def resume_group(ref: str, progress: bool = True) -> groups.Group:
-    """Finish group `ref`: resume its interrupted members, train those never started."""
+def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group:
+    """Finish group `ref`: its unfinished members resume (or start, if they never did)."""
     group = groups.load(ref)
     if group.complete:
         raise KitError(f"group {group.name} already finished; there is nothing to resume")
-    model = models.get(group.model)
-    return _train_members(model, group, model.run_config(group.config), progress)
+    return _train_members(models.get(group.model), group, progress, jobs)
 
 
-def _train_members(model: models.Model, group: groups.Group, cfg, progress: bool) -> groups.Group:
+def _train_members(model: models.Model, group: groups.Group, progress: bool, jobs: int) -> groups.Group:
     todo = group.unfinished()
-    for i, m in enumerate(todo, start=1):
-        what = f"{group.name}: member {len(group.members) - len(todo) + i}/{len(group.members)}"
-        print(f"{what} (fold {m.fold + 1}/{group.folds}, repeat {m.repeat + 1}/{group.repeats})", flush=True)
-        if m.run is not None and not runs.Run(config.runs_dir() / m.run).finished:
-            train(model.name, resume=config.runs_dir() / m.run, progress=progress)
-        else:
-            train(model.name, dataclasses.replace(cfg, seed=m.seed), progress=progress, member=(group, m))
+    done = len(group.members) - len(todo)
+    folders = [config.runs_dir() / m.run for m in todo]
+    if jobs <= 1:
+        for i, (m, folder) in enumerate(zip(todo, folders), start=done + 1):
+            print(f"{group.name}: member {i}/{len(group.members)} {_where(group, m)}", flush=True)
+            train(model.name, resume=folder, progress=progress)
+    else:
+        _train_in_processes(model, group, todo, folders, jobs)
     return groups.load(group.name)
+
+
+def _where(group: groups.Group, m: groups.Member) -> str:
+    return f"(fold {m.fold + 1}/{group.folds}, repeat {m.repeat + 1}/{group.repeats}, seed {m.seed})"
+
+
+def _train_in_processes(model: models.Model, group: groups.Group, todo, folders, jobs: int) -> None:
+    """Each member in its own `kit train --resume` process, `jobs` at once (on a GPU they share
+    the card: one small network's steps leave it mostly idle). KitError naming the members that
+    failed, after the others have finished."""
+    env = config.environment()
+
+    def one(folder) -> tuple[str, str | None]:
+        argv = [sys.executable, "-m", "kit", "train", model.name, "--resume", str(folder), "--quiet"]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        return folder.name, None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-500:]
+
+    print(f"{group.name}: {len(todo)} members, {jobs} at a time, each in its own process", flush=True)
+    failed = []
+    with ThreadPoolExecutor(jobs) as pool:
+        started = {pool.submit(one, folder): m for folder, m in zip(folders, todo)}
+        for future in as_completed(started):
+            name, error = future.result()
+            print(f"  {name} {_where(group, started[future])}: {'failed' if error else 'done'}", flush=True)
+            if error:
+                failed.append(f"{name}: {error}")
+    if failed:
+        raise KitError(
+            f"{len(failed)} member(s) of {group.name} failed: {'; '.join(failed)}; "
+            f"after a fix, `kit train {model.name} --resume {group.name}` trains what is left"
+        )

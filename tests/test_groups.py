@@ -55,7 +55,12 @@ def test_a_group_trains_every_member_on_the_rows_outside_its_fold(group, labels)
     covered = np.zeros(len(labels), np.int64)
     for m, run in zip(group.members, group.runs()):
         cfg, met = run.config, run.metrics
-        assert (cfg["group"], cfg["fold"], cfg["repeat"], cfg["seed"]) == (group.name, m.fold, m.repeat, m.seed)
+        assert (cfg["group"], cfg["fold"], cfg["repeat"], cfg["seed"]) == (
+            group.name,
+            m.fold,
+            m.repeat,
+            m.seed,
+        )
         assert met["n_train"] + met["n_val"] == len(labels)
         covered[groups.member_split(group, m, labels).val_idx] += 1
     assert (covered == R).all()  # every labelled row out of fold for exactly R members
@@ -103,11 +108,12 @@ def test_an_interrupted_group_resumes_its_unfinished_members_to_the_same_result(
         training.train_group("scratch", _cfg(), K, R, FOLD_SEED, progress=False)
     monkeypatch.setattr(training, "train", real)
     half = groups.all_groups()[-1]
-    assert len(half.runs()) == 2 and not half.complete
+    first_two = [r.name for r in half.runs()]
+    assert len(first_two) == 2 and not half.complete
     result = CliRunner().invoke(cli, ["train", "scratch", "--resume", half.name, "--quiet"])
     assert result.exit_code == 0, result.output
     resumed = groups.load(half.name)
-    assert resumed.complete and [r.name for r in resumed.runs()][:2] == [r.name for r in half.runs()]
+    assert resumed.complete and [r.name for r in resumed.runs()][:2] == first_two
     assert [_sha(r.file(runs.VAL_PROBA)) for r in resumed.runs()] == [
         _sha(r.file(runs.VAL_PROBA)) for r in whole.runs()
     ]
@@ -149,10 +155,19 @@ def test_a_group_and_fixed_split_runs_are_never_mixed(group):
 def test_group_options_are_checked_before_anything_is_trained(fixture_data):
     runner = CliRunner()
     assert runner.invoke(cli, ["train", "scratch", "--repeats", "2"]).output == (
-        "Error: --repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)\n"
+        "Error: --repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)\n"
     )
     out = runner.invoke(cli, ["train", "scratch", "--folds", "1"]).output
     assert "Invalid value for '--folds'" in out
     with pytest.raises(KitError, match="more than the rarest class has rows"):
         groups.assignment(np.array([0, 0, 1, 1, 1]), 3, 1, 0)
     assert not (config.runs_dir() / groups.GROUPS).exists()
+
+
+def test_members_trained_in_parallel_processes_write_what_one_process_writes(fixture_data):
+    one = training.train_group("scratch", _cfg(), K, 1, FOLD_SEED, progress=False)
+    two = training.train_group("scratch", _cfg(), K, 1, FOLD_SEED, progress=False, jobs=2)
+    assert two.complete and [m.run for m in two.members] != [m.run for m in one.members]
+    for a, b in zip(one.runs(), two.runs()):
+        assert _sha(a.file(runs.VAL_PROBA)) == _sha(b.file(runs.VAL_PROBA))
+        assert _sha(a.file(runs.TEST_PROBA)) == _sha(b.file(runs.TEST_PROBA))
