@@ -31,9 +31,10 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import charts, config, kaggle_io
+from kit import charts, config
 from kit.errors import KitError
 from kit.io import atomic_path, utc_iso
+from kit.kaggle import competitions
 
 STATUSES = ("pending", "submitted", "complete", "error")
 # The columns `read_all` returns, in order (kit.report reads exactly these).
@@ -182,7 +183,7 @@ def attach_ref(id: int, kaggle_ref: int, message: str, path: Path | None = None)
 
 
 def sync(kaggle_submissions: list, path: Path | None = None) -> tuple[int, int]:
-    """Merge Kaggle's submission list (kaggle_io.Submission objects) into the ledger.
+    """Merge Kaggle's submission list (kit.kaggle.competitions.Submission objects) into the ledger.
 
     Records we know (same kaggle_ref) get Kaggle's status and scores; uploads made elsewhere
     (website, another machine) are added. Returns (added, updated).
@@ -241,7 +242,7 @@ def sync_from_kaggle(path: Path | None = None) -> Synced:
     shows the local ledger, and the warning says what went wrong.
     """
     try:
-        added, updated = sync(kaggle_io.list_submissions(), path)
+        added, updated = sync(competitions.list_submissions(), path)
     except KitError as e:
         return Synced(warning=f"could not sync with Kaggle, showing the local ledger: {e}")
     return Synced(added, updated)

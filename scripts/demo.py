@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kit import fixture  # noqa: E402
-from kit.emulator import Emulator  # noqa: E402
+from kit.emulator import server  # noqa: E402
 
 DEMO = ROOT / ".cache" / "demo"
 MARKER = ".kit-demo"
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     step(2, "start the local Kaggle emulator (demo credentials, nothing leaves this machine)")
     kaggle_config = demo / "kaggle-config"  # empty: the user's real ~/.kaggle is never read
     kaggle_config.mkdir()
-    with Emulator(
+    with server.Emulator(
         comp / f"{COMPETITION}.zip", comp / "answers.csv", slug=COMPETITION, scoring_delay_s=1.0, teams=TEAMS
     ) as emu:
         print(f"emulator at {emu.url}, user {emu.username!r}")

@@ -1,4 +1,4 @@
-"""Fixtures for the local Kaggle emulator and the real kaggle client (owned by kit.emulator / kit.kaggle_io).
+"""Fixtures for the local Kaggle emulator and the real kaggle client (owned by kit.emulator / kit.kaggle).
 
 kaggle_emulator   an Emulator serving the fixture competition, started, with its
                   environment monkeypatched in (KAGGLE_API_ENVIRONMENT=LOCALHOST, the
@@ -20,14 +20,15 @@ import os
 
 import pytest
 
+from kit.emulator.server import Emulator
+from kit.kaggle import client
+
 EMULATOR_USER = "demo"
 EMULATOR_KEY = "demo-key-0123456789abcdef"
 
 
 @pytest.fixture
 def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
-    from kit.emulator import Emulator
-
     home, config_dir = tmp_path / "home", tmp_path / "kaggle-config"
     home.mkdir()
     config_dir.mkdir()
@@ -54,8 +55,6 @@ def kaggle_emulator(isolated_dirs, fixture_competition, monkeypatch, tmp_path):
 
 @pytest.fixture
 def push_kernel(kaggle_emulator, tmp_path):
-    from kit import kaggle_io
-
     count = iter(range(1_000_000))
 
     def push(code: str, folder=None, **metadata):
@@ -74,8 +73,8 @@ def push_kernel(kaggle_emulator, tmp_path):
         } | metadata
         (folder / "kernel-metadata.json").write_text(json.dumps(meta))
         (folder / meta["code_file"]).write_text(code)
-        api = kaggle_io._client()
-        with kaggle_io._quiet():
+        api = client._client()
+        with client._quiet():
             return api.kernels_push(str(folder))
 
     return push

@@ -18,14 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from fixtures_kaggle import EMULATOR_KEY
-from kit import config, data, kaggle_io
+from kit import config, data
 from kit.cli import cli
 from kit.errors import KitError
+from kit.kaggle import client, competitions
 
 SLUG = "digit-recognizer-fixture"
 RPC = "/api/v1/competitions.CompetitionApiService/"
 ZIP_URL_PATH = f"/data/{SLUG}.zip"
-TOKEN_HELP = kaggle_io.TOKEN_HELP
+TOKEN_HELP = client.TOKEN_HELP
 
 
 def _calls(emu, path):
@@ -39,7 +40,7 @@ def _no_stray_zip():
 
 def test_download_installs_data_that_loads(kaggle_emulator):
     lines = []
-    result = kaggle_io.download(echo=lines.append)
+    result = competitions.download(echo=lines.append)
 
     assert lines[0] == f"Downloading {SLUG} from Kaggle as demo ..."
     assert result.startswith(f"installed {SLUG} into {config.raw_dir()}")
@@ -54,10 +55,10 @@ def test_download_installs_data_that_loads(kaggle_emulator):
 
 
 def test_second_download_makes_no_request(kaggle_emulator):
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     kaggle_emulator.requests.clear()
     t0 = time.perf_counter()
-    result = kaggle_io.download(echo=lambda s: None)
+    result = competitions.download(echo=lambda s: None)
     assert kaggle_emulator.requests == []
     assert result == (
         f"{SLUG}: data already installed and verified in {config.raw_dir()} (use --force to download again)"
@@ -66,17 +67,17 @@ def test_second_download_makes_no_request(kaggle_emulator):
 
 
 def test_force_downloads_again(kaggle_emulator):
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     kaggle_emulator.requests.clear()
-    kaggle_io.download(force=True, echo=lambda s: None)
+    competitions.download(force=True, echo=lambda s: None)
     assert _calls(kaggle_emulator, ZIP_URL_PATH) == 1
 
 
 def test_wrong_key_is_401_with_clear_message_and_no_key(kaggle_emulator, monkeypatch):
     bad_key = "wrong-secret-key-987654"
     monkeypatch.setenv("KAGGLE_KEY", bad_key)
-    with pytest.raises(kaggle_io.KaggleAuthError) as err:
-        kaggle_io.download(echo=lambda s: None)
+    with pytest.raises(client.KaggleAuthError) as err:
+        competitions.download(echo=lambda s: None)
     assert str(err.value) == (
         "Kaggle rejected the credentials from KAGGLE_USERNAME/KAGGLE_KEY (HTTP 401, user 'demo') "
         f"while downloading {SLUG}. The key is wrong or was revoked: {TOKEN_HELP}."
@@ -100,8 +101,8 @@ def test_wrong_key_via_cli_exact_output(kaggle_emulator, monkeypatch):
 
 def test_rules_not_accepted_is_403_message(kaggle_emulator):
     kaggle_emulator.fail("DownloadDataFiles", "403")
-    with pytest.raises(kaggle_io.KaggleRulesError) as err:
-        kaggle_io.download(echo=lambda s: None)
+    with pytest.raises(client.KaggleRulesError) as err:
+        competitions.download(echo=lambda s: None)
     assert str(err.value) == (
         f"Kaggle refused access to competition '{SLUG}' (HTTP 403) while downloading {SLUG}: the "
         "competition rules are not accepted for this account. Accept them at "
@@ -113,8 +114,8 @@ def test_rules_not_accepted_is_403_message(kaggle_emulator):
 def test_missing_credentials(kaggle_emulator, monkeypatch, tmp_path):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
-    with pytest.raises(kaggle_io.KaggleAuthError) as err:
-        kaggle_io.download(echo=lambda s: None)
+    with pytest.raises(client.KaggleAuthError) as err:
+        competitions.download(echo=lambda s: None)
     config_dir = tmp_path / "kaggle-config"
     assert str(err.value) == (
         f"no Kaggle credentials found (KAGGLE_CONFIG_DIR points at {config_dir}, so kaggle.json is "
@@ -129,21 +130,21 @@ def test_kaggle_json_credentials_and_permission_warning(kaggle_emulator, monkeyp
     path = tmp_path / "kaggle-config" / "kaggle.json"
     path.write_text(json.dumps({"username": "demo", "key": EMULATOR_KEY}))
     path.chmod(0o644)
-    kaggle_io._warned_permissions.discard(str(path))
+    client._warned_permissions.discard(str(path))
 
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     assert data.is_installed()
     err = capsys.readouterr().err
     warning = f"Warning: {path} is readable by other users of this machine; run `chmod 600 {path}`."
     assert err.count(warning) == 1
     assert EMULATOR_KEY not in err
-    kaggle_io.username()  # warned once per process, not on every call
+    client.username()  # warned once per process, not on every call
     assert warning not in capsys.readouterr().err
 
 
 def test_server_error_then_success_after_retry(kaggle_emulator, capsys):
     kaggle_emulator.fail("DownloadDataFiles", "500")
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     assert data.is_installed()
     assert _calls(kaggle_emulator, RPC + "DownloadDataFiles") == 2
     assert "HTTP 500 from Kaggle while downloading" in capsys.readouterr().err
@@ -151,8 +152,8 @@ def test_server_error_then_success_after_retry(kaggle_emulator, capsys):
 
 def test_persistent_server_error_gives_up_clearly(kaggle_emulator):
     kaggle_emulator.fail("DownloadDataFiles", "500", times=10)
-    with pytest.raises(kaggle_io.KaggleTransientError) as err:
-        kaggle_io.download(echo=lambda s: None)
+    with pytest.raises(client.KaggleTransientError) as err:
+        competitions.download(echo=lambda s: None)
     assert str(err.value).startswith("gave up after 3 attempts: HTTP 500 from Kaggle while downloading")
     assert _calls(kaggle_emulator, RPC + "DownloadDataFiles") == 3  # KIT_RETRY_ATTEMPTS
     assert not data.is_installed()
@@ -161,7 +162,7 @@ def test_persistent_server_error_gives_up_clearly(kaggle_emulator):
 def test_429_retry_after_is_honoured(kaggle_emulator):
     kaggle_emulator.fail("DownloadDataFiles", "429", retry_after=1)
     t0 = time.perf_counter()
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     # the backoff alone would be 0.01 s (KIT_RETRY_BASE_S): the wait came from Retry-After
     assert time.perf_counter() - t0 >= 1.0
     assert data.is_installed()
@@ -169,8 +170,8 @@ def test_429_retry_after_is_honoured(kaggle_emulator):
 
 def test_dropped_connection_never_leaves_complete_looking_data_then_resumes(kaggle_emulator):
     kaggle_emulator.fail(ZIP_URL_PATH, "drop", times=10)
-    with pytest.raises(kaggle_io.KaggleTransientError) as err:
-        kaggle_io.download(echo=lambda s: None)
+    with pytest.raises(client.KaggleTransientError) as err:
+        competitions.download(echo=lambda s: None)
     assert "network error while downloading" in str(err.value)
     assert not data.is_installed()
     with pytest.raises(KitError):
@@ -182,7 +183,7 @@ def test_dropped_connection_never_leaves_complete_looking_data_then_resumes(kagg
     assert _calls(kaggle_emulator, ZIP_URL_PATH) == 3
 
     kaggle_emulator.clear_faults()
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     assert data.is_installed() and data.load().X_test.shape[0] == config.competition().n_test
 
 
@@ -190,7 +191,7 @@ def test_single_drop_is_retried(kaggle_emulator):
     # (the client writes in 1 MiB chunks, so half of this small zip leaves nothing to
     # resume from; Range resume of a bigger file is tested in test_emulator.py)
     kaggle_emulator.fail(ZIP_URL_PATH, "drop")
-    kaggle_io.download(echo=lambda s: None)
+    competitions.download(echo=lambda s: None)
     assert data.is_installed()
     assert _calls(kaggle_emulator, ZIP_URL_PATH) == 2
 
@@ -249,4 +250,4 @@ def test_scrub_hides_every_credential(kaggle_emulator, monkeypatch, tmp_path):
     )
     monkeypatch.setenv("KAGGLE_API_TOKEN", "token-456789")
     text = f"a {EMULATOR_KEY} b file-key-123 c token-456789 d"
-    assert kaggle_io.scrub(text) == "a *** b *** c *** d"
+    assert client.scrub(text) == "a *** b *** c *** d"

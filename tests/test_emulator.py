@@ -1,4 +1,4 @@
-"""The local Kaggle service (kit.emulator), exercised through the real kaggle client (kit.kaggle_io).
+"""The local Kaggle service (kit.emulator), exercised through the real kaggle client (kit.kaggle).
 
 The scores are checked against accuracies computed here from the answer key; HTTP Range
 semantics are checked with plain `requests`, independently of the kaggle client.
@@ -20,9 +20,11 @@ import pytest
 import requests
 
 from fixtures_kaggle import EMULATOR_KEY
-from kit import kaggle_io
-from kit.emulator import Emulator
+from kit.emulator import competitions as emulator_competitions
+from kit.emulator import server
+from kit.emulator.server import Emulator
 from kit.errors import KitError
+from kit.kaggle import client, competitions
 
 SLUG = "digit-recognizer-fixture"
 RPC = "/api/v1/competitions.CompetitionApiService/"
@@ -42,7 +44,7 @@ def _write(path, rows, header="ImageId,Label"):
 def _wait_scored(ref, timeout=10.0):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        sub = next(s for s in kaggle_io.list_submissions() if s.ref == ref)
+        sub = next(s for s in competitions.list_submissions() if s.ref == ref)
         if sub.status != "pending":
             return sub
         time.sleep(0.1)
@@ -93,8 +95,8 @@ def test_submit_is_pending_then_scored_against_the_answer_key(kaggle_emulator, t
     rows = [(i, (y + 1) % 10 if k in wrong else y) for k, (i, y) in enumerate(answers)]
     path = _write(tmp_path / "sub.csv", rows)
 
-    ref = kaggle_io.submit(path, "37 wrong")
-    first = kaggle_io.list_submissions()
+    ref = competitions.submit(path, "37 wrong")
+    first = competitions.list_submissions()
     assert [(s.ref, s.status, s.file_name, s.description) for s in first] == [
         (ref, "pending", "sub.csv", "37 wrong")
     ]
@@ -121,7 +123,7 @@ def test_submit_is_pending_then_scored_against_the_answer_key(kaggle_emulator, t
 )
 def test_malformed_submission_ends_in_error(kaggle_emulator, tmp_path, header, rows_fn, message):
     path = _write(tmp_path / "bad.csv", rows_fn(_answers(kaggle_emulator)), header=header)
-    ref = kaggle_io.submit(path, "bad")
+    ref = competitions.submit(path, "bad")
     scored = _wait_scored(ref)
     assert (scored.status, scored.public_score, scored.error) == ("error", None, message)
 
@@ -129,13 +131,13 @@ def test_malformed_submission_ends_in_error(kaggle_emulator, tmp_path, header, r
 def test_remaining_submissions_and_daily_limit(kaggle_emulator, tmp_path):
     kaggle_emulator.daily_limit = 2
     path = _write(tmp_path / "s.csv", _answers(kaggle_emulator))
-    assert kaggle_io.remaining_submissions() == 2
-    kaggle_io.submit(path, "one")
-    assert kaggle_io.remaining_submissions() == 1
-    kaggle_io.submit(path, "two")
-    assert kaggle_io.remaining_submissions() == 0
-    with pytest.raises(kaggle_io.KaggleLimitError) as err:
-        kaggle_io.submit(path, "three")
+    assert competitions.remaining_submissions() == 2
+    competitions.submit(path, "one")
+    assert competitions.remaining_submissions() == 1
+    competitions.submit(path, "two")
+    assert competitions.remaining_submissions() == 0
+    with pytest.raises(client.KaggleLimitError) as err:
+        competitions.submit(path, "three")
     assert str(err.value).startswith(
         f"daily submission limit reached for '{SLUG}': Submission not allowed: Your team has used its daily "
         "Submission allowance (2) today, please try again tomorrow UTC ("
@@ -148,13 +150,13 @@ def test_remaining_submissions_and_daily_limit(kaggle_emulator, tmp_path):
 def test_leaderboard_ranks_our_best_score_among_the_teams(kaggle_emulator, tmp_path):
     answers = _answers(kaggle_emulator)
     half = [(i, y if k % 2 == 0 else (y + 1) % 10) for k, (i, y) in enumerate(answers)]
-    _wait_scored(kaggle_io.submit(_write(tmp_path / "half.csv", half), "half"))
-    board = kaggle_io.leaderboard()
+    _wait_scored(competitions.submit(_write(tmp_path / "half.csv", half), "half"))
+    board = competitions.leaderboard()
     assert [(e.rank, e.team_name) for e in board] == [(1, "alice"), (2, "demo"), (3, "bob")]
     assert board[1].score == pytest.approx(np.ceil(len(answers) / 2) / len(answers), abs=5e-6)
 
-    _wait_scored(kaggle_io.submit(_write(tmp_path / "all.csv", answers), "perfect"))
-    board = kaggle_io.leaderboard()
+    _wait_scored(competitions.submit(_write(tmp_path / "all.csv", answers), "perfect"))
+    board = competitions.leaderboard()
     assert [(e.rank, e.team_name, e.score) for e in board] == [
         (1, "demo", 1.0),
         (2, "alice", 0.99),
@@ -164,41 +166,41 @@ def test_leaderboard_ranks_our_best_score_among_the_teams(kaggle_emulator, tmp_p
 
 def test_leaderboard_pages(kaggle_emulator):
     kaggle_emulator.teams = [(f"team{i:03d}", 0.5 + i / 1000) for i in range(250)]
-    board = kaggle_io.leaderboard()
+    board = competitions.leaderboard()
     assert len(board) == 250 and board[0].team_name == "team249" and board[-1].rank == 250
     assert _count(kaggle_emulator, "GetLeaderboard") == 3  # 100 a page
 
 
 def test_username_is_the_credentials_user(kaggle_emulator):
-    assert kaggle_io.username() == "demo"
+    assert client.username() == "demo"
 
 
 def test_api_token_credentials(kaggle_emulator, monkeypatch):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
     monkeypatch.setenv("KAGGLE_API_TOKEN", EMULATOR_KEY)
-    assert kaggle_io.username() == "demo"  # learnt from the token introspection
-    assert kaggle_io.list_submissions() == []
+    assert client.username() == "demo"  # learnt from the token introspection
+    assert competitions.list_submissions() == []
 
 
 def test_wrong_key_on_submit_is_401(kaggle_emulator, tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "not-the-key-at-all")
-    with pytest.raises(kaggle_io.KaggleAuthError) as err:
-        kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    with pytest.raises(client.KaggleAuthError) as err:
+        competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert "HTTP 401" in str(err.value) and "not-the-key-at-all" not in str(err.value)
     assert kaggle_emulator.submissions == []
 
 
 def test_rules_not_accepted_on_submit_is_403(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("StartSubmissionUpload", "403")
-    with pytest.raises(kaggle_io.KaggleRulesError, match=f"https://www.kaggle.com/competitions/{SLUG}/rules"):
-        kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    with pytest.raises(client.KaggleRulesError, match=f"https://www.kaggle.com/competitions/{SLUG}/rules"):
+        competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
 
 
 def test_wrong_competition_is_404(kaggle_emulator, monkeypatch):
     monkeypatch.setenv("KIT_COMPETITION", "digit-recognizer")
     with pytest.raises(KitError, match="404 Not Found while listing submissions of digit-recognizer"):
-        kaggle_io.list_submissions()
+        competitions.list_submissions()
 
 
 # ============================================================================ faults on the submission side
@@ -206,7 +208,7 @@ def test_wrong_competition_is_404(kaggle_emulator, monkeypatch):
 
 def test_create_submission_500_then_success(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("CreateSubmission", "500")
-    ref = kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    ref = competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert [s["ref"] for s in kaggle_emulator.submissions] == [ref]
     assert _count(kaggle_emulator, "CreateSubmission") == 2
 
@@ -216,7 +218,7 @@ def test_lost_create_submission_answer_never_submits_twice(kaggle_emulator, tmp_
     # after=False: the connection drops before the server acts; after=True: the server
     # created the submission and only its answer was lost, so a blind retry would duplicate it
     kaggle_emulator.fail("CreateSubmission", "drop", after=after)
-    ref = kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    ref = competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert [s["ref"] for s in kaggle_emulator.submissions] == [ref]
     assert _count(kaggle_emulator, "CreateSubmission") == (1 if after else 2)
 
@@ -224,7 +226,7 @@ def test_lost_create_submission_answer_never_submits_twice(kaggle_emulator, tmp_
 def test_failed_upload_could_not_submit_is_detected_and_retried(kaggle_emulator, tmp_path):
     # the client answers a refused PUT with "Could not submit to competition", not an exception
     kaggle_emulator.fail("/upload/", "500")
-    ref = kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+    ref = competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert _count(kaggle_emulator, "StartSubmissionUpload") == 2
     assert _wait_scored(ref).public_score == 1.0
 
@@ -232,16 +234,16 @@ def test_failed_upload_could_not_submit_is_detected_and_retried(kaggle_emulator,
 def test_failed_upload_gives_up_clearly_and_submits_nothing(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("/upload/", "500", times=10)
     with pytest.raises(
-        kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of s.csv failed"
+        client.KaggleTransientError, match="gave up after 3 attempts: the upload of s.csv failed"
     ):
-        kaggle_io.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
+        competitions.submit(_write(tmp_path / "s.csv", _answers(kaggle_emulator)), "m")
     assert kaggle_emulator.submissions == [] and _count(kaggle_emulator, "CreateSubmission") == 0
 
 
 def test_dropped_upload_is_survived_and_the_whole_file_arrives(kaggle_emulator, tmp_path):
     kaggle_emulator.fail("/upload/", "drop")
     path = _write(tmp_path / "s.csv", _answers(kaggle_emulator))
-    ref = kaggle_io.submit(path, "m")
+    ref = competitions.submit(path, "m")
     assert kaggle_emulator.submissions[0]["total_bytes"] == path.stat().st_size
     assert _wait_scored(ref).public_score == 1.0
 
@@ -249,7 +251,7 @@ def test_dropped_upload_is_survived_and_the_whole_file_arrives(kaggle_emulator, 
 def test_429_on_listing_honours_retry_after(kaggle_emulator):
     kaggle_emulator.fail("ListSubmissions", "429", retry_after=1)
     t0 = time.perf_counter()
-    assert kaggle_io.list_submissions() == []
+    assert competitions.list_submissions() == []
     assert time.perf_counter() - t0 >= 1.0
     assert _count(kaggle_emulator, "ListSubmissions") == 2
 
@@ -257,7 +259,7 @@ def test_429_on_listing_honours_retry_after(kaggle_emulator):
 def test_slow_response_is_waited_for(kaggle_emulator):
     kaggle_emulator.fail("GetSubmissionLimits", "slow", seconds=0.5)
     t0 = time.perf_counter()
-    assert kaggle_io.remaining_submissions() == 5
+    assert competitions.remaining_submissions() == 5
     assert time.perf_counter() - t0 >= 0.5
 
 
@@ -265,11 +267,11 @@ def test_an_answer_slower_than_the_timeout_is_retried_then_given_up(kaggle_emula
     """RPCs time out too (KIT_NET_TIMEOUT_S), not only the upload: kagglesdk sends them with none."""
     monkeypatch.setenv("KIT_NET_TIMEOUT_S", "0.5")
     kaggle_emulator.fail("GetSubmissionLimits", "slow", seconds=2)
-    assert kaggle_io.remaining_submissions() == 5  # the second attempt is answered at once
+    assert competitions.remaining_submissions() == 5  # the second attempt is answered at once
     assert _count(kaggle_emulator, "GetSubmissionLimits") == 2
     kaggle_emulator.fail("GetSubmissionLimits", "slow", times=3, seconds=2)
-    with pytest.raises(kaggle_io.KaggleGaveUpError) as err:
-        kaggle_io.remaining_submissions()
+    with pytest.raises(client.KaggleGaveUpError) as err:
+        competitions.remaining_submissions()
     assert str(err.value).startswith(
         f"gave up after 3 attempts: network error while reading the submission limits of {SLUG} "
         "(ReadTimeout: "
@@ -303,9 +305,9 @@ def big_emulator(tmp_path, kaggle_emulator, monkeypatch):
 def test_dropped_download_resumes_with_range(big_emulator, tmp_path):
     emu = big_emulator
     emu.fail("/data/big.zip", "drop")
-    api = kaggle_io._client()
+    api = client._client()
     out = tmp_path / "dl"
-    kaggle_io._with_retries(
+    client._with_retries(
         lambda: api.competition_download_files("big", path=str(out), quiet=True), "downloading"
     )
     assert (out / "big.zip").read_bytes() == emu.zip_bytes
@@ -336,8 +338,8 @@ def test_http_range_semantics(kaggle_emulator):
 
 
 def test_list_data_files_via_client(kaggle_emulator):
-    api = kaggle_io._client()
-    with kaggle_io._quiet():
+    api = client._client()
+    with client._quiet():
         files = api.competition_list_files(SLUG).files
     with zipfile.ZipFile(io.BytesIO(kaggle_emulator.zip_bytes)) as zf:
         expected = {i.filename: i.file_size for i in zf.infolist()}
@@ -360,17 +362,15 @@ def test_cli_emulator_needs_zip_and_answers_together(fixture_competition):
 
 
 def test_export_lines_name_kit_competition_only_for_a_known_one(fixture_competition):
-    from kit import emulator
-
-    zip_path, answers, slug = emulator.competition_files(
+    zip_path, answers, slug = emulator_competitions.competition_files(
         fixture_competition / f"{SLUG}.zip", fixture_competition / "answers.csv"
     )
     assert slug == SLUG
     with Emulator(zip_path, answers, slug=slug) as known, Emulator(zip_path, answers, slug="other") as other:
         assert known.port != other.port
-        assert emulator.export_lines(known)[-1] == f"export KIT_COMPETITION={SLUG}"
-        assert not any("KIT_" in line for line in emulator.export_lines(other))
-        assert f"export HTTP_PROXY={other.url}" in emulator.export_lines(other)
+        assert server.export_lines(known)[-1] == f"export KIT_COMPETITION={SLUG}"
+        assert not any("KIT_" in line for line in server.export_lines(other))
+        assert f"export HTTP_PROXY={other.url}" in server.export_lines(other)
 
 
 def test_cli_emulator_prints_working_exports(tmp_path, fixture_competition):

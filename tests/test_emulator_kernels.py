@@ -1,4 +1,4 @@
-"""The emulator's kernels service (kit.emulator_kernels), through the real kaggle client.
+"""The emulator's kernels service (kit.emulator.kernels), through the real kaggle client.
 
 Pushed scripts really run (tiny ones, a second or less); the status, log and output the
 client gets are checked against what the script did. The last test parses every reply of
@@ -18,9 +18,10 @@ import pytest
 import requests
 
 from fixtures_kaggle import EMULATOR_KEY, EMULATOR_USER
-from kit import kaggle_io
-from kit.emulator import Emulator
-from kit.emulator_kernels import KernelsService
+from kit.emulator.competitions import CompetitionsService
+from kit.emulator.kernels import KernelsService
+from kit.emulator.server import Emulator
+from kit.kaggle import client
 
 SLUG = "digit-recognizer-fixture"
 KERNEL = f"{EMULATOR_USER}/kit-kernel-test"
@@ -42,11 +43,11 @@ print("cwd", pathlib.Path.cwd() == work)
 
 
 def _api():
-    return kaggle_io._client()
+    return client._client()
 
 
 def _status(kernel: str):
-    with kaggle_io._quiet():
+    with client._quiet():
         return _api().kernels_status(kernel)
 
 
@@ -102,7 +103,7 @@ def test_push_runs_the_script_and_output_comes_back(kaggle_emulator, push_kernel
     assert seen == ["QUEUED", "RUNNING", "COMPLETE"] and not final.failure_message
 
     out = tmp_path / "out"
-    with kaggle_io._quiet():
+    with client._quiet():
         files, token = _api().kernels_output(f"{KERNEL}/1", str(out))
     assert token == ""
     assert sorted(Path(f).relative_to(out).as_posix() for f in files) == [
@@ -138,7 +139,7 @@ def test_failing_script_is_error_with_its_log(kaggle_emulator, push_kernel, tmp_
     push_kernel("import sys\nprint('epoch 1', flush=True)\nraise RuntimeError('out of memory')\n")
     final, seen = _wait(f"{KERNEL}/1")
     assert seen[-1] == "ERROR" and final.failure_message == "Process exited with code 1"
-    with kaggle_io._quiet():
+    with client._quiet():
         files, _ = _api().kernels_output(f"{KERNEL}/1", str(tmp_path / "out"))
     assert [Path(f).name for f in files] == ["kit-kernel-test.log"]
     log = tmp_path / "out" / "kit-kernel-test.log"
@@ -158,7 +159,7 @@ def test_timeout_is_error_and_kills_the_script(kaggle_emulator, push_kernel):
 
 def test_kernels_push_timeout_is_the_session_limit(kaggle_emulator, push_kernel, tmp_path):
     push_kernel("import time; time.sleep(60)", folder=tmp_path / "k")
-    with kaggle_io._quiet():
+    with client._quiet():
         assert _api().kernels_push(str(tmp_path / "k"), timeout="1").version_number == 2
     assert _wait(f"{KERNEL}/2")[0].failure_message == "Timed out after 1 s"
     assert kaggle_emulator.kernels.session(KERNEL, 1).status == "RUNNING"  # 600 s by default
@@ -166,7 +167,7 @@ def test_kernels_push_timeout_is_the_session_limit(kaggle_emulator, push_kernel,
 
 def test_pull_gets_the_pushed_source_and_metadata(kaggle_emulator, push_kernel, tmp_path):
     push_kernel("print('pulled')\n")
-    with kaggle_io._quiet():
+    with client._quiet():
         _api().kernels_pull(KERNEL, str(tmp_path / "pull"), metadata=True)
     assert (tmp_path / "pull" / "kit-kernel-test.py").read_text() == "print('pulled')\n"
     meta = json.loads((tmp_path / "pull" / "kernel-metadata.json").read_text())
@@ -225,7 +226,7 @@ def test_gpu_session_limit(kaggle_emulator, push_kernel):
     third = push_kernel("print(1)", id=f"{EMULATOR_USER}/gpu-kernel-2", title="gpu kernel 2", enable_gpu=True)
     assert third.error == "Maximum batch GPU session count of 2 reached." and not third.version_number
     assert push_kernel("print(1)").error == ""  # a CPU kernel is not limited
-    with kaggle_io._quiet():
+    with client._quiet():
         quota = _api().quota_view()
     # what the queued sessions' time limits would take is reserved
     assert quota.gpu_quota.time_reserved.total_seconds() == 2 * kaggle_emulator.kernel_timeout_s
@@ -233,12 +234,12 @@ def test_gpu_session_limit(kaggle_emulator, push_kernel):
 
 
 def test_quota_is_visible_and_a_used_up_quota_refuses_gpu_pushes(kaggle_emulator, push_kernel):
-    with kaggle_io._quiet():
+    with client._quiet():
         quota = _api().quota_view()
     assert quota.gpu_quota.total_time_allowed.total_seconds() == 30 * 3600
     assert quota.gpu_quota.time_used.total_seconds() == 0 and quota.quota_refresh_time is not None
     kaggle_emulator.gpu_hours_used = 30.0
-    with kaggle_io._quiet():
+    with client._quiet():
         quota = _api().quota_view()
     assert quota.gpu_quota.time_used == quota.gpu_quota.total_time_allowed
     refused = push_kernel("print(1)", machine_shape="NvidiaTeslaT4")
@@ -267,7 +268,7 @@ def test_fault_session_limit_and_quota(kaggle_emulator, push_kernel):
     kaggle_emulator.fail("SaveKernel", "quota")
     assert push_kernel("print(1)", enable_gpu=True).error.startswith("Accelerator Quota Exceeded")
     kaggle_emulator.fail("GetAcceleratorQuotaStatistics", "quota")
-    with kaggle_io._quiet():
+    with client._quiet():
         quota = _api().quota_view()
     assert quota.gpu_quota.time_used == quota.gpu_quota.total_time_allowed
     assert push_kernel("print(1)", enable_gpu=True).version_number == 1
@@ -302,7 +303,7 @@ def test_fault_output_file_dropped_mid_download_resumes(kaggle_emulator, push_ke
     _wait(f"{KERNEL}/1")
     kaggle_emulator.fail("/kernels-output/", "drop", after_bytes=int(1.5 * 2**20))
     api, out = _api(), tmp_path / "out"
-    kaggle_io._with_retries(
+    client._with_retries(
         lambda: api.kernels_output(f"{KERNEL}/1", str(out), quiet=True), "downloading the output"
     )
     expected = (kaggle_emulator.kernels.session(KERNEL).working / "big.bin").read_bytes()
@@ -340,7 +341,7 @@ def test_paged_output_listing(kaggle_emulator, push_kernel, tmp_path):
         "import os\nfor i in range(25): open(os.path.join(os.environ['KIT_KAGGLE_WORKING'], f'f{i:02d}'), 'w').write(str(i))"
     )
     _wait(f"{KERNEL}/1")
-    with kaggle_io._quiet():
+    with client._quiet():
         files, _ = _api().kernels_output(f"{KERNEL}/1", str(tmp_path / "out"))
     assert len(files) == 25  # 20 + 5 files, no log: the script printed nothing
     assert sum(1 for _, p in kaggle_emulator.requests if p.endswith("ListKernelSessionOutput")) == 2
@@ -422,7 +423,10 @@ def test_the_drift_check_sees_unknown_and_mistyped_fields():
 
 def _served_rpcs() -> set[str]:
     return {
-        n[len("_rpc_") :] for cls in (Emulator, KernelsService) for n in dir(cls) if n.startswith("_rpc_")
+        n[len("_rpc_") :]
+        for cls in (Emulator, CompetitionsService, KernelsService)
+        for n in dir(cls)
+        if n.startswith("_rpc_")
     }
 
 

@@ -52,7 +52,7 @@ def test_read_all_columns_and_missing_ledger(tmp_path):
     assert row["public_score"] == 0.96 and row["val_accuracy"] == 0.97
 
 
-class _Sub:  # the fields of kaggle_io.Submission that sync reads
+class _Sub:  # the fields of kit.kaggle.competitions.Submission that sync reads
     def __init__(self, ref, status, score=None, file_name="web.csv", error=None):
         self.ref, self.status, self.public_score, self.error = ref, status, score, error
         self.file_name, self.description, self.date = file_name, "from the website", "2026-01-01T00:00:00"

@@ -20,6 +20,7 @@ from kit import config, ledger, runs
 from kit import submit as sub
 from kit.cli import cli
 from kit.errors import KitError
+from kit.kaggle import client, competitions
 
 N_TEST = 597  # the fixture competition's test rows (config.COMPETITIONS)
 WRONG_EVERY = 7  # the fake run gets every 7th test image wrong: a known score
@@ -276,7 +277,7 @@ def test_duplicate_is_refused_unless_forced(csv_file, kaggle_emulator):
 
 
 # (fault, opts, times, what the error says). With KIT_RETRY_ATTEMPTS=3 (the fixture), a fault
-# that happens 3 times outlasts kaggle_io's retries; once is retried away inside one `kit submit`.
+# that happens 3 times outlasts kit.kaggle's retries; once is retried away inside one `kit submit`.
 FAULTS = {
     "401": ("401", {}, 1, "401"),
     "403 rules": ("403", {}, 1, "rules"),
@@ -343,12 +344,10 @@ def test_limit_reached_is_refused_before_uploading(csv_file, kaggle_emulator):
 
 def test_retry_matches_an_upload_whose_answer_was_lost(csv_file, kaggle_emulator):
     """Kaggle took the file but the reply never came: --retry finds it instead of uploading twice."""
-    from kit import kaggle_io
-
     kaggle_emulator.fail("StartSubmissionUpload", "500", times=3)
     assert kit("submit", str(csv_file)).exit_code == 1
     (rec,) = ledger.records()
-    kaggle_io.submit(csv_file, rec["message"])  # what Kaggle received, unknown to the ledger
+    competitions.submit(csv_file, rec["message"])  # what Kaggle received, unknown to the ledger
     assert uploads(kaggle_emulator) == 4
     retried = kit("submit", "--retry")
     assert retried.exit_code == 0, retried.output
@@ -378,13 +377,11 @@ def test_wait_timeout_says_where_to_look_and_sync_fills_in_the_score(csv_file, k
 
 
 def test_scores_table_json_csv_sync_and_plot(csv_file, kaggle_emulator, fixture_competition):
-    from kit import kaggle_io
-
     assert kit("submit", str(csv_file)).exit_code == 0
     # an upload made elsewhere (the website, another machine): only Kaggle knows it
     web = csv_file.parent.parent / "from-the-website.csv"
     web.write_bytes(csv_file.read_bytes())
-    kaggle_io.submit(web, "uploaded by hand")
+    competitions.submit(web, "uploaded by hand")
     table = kit("scores", "--sync", "--plot")
     assert table.exit_code == 0, table.output
     assert "synced with Kaggle: 1 new, 0 updated" in table.output
@@ -415,19 +412,17 @@ def test_leaderboard_shows_our_rank(csv_file, kaggle_emulator, fixture_competiti
 
 
 def test_a_stalled_upload_times_out_instead_of_hanging(csv_file, kaggle_emulator, monkeypatch):
-    """The client PUTs the file with no timeout and urllib3 retrying it 10 times; kaggle_io gives
+    """The client PUTs the file with no timeout and urllib3 retrying it 10 times; kit.kaggle gives
     every request a timeout (KIT_NET_TIMEOUT_S) and leaves the retrying to its own policy."""
     import time
-
-    from kit import kaggle_io
 
     monkeypatch.setenv("KIT_NET_TIMEOUT_S", "0.5")
     kaggle_emulator.fail("/upload/", "slow", times=1000, seconds=5)
     start = time.monotonic()
     with pytest.raises(
-        kaggle_io.KaggleTransientError, match="gave up after 3 attempts: the upload of .*Read timed out"
+        client.KaggleTransientError, match="gave up after 3 attempts: the upload of .*Read timed out"
     ):
-        kaggle_io.submit(csv_file, "stalled")
+        competitions.submit(csv_file, "stalled")
     assert time.monotonic() - start < 30
     puts = [path for method, path in kaggle_emulator.requests if method == "PUT"]
     assert len(puts) == 3  # one PUT an attempt (the client's own retries made it 11)
@@ -444,8 +439,6 @@ def test_the_timeout_is_per_session_not_process_wide(csv_file, kaggle_emulator, 
     import requests
     from requests.adapters import HTTPAdapter
 
-    from kit import kaggle_io
-
     def methods():
         return requests.Session.request, requests.Session.send, HTTPAdapter.send
 
@@ -457,7 +450,7 @@ def test_the_timeout_is_per_session_not_process_wide(csv_file, kaggle_emulator, 
 
     def stalled_submit():
         try:
-            kaggle_io.submit(csv_file, "stalled")
+            competitions.submit(csv_file, "stalled")
         except Exception as e:
             raised.append(e)
 
@@ -472,7 +465,7 @@ def test_the_timeout_is_per_session_not_process_wide(csv_file, kaggle_emulator, 
     assert not call.is_alive()
     assert during == before and methods() == before
     assert other.status_code == 200 and other.content == kaggle_emulator.zip_bytes
-    assert len(raised) == 1 and isinstance(raised[0], kaggle_io.KaggleGaveUpError)
+    assert len(raised) == 1 and isinstance(raised[0], client.KaggleGaveUpError)
     assert re.match(r"gave up after 3 attempts: the upload of .*Read timed out", str(raised[0]))
 
 

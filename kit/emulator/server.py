@@ -17,33 +17,19 @@ Endpoints (all RPCs are POST, JSON in and out; errors are `{"code": N, "message"
 which the client turns into requests.HTTPError(message)):
 
     /api/v1/security.OAuthService/IntrospectToken   KAGGLE_API_TOKEN check (no auth needed)
-    /api/v1/competitions.CompetitionApiService/
-        ListDataFiles          {competitionName} -> {files: [{ref, name, totalBytes, creationDate}]}
-        DownloadDataFiles      {competitionName} -> 302 to /data/<slug>.zip
-        DownloadDataFile       {competitionName, fileName} -> 302 to /data/<slug>/<fileName>
-        GetSubmissionLimits    {competitionName} -> {numToday, numTotal, numAllowedNow, limitedByTotal}
-        StartSubmissionUpload  {competitionName, fileName, contentLength, ...} -> {token, createUrl}
-        CreateSubmission       {competitionName, blobFileTokens, submissionDescription}
-                               -> {message, ref}; at the daily limit: 400 "Submission not allowed:
-                               Your team has used its daily Submission allowance (N) today, ..."
-        ListSubmissions        {competitionName, page, pageSize} -> {submissions: [ApiSubmission]}
-                               newest first
-        GetSubmission          {ref} -> ApiSubmission
-        GetLeaderboard         {competitionName, pageSize, pageToken} -> {submissions: [{teamId,
-                               teamName, submissionDate, score}], nextPageToken}
+    /api/v1/competitions.CompetitionApiService/   ListDataFiles, DownloadDataFiles, DownloadDataFile,
+        GetSubmissionLimits, StartSubmissionUpload, CreateSubmission, ListSubmissions,
+        GetSubmission, GetLeaderboard: see kit.emulator.competitions, which scores each
+        submission against the answer key
     GET  /data/<slug>.zip          the competition zip (stands for Kaggle's signed storage URL, so
     GET  /data/<slug>/<member>     no auth): Content-Length, Accept-Ranges, ETag, Last-Modified,
                                    `Range: bytes=N-` -> 206 (If-Range honoured), 416 past the end
     PUT  /upload/<token>           the submission file (stands for the signed upload URL)
     /api/v1/kernels.KernelsApiService/  SaveKernel, GetKernelSessionStatus, ListKernelSessionOutput,
-        GetKernel, GetAcceleratorQuotaStatistics; GET /kernels-output/...: see kit.emulator_kernels,
+        GetKernel, GetAcceleratorQuotaStatistics; GET /kernels-output/...: see kit.emulator.kernels,
         which runs each pushed script for real in a Kaggle-like session folder
 
 Credentials are checked like the real service: a wrong or missing username/key -> 401.
-A submission is PENDING for `scoring_delay_s`, then COMPLETE with publicScore = accuracy
-against the answer key over all test rows (as a string, 5 decimals, like Kaggle's), or
-ERROR with an errorDescription for a malformed CSV. Errored submissions count towards
-the daily limit, as on Kaggle; the day is the UTC day.
 
 Faults: `fail(match, kind, times=1, **opts)` makes the next `times` requests whose path
 contains `match` fail with: "401", "403" (rules not accepted), "429" (opts: retry_after
@@ -52,15 +38,12 @@ download is sent, or half the upload read, then the socket is shut; for an RPC t
 connection closes before it is served, or with after=True once it is served, so that only
 the answer is lost) or "slow" (opts: seconds, then the request is served normally). A "drop" of a download takes
 opts after_bytes (how much of the body is sent first). The kernels service adds "reject",
-"session_limit", "quota" and "script_error" (kit.emulator_kernels), acted on by its RPCs only.
+"session_limit", "quota" and "script_error" (kit.emulator.kernels), acted on by its RPCs only.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
-import hashlib
-import io
 import json
 import secrets
 import shlex
@@ -69,26 +52,18 @@ import socket
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from kit import config, fixture
-from kit.emulator_kernels import FAULT_KINDS as KERNEL_FAULT_KINDS
-from kit.emulator_kernels import OUTPUT_PREFIX, KernelsService
-from kit.emulator_wire import HOST, kaggle_now, kaggle_time
+from kit import config
+from kit.emulator import competitions, kernels
 from kit.errors import KitError
-from kit.io import utc_now
 
 HTTP_FAULTS = ("401", "403", "429", "500")
-FAULT_KINDS = (*HTTP_FAULTS, "drop", "slow", *KERNEL_FAULT_KINDS)
+FAULT_KINDS = (*HTTP_FAULTS, "drop", "slow", *kernels.FAULT_KINDS)
 API = "/api/v1/"
-FIRST_REF = 50_000_001  # submission refs look like Kaggle's 8-digit ones
-DEFAULT_PAGE_SIZE = 20
 
 
 class _Fault:
@@ -107,7 +82,9 @@ class Emulator:
     gpu_quota_hours, gpu_hours_used: the weekly GPU quota and what is used of it (hours;
                      settable, e.g. `emu.gpu_hours_used = emu.gpu_quota_hours` for none left)
     max_gpu_sessions: GPU sessions that may be QUEUED or RUNNING at once
-    The kernels service (kit.emulator_kernels) is `self.kernels`.
+    The competition service (kit.emulator.competitions) is `self.competitions`, the kernels
+    service (kit.emulator.kernels) `self.kernels`; zip_path, zip_bytes, etag, last_modified,
+    answers and submissions are the competition service's.
     """
 
     def __init__(
@@ -128,11 +105,6 @@ class Emulator:
         gpu_hours_used: float = 0.0,
         max_gpu_sessions: int = 2,
     ):
-        self.zip_path = Path(competition_zip)
-        self.zip_bytes = self.zip_path.read_bytes()
-        self.etag = '"' + hashlib.sha1(self.zip_bytes).hexdigest() + '"'
-        self.last_modified = formatdate(self.zip_path.stat().st_mtime, usegmt=True)
-        self.answers = _read_answers(Path(answers_csv))
         self.slug, self.username, self.key = slug, username, key
         self.daily_limit, self.scoring_delay_s = daily_limit, scoring_delay_s
         self.teams = list(teams or [])
@@ -141,8 +113,6 @@ class Emulator:
         # what the client sent, for debugging and assertions: method, path, Range header,
         # JSON body of RPCs (never the Authorization header)
         self.log: list[dict] = []
-        self.submissions: list[dict] = []
-        self._uploads: dict[str, dict] = {}
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._port = port
@@ -151,7 +121,35 @@ class Emulator:
         self.kernel_timeout_s, self.queue_delay_s = kernel_timeout_s, queue_delay_s
         self.gpu_quota_hours, self.gpu_hours_used = gpu_quota_hours, gpu_hours_used
         self.max_gpu_sessions = max_gpu_sessions
-        self.kernels = KernelsService(self)
+        self.competitions = competitions.CompetitionsService(self, competition_zip, answers_csv)
+        self.kernels = kernels.KernelsService(self)
+
+    # ------------------------------------------------------------------ the competition's state
+
+    @property
+    def zip_path(self) -> Path:
+        return self.competitions.zip_path
+
+    @property
+    def zip_bytes(self) -> bytes:
+        return self.competitions.zip_bytes
+
+    @property
+    def etag(self) -> str:
+        return self.competitions.etag
+
+    @property
+    def last_modified(self) -> str:
+        return self.competitions.last_modified
+
+    @property
+    def answers(self) -> dict[int, int]:
+        return self.competitions.answers
+
+    @property
+    def submissions(self) -> list[dict]:
+        """Every submission made, oldest first (dicts: ref, date, file_name, description, status, ...)."""
+        return self.competitions.submissions
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -235,57 +233,16 @@ class Emulator:
                     return f
         return None
 
-    # ------------------------------------------------------------------ submissions
-
-    def _today_count(self) -> int:
-        today = kaggle_now().date()
-        return sum(1 for s in self.submissions if s["date"].date() == today)
-
-    def _refresh(self, sub: dict) -> dict:
-        """Score a PENDING submission once its scoring delay has passed."""
-        if sub["status"] == "PENDING" and (time.monotonic() - sub["_t0"]) >= self.scoring_delay_s:
-            score, error = _score(sub["_content"], self.answers)
-            if error is None:
-                sub.update(status="COMPLETE", public_score=score)
-            else:
-                sub.update(status="ERROR", error=error)
-        return sub
-
-    def _api_submission(self, sub: dict) -> dict:
-        self._refresh(sub)
-        out = {
-            "ref": sub["ref"],
-            "totalBytes": sub["total_bytes"],
-            "date": kaggle_time(sub["date"]),
-            "description": sub["description"],
-            "fileName": sub["file_name"],
-            "status": sub["status"],
-            "submittedBy": self.username,
-            "teamName": self.username,
-            "url": f"/submissions/{sub['ref']}/{sub['file_name']}",
-        }
-        if sub["public_score"] is not None:
-            out["publicScore"] = f"{sub['public_score']:.5f}"
-        if sub["error"]:
-            out["errorDescription"] = sub["error"]
-        return out
-
-    def best_score(self) -> tuple[float, datetime] | None:
-        with self._lock:
-            done = [self._refresh(s) for s in self.submissions]
-        scored = [(s["public_score"], s["date"]) for s in done if s["status"] == "COMPLETE"]
-        return max(scored, key=lambda t: t[0]) if scored else None
-
     # ------------------------------------------------------------------ RPCs: body dict -> (status, payload)
 
     def rpc(self, name: str, body: dict, handler: _Handler, fault: _Fault | None = None):
         """Serve one RPC: (HTTP status, JSON payload), or (302, the Location). `fault`: a kernels
-        service fault kind (kit.emulator_kernels) that matched this request, if any."""
+        service fault kind (kit.emulator.kernels) that matched this request, if any."""
         if name != "IntrospectToken" and not self._authorized(handler.headers.get("Authorization", "")):
             return 401, {"code": 401, "message": "Unauthenticated"}
         if "competitionName" in body and body["competitionName"] != self.slug:
             return 404, {"code": 404, "message": f"Competition '{body['competitionName']}' not found"}
-        method = getattr(self, f"_rpc_{name}", None)
+        method = getattr(self, f"_rpc_{name}", None) or self.competitions.rpc_method(name)
         if method is not None:
             return method(body)
         method = self.kernels.rpc_method(name)
@@ -309,151 +266,8 @@ class Emulator:
         active = secrets.compare_digest(body.get("token", ""), self.key)
         return 200, {"active": active, "username": self.username if active else ""}
 
-    def _rpc_ListDataFiles(self, body):
-        with zipfile.ZipFile(io.BytesIO(self.zip_bytes)) as zf:
-            files = [
-                {
-                    "ref": i.filename,
-                    "name": i.filename,
-                    "totalBytes": i.file_size,
-                    "creationDate": kaggle_time(datetime(*i.date_time)),
-                }
-                for i in zf.infolist()
-            ]
-        return 200, {"files": files, "nextPageToken": ""}
-
-    def _rpc_DownloadDataFiles(self, body):
-        return 302, f"{HOST}/data/{self.slug}.zip"
-
-    def _rpc_DownloadDataFile(self, body):
-        return 302, f"{HOST}/data/{self.slug}/{body.get('fileName', '')}"
-
-    def _rpc_GetSubmissionLimits(self, body):
-        with self._lock:
-            today, total = self._today_count(), len(self.submissions)
-        return 200, {
-            "numToday": today,
-            "numTotal": total,
-            "numAllowedNow": max(0, self.daily_limit - today),
-            "limitedByTotal": False,
-        }
-
-    def _rpc_StartSubmissionUpload(self, body):
-        token = secrets.token_hex(12)
-        with self._lock:
-            self._uploads[token] = {
-                "file_name": body.get("fileName", ""),
-                "content_length": int(body.get("contentLength", 0)),
-                "content": None,
-            }
-        return 200, {"token": token, "createUrl": f"{HOST}/upload/{token}"}
-
-    def _rpc_CreateSubmission(self, body):
-        with self._lock:
-            if self._today_count() >= self.daily_limit:
-                now = utc_now()
-                hours = (
-                    datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now
-                ).total_seconds() / 3600
-                return 400, {
-                    "code": 400,
-                    "message": (
-                        f"Submission not allowed: Your team has used its daily Submission allowance "
-                        f"({self.daily_limit}) today, please try again tomorrow UTC ({hours:.1f} hours from now)."
-                    ),
-                }
-            upload = self._uploads.get(body.get("blobFileTokens", ""))
-            if upload is None or upload["content"] is None:
-                return 400, {
-                    "code": 400,
-                    "message": "The submission file was not uploaded (unknown blobFileTokens)",
-                }
-            sub = {
-                "ref": FIRST_REF + len(self.submissions),
-                "date": kaggle_now(),
-                "_t0": time.monotonic(),
-                "file_name": upload["file_name"],
-                "description": body.get("submissionDescription") or "",
-                "total_bytes": len(upload["content"]),
-                "sha256": hashlib.sha256(upload["content"]).hexdigest(),
-                "status": "PENDING",
-                "public_score": None,
-                "error": None,
-                "_content": upload["content"],
-            }
-            self.submissions.append(sub)
-        return 200, {
-            "message": "Successfully submitted to " + self.slug.replace("-", " ").title(),
-            "ref": sub["ref"],
-        }
-
-    def _rpc_ListSubmissions(self, body):
-        page = max(1, int(body.get("page") or 1))
-        size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
-        with self._lock:
-            subs = sorted(self.submissions, key=lambda s: s["ref"], reverse=True)
-            rows = [self._api_submission(s) for s in subs[(page - 1) * size : page * size]]
-        return 200, {"submissions": rows, "nextPageToken": ""}
-
-    def _rpc_GetSubmission(self, body):
-        with self._lock:
-            for s in self.submissions:
-                if s["ref"] == int(body.get("ref", 0)):
-                    return 200, self._api_submission(s)
-        return 404, {"code": 404, "message": f"Submission {body.get('ref')} not found"}
-
-    def _rpc_GetLeaderboard(self, body):
-        entries = [(name, score, kaggle_now() - timedelta(days=30)) for name, score in self.teams]
-        best = self.best_score()
-        if best is not None:
-            entries.append((self.username, best[0], best[1]))
-        entries.sort(key=lambda e: -e[1])
-        start = int(body.get("pageToken") or 0)
-        size = int(body.get("pageSize") or DEFAULT_PAGE_SIZE)
-        page = entries[start : start + size]
-        rows = [
-            {
-                "teamId": 1000 + start + i,
-                "teamName": name,
-                "submissionDate": kaggle_time(date),
-                "score": f"{score:.5f}",
-            }
-            for i, (name, score, date) in enumerate(page)
-        ]
-        more = start + size < len(entries)
-        return 200, {"submissions": rows, "nextPageToken": str(start + size) if more else ""}
-
-    # ------------------------------------------------------------------ files
-
-    def data_member(self, name: str) -> bytes | None:
-        with zipfile.ZipFile(io.BytesIO(self.zip_bytes)) as zf:
-            return zf.read(name) if name in zf.namelist() else None
-
-    def store_upload(self, token: str, content: bytes) -> bool:
-        with self._lock:
-            upload = self._uploads.get(token)
-            if upload is None:
-                return False
-            upload["content"] = content
-            return True
-
 
 # ============================================================================ in the foreground
-
-
-def competition_files(
-    zip_path: Path | None, answers: Path | None, slug: str | None = None
-) -> tuple[Path, Path, str]:
-    """(competition zip, answer key, slug) to serve: the given pair (slug: the zip's stem unless
-    given), or with neither the fixture competition, built if needed (kit.fixture)."""
-    if (zip_path is None) != (answers is None):
-        raise KitError(
-            "--zip and --answers go together: the competition zip and its answer key (ImageId,Label)"
-        )
-    if zip_path is None:
-        folder = fixture.build()
-        return folder / fixture.ZIP_NAME, folder / fixture.ANSWERS, slug or fixture.NAME
-    return Path(zip_path), Path(answers), slug or Path(zip_path).stem
 
 
 def export_lines(emu: Emulator) -> list[str]:
@@ -496,47 +310,6 @@ def serve(emu: Emulator, echo: Callable[..., None] = _print) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-# ============================================================================ scoring
-
-
-def _read_answers(path: Path) -> dict[int, int]:
-    """answers.csv (ImageId,Label) -> {image_id: label}."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        assert [h.strip() for h in header] == ["ImageId", "Label"], f"{path}: header {header}"
-        return {int(row[0]): int(row[1]) for row in reader if row}
-
-
-def _score(content: bytes, answers: dict[int, int]) -> tuple[float | None, str | None]:
-    """Kaggle's categorization accuracy. Returns (score, None) or (None, error description)."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None, "Submission file is not UTF-8 text"
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    if not rows or [c.strip() for c in rows[0]] != ["ImageId", "Label"]:
-        return None, "Submission must have the header ImageId,Label"
-    rows = rows[1:]
-    if len(rows) != len(answers):
-        return None, f"Submission must have {len(answers)} rows, found {len(rows)}"
-    seen: dict[int, int] = {}
-    for line, row in enumerate(rows, start=2):
-        if len(row) != 2:
-            return None, f"Line {line}: expected 2 columns, found {len(row)}"
-        try:
-            image_id, label = int(row[0]), int(row[1])
-        except ValueError:
-            return None, f"Line {line}: ImageId and Label must be integers, found {row[0]!r},{row[1]!r}"
-        if image_id not in answers:
-            return None, f"Line {line}: unexpected ImageId {image_id}"
-        if image_id in seen:
-            return None, f"Line {line}: duplicate ImageId {image_id}"
-        seen[image_id] = label
-    correct = sum(seen[i] == y for i, y in answers.items())
-    return correct / len(answers), None
 
 
 class _Server(ThreadingHTTPServer):
@@ -647,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(status, payload)
         if method in ("GET", "HEAD") and path.startswith("/data/"):
             return self._serve_data(path[len("/data/") :], fault if drop else None)
-        if method in ("GET", "HEAD") and path.startswith(OUTPUT_PREFIX):
+        if method in ("GET", "HEAD") and path.startswith(kernels.OUTPUT_PREFIX):
             return self.emu.kernels.serve_output(self, path, fault if drop else None)
         if method == "PUT" and path.startswith("/upload/"):
             return self._receive_upload(path[len("/upload/") :], drop)
@@ -672,7 +445,7 @@ class _Handler(BaseHTTPRequestHandler):
         if name == f"{emu.slug}.zip":
             data = emu.zip_bytes
         elif name.startswith(emu.slug + "/"):
-            data = emu.data_member(name[len(emu.slug) + 1 :])
+            data = emu.competitions.data_member(name[len(emu.slug) + 1 :])
         else:
             data = None
         if data is None:
@@ -720,6 +493,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body(limit=max(1, declared // 2))
             return self._drop()
         content = self._read_body()
-        if not self.emu.store_upload(token, content):
+        if not self.emu.competitions.store_upload(token, content):
             return self._json(404, {"code": 404, "message": "upload URL expired or unknown"})
         self._json(200, {})

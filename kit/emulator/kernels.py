@@ -1,6 +1,6 @@
 """The emulator's kernels service: Kaggle's `kernels.KernelsApiService`, with pushed scripts run for real.
 
-kit.emulator wires it in (`Emulator.kernels`); the RPCs arrive the same way as the
+kit.emulator.server wires it in (`Emulator.kernels`); the RPCs arrive the same way as the
 competition ones (`POST http://localhost/api/v1/kernels.KernelsApiService/<Rpc>`, camelCase
 JSON, the user's credentials) and answer with the JSON of the kagglesdk response type:
 
@@ -66,7 +66,7 @@ from datetime import datetime, timedelta
 from email.utils import formatdate
 from pathlib import Path
 
-from kit.emulator_wire import HOST, kaggle_now, kaggle_time
+from kit.emulator.wire import HOST, kaggle_now, kaggle_time
 
 FAULT_KINDS = ("reject", "session_limit", "quota", "script_error")
 STATUSES = ("QUEUED", "RUNNING", "COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED", "NEW_SCRIPT")
@@ -467,7 +467,7 @@ class KernelsService:
     # ------------------------------------------------------------------ output files
 
     def serve_output(self, handler, path: str, drop) -> None:
-        """GET/HEAD of an output file for kit.emulator's handler: like the data files, no auth
+        """GET/HEAD of an output file for kit.emulator.server's handler: like the data files, no auth
         (the URL stands for a signed one), Range-resumable; `drop`: a "drop" fault or None."""
         file = self.output_file(path)
         if file is None:

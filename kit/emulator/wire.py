@@ -1,4 +1,4 @@
-"""What the emulator's two services (kit.emulator, kit.emulator_kernels) say alike on the wire:
+"""What the emulator's two services (kit.emulator.competitions, kit.emulator.kernels) say alike on the wire:
 the host the client believes it talks to, and Kaggle's dates."""
 
 from __future__ import annotations
