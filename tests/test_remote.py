@@ -1,4 +1,4 @@
-"""`kit remote` (kit.remote, kit.remote_kernel): the generated kernel script run here as Kaggle
+"""`kit remote` (kit.remote): the generated kernel script run here as Kaggle
 would run it (the kaggle client and tenacity not importable), its output verified and installed
 as ordinary runs, and refused when its data identity or shapes are wrong."""
 
@@ -15,8 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import config, models, remote, remote_kernel, runs
+from kit import config, models, runs
 from kit.errors import KitError
+from kit.kaggle import client
+from kit.kaggle import kernels as kaggle_kernels
+from kit.remote import entry, install, jobs
+from kit.remote import kernel as kernel_mod
+from kit.remote import run as remote_run
 
 BLOCKED = ("kaggle", "kagglesdk", "tenacity")
 # Kaggle's image has no internet and we import nothing we do not need: these are made
@@ -33,8 +38,8 @@ TINY = {"hidden": (16,), "epochs": 1}
 
 def _job(seeds=(1, 2), kernels=1, accelerator="none", **overrides):
     model = models.get("scratch")
-    cfg = remote.remote_config(model, None, {**TINY, **overrides})
-    return remote.new_job("scratch", list(seeds), kernels, accelerator, cfg, "demo")
+    cfg = remote_run.remote_config(model, None, {**TINY, **overrides})
+    return remote_run.new_job("scratch", list(seeds), kernels, accelerator, cfg, "demo")
 
 
 def _kaggle_input(tmp_path: Path, fixture_competition: Path) -> Path:
@@ -48,8 +53,8 @@ def _kaggle_input(tmp_path: Path, fixture_competition: Path) -> Path:
 
 def _run_kernel(job, kernel, tmp_path, fixture_competition, block=BLOCKED) -> tuple[int, str, Path]:
     """Run the kernel's generated script as the emulator does; (exit status, log, working)."""
-    folder = remote.write_kernel(job, kernel)
-    working = tmp_path / f"working-{kernel['slug']}"
+    folder = kernel_mod.write_kernel(job, kernel)
+    working = tmp_path / f"working-{kernel.slug}"
     working.mkdir()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -59,7 +64,7 @@ def _run_kernel(job, kernel, tmp_path, fixture_competition, block=BLOCKED) -> tu
     }
     code = RUN_BLOCKED.replace(repr(BLOCKED), repr(block))
     done = subprocess.run(
-        [sys.executable, "-c", code, str(folder / remote.CODE_FILE)],
+        [sys.executable, "-c", code, str(folder / kernel_mod.CODE_FILE)],
         cwd=working,
         env=env,
         capture_output=True,
@@ -71,44 +76,44 @@ def _run_kernel(job, kernel, tmp_path, fixture_competition, block=BLOCKED) -> tu
 
 def _as_downloaded(job, kernel, working: Path) -> Path:
     """The kernel's working folder copied to where kernel_output puts it."""
-    out = remote.work_dir(job, kernel) / "out"
+    out = jobs.work_dir(job, kernel) / "out"
     shutil.copytree(working, out)
     return out
 
 
 def test_seeds_parse_and_split():
-    assert remote.parse_seeds("1-5") == [1, 2, 3, 4, 5]
-    assert remote.parse_seeds("0,3,7") == [0, 3, 7]
-    assert remote.parse_seeds("2-4,9") == [2, 3, 4, 9]
+    assert remote_run.parse_seeds("1-5") == [1, 2, 3, 4, 5]
+    assert remote_run.parse_seeds("0,3,7") == [0, 3, 7]
+    assert remote_run.parse_seeds("2-4,9") == [2, 3, 4, 9]
     for bad in ("", "a", "3,3", "-1"):
         with pytest.raises(KitError, match="--seeds"):
-            remote.parse_seeds(bad)
-    assert remote.split_seeds(list(range(1, 16)), 3) == [
+            remote_run.parse_seeds(bad)
+    assert remote_run.split_seeds(list(range(1, 16)), 3) == [
         [1, 2, 3, 4, 5],
         [6, 7, 8, 9, 10],
         [11, 12, 13, 14, 15],
     ]
-    assert remote.split_seeds([1, 2], 3) == [[1], [2]]
+    assert remote_run.split_seeds([1, 2], 3) == [[1], [2]]
 
 
 def test_remote_recipe_is_the_gpu_budget_in_float32_and_every_option_wins():
     cnn = models.get("cnn")
-    cfg = remote.remote_config(cnn, None, {"epochs": None})
+    cfg = remote_run.remote_config(cnn, None, {"epochs": None})
     assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("best", 45, False)
-    cfg = remote.remote_config(cnn, "default", {"epochs": 3, "mixed_precision": True})
+    cfg = remote_run.remote_config(cnn, "default", {"epochs": 3, "mixed_precision": True})
     assert (cfg.preset, cfg.epochs, cfg.mixed_precision) == ("default", 3, True)
     with pytest.raises(KitError, match="--epochs must be at least 1"):
-        remote.remote_config(cnn, None, {"epochs": 0})
+        remote_run.remote_config(cnn, None, {"epochs": 0})
 
 
 def test_metadata_is_a_private_script_kernel_with_the_competition(fixture_data):
-    job = _job(seeds=[1, 2, 3], kernels=2, accelerator=remote.GPU)
-    meta = remote.metadata(job, job["kernels"][0])
-    assert meta["id"] == f"demo/kit-{job['job']}-k1" and meta["title"] == f"kit-{job['job']}-k1"
+    job = _job(seeds=[1, 2, 3], kernels=2, accelerator=remote_run.GPU)
+    meta = kernel_mod.metadata(job, job.kernels[0])
+    assert meta["id"] == f"demo/kit-{job.name}-k1" and meta["title"] == f"kit-{job.name}-k1"
     assert (meta["language"], meta["kernel_type"], meta["code_file"]) == (
         "python",
         "script",
-        remote.CODE_FILE,
+        kernel_mod.CODE_FILE,
     )
     assert meta["competition_sources"] == ["digit-recognizer-fixture"]
     assert (meta["machine_shape"], meta["enable_gpu"], meta["enable_internet"], meta["is_private"]) == (
@@ -117,13 +122,13 @@ def test_metadata_is_a_private_script_kernel_with_the_competition(fixture_data):
         False,
         True,
     )
-    assert "machine_shape" not in remote.metadata(_job(), _job()["kernels"][0])
-    assert [k["seeds"] for k in job["kernels"]] == [[1, 2], [3]]
+    assert "machine_shape" not in kernel_mod.metadata(_job(), _job().kernels[0])
+    assert [k.seeds for k in job.kernels] == [[1, 2], [3]]
 
 
 def test_kernel_imports_need_neither_the_kaggle_client_nor_tenacity():
     code = (
-        "import sys\nimport kit.remote_kernel, kit.training, kit.models.scratch, kit.models.cnn, kit.data\n"
+        "import sys\nimport kit.remote.entry, kit.training, kit.models.scratch, kit.models.cnn, kit.data\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -134,7 +139,7 @@ def test_generated_script_trains_the_seeds_without_kaggle_or_tenacity(
     fixture_data, fixture_competition, tmp_path
 ):
     job = _job(seeds=[1, 2])
-    kernel = job["kernels"][0]
+    kernel = job.kernels[0]
     status, log, working = _run_kernel(job, kernel, tmp_path, fixture_competition)
     assert status == 0, log
     assert "kit-src-" in log  # the kit the script carries, not the one installed here
@@ -149,16 +154,16 @@ def test_generated_script_trains_the_seeds_without_kaggle_or_tenacity(
 
 def test_a_missing_module_is_one_clear_line(fixture_data, fixture_competition, tmp_path):
     job = _job(seeds=[1])
-    status, log, _ = _run_kernel(job, job["kernels"][0], tmp_path, fixture_competition, (*BLOCKED, "pandas"))
-    assert status == remote_kernel.EXIT_MISSING
+    status, log, _ = _run_kernel(job, job.kernels[0], tmp_path, fixture_competition, (*BLOCKED, "pandas"))
+    assert status == entry.EXIT_MISSING
     assert "kit remote: cannot run: this image lacks the Python module(s) pandas" in log
     assert "Traceback" not in log
 
 
 def test_other_data_on_kaggle_stops_before_training(fixture_data, fixture_competition, tmp_path):
     job = _job(seeds=[1])
-    job["identity"]["data_checksum"] = "not-this-data"
-    status, log, working = _run_kernel(job, job["kernels"][0], tmp_path, fixture_competition)
+    job.identity["data_checksum"] = "not-this-data"
+    status, log, working = _run_kernel(job, job.kernels[0], tmp_path, fixture_competition)
     assert status == 1 and "is not the data the job was made with (data_checksum" in log
     assert not (working / "runs").exists()
 
@@ -167,17 +172,17 @@ def test_other_data_on_kaggle_stops_before_training(fixture_data, fixture_compet
 def kernel_output(fixture_data, fixture_competition, tmp_path):
     """A finished 2-seed kernel's output, as downloaded: (job, kernel, out folder)."""
     job = _job(seeds=[1, 2])
-    kernel = job["kernels"][0]
-    kernel.update(version=1, state="complete")
+    kernel = job.kernels[0]
+    kernel.version, kernel.state = 1, "complete"
     status, log, working = _run_kernel(job, kernel, tmp_path, fixture_competition)
     assert status == 0, log
     return job, kernel, _as_downloaded(job, kernel, working)
 
 
 def _install(job, kernel, out):
-    folders = remote.verify_output(out, kernel, job["model"], remote.local_identity())
+    folders = install.verify_output(out, kernel, job.model, install.local_identity())
     summary = json.loads((out / "kit-kernel.json").read_text())
-    return [remote.install_run(f, remote.provenance(job, kernel, f, summary)) for f in folders]
+    return [install.install_run(f, install.provenance(job, kernel, f, summary)) for f in folders]
 
 
 def test_output_is_verified_and_installed_as_ordinary_runs(kernel_output):
@@ -190,13 +195,13 @@ def test_output_is_verified_and_installed_as_ordinary_runs(kernel_output):
     assert [r.name for r in installed] == [p.name for p in sorted((out / "runs").iterdir())]
     for run in installed:
         assert run.finished and run.path.parent == config.runs_dir()
-        prov = json.loads(run.file(remote.PROVENANCE).read_text())
-        assert (prov["kernel"], prov["version"], prov["accelerator"]) == (kernel["ref"], 1, "none")
+        prov = json.loads(run.file(install.PROVENANCE).read_text())
+        assert (prov["kernel"], prov["version"], prov["accelerator"]) == (kernel.ref, 1, "none")
         assert prov["remote_wall_time_s"] > 0 and prov["gpu"] is None
     assert [r.name for r in runs.all_runs(model="scratch")] == [r.name for r in installed]
     # the same run again: nothing new; another run of that name is never overwritten
     assert _install(job, kernel, out)[0].path == installed[0].path
-    kernel["version"] = 2
+    kernel.version = 2
     again = _install(job, kernel, out)
     assert again[0].name == installed[0].name + "-2"
     result = CliRunner().invoke(cli, ["ensemble", installed[0].name, installed[1].name])
@@ -236,39 +241,120 @@ def test_wrong_output_is_refused_and_nothing_installed_from_that_kernel(kernel_o
     said = corrupt(out)
     with pytest.raises(KitError) as err:
         _install(job, kernel, out)
-    assert str(err.value).startswith(f"kernel {kernel['ref']}: output refused, nothing installed from it: ")
+    assert str(err.value).startswith(f"kernel {kernel.ref}: output refused, nothing installed from it: ")
     assert said in str(err.value)
     assert runs.all_runs(finished=False) == []  # runs/remote holds job records, not runs
 
 
 def test_job_record_is_written_before_the_first_push(fixture_data, monkeypatch):
-    from kit import kaggle_io
-
     seen = []
 
     def push(folder):
-        seen.append(json.loads((remote.jobs_dir() / f"{job_name()}.json").read_text()))
+        seen.append(json.loads((jobs.jobs_dir() / f"{job_name()}.json").read_text()))
         raise KitError("stop here")
 
     def job_name():
-        return sorted(remote.jobs_dir().glob("*.json"))[0].stem
+        return sorted(jobs.jobs_dir().glob("*.json"))[0].stem
 
-    monkeypatch.setattr(kaggle_io, "username", lambda: "demo")
-    monkeypatch.setattr(kaggle_io, "push_kernel", push)
+    monkeypatch.setattr(client, "username", lambda: "demo")
+    monkeypatch.setattr(kaggle_kernels, "push_kernel", push)
     with pytest.raises(KitError, match="stop here"):
-        remote.train("scratch", [1, 2, 3], kernels=2, accelerator="none", overrides=dict(TINY))
+        remote_run.train("scratch", [1, 2, 3], kernels=2, accelerator="none", overrides=dict(TINY))
     record = seen[0]
     assert [k["seeds"] for k in record["kernels"]] == [[1, 2], [3]]
     assert record["kernels"][0]["state"] == "pushing" and record["kernels"][1]["state"] == "pending"
-    assert record["identity"] == {k: remote.local_identity()[k] for k in ("data_checksum", "split_hash")}
+    assert record["identity"] == {k: install.local_identity()[k] for k in ("data_checksum", "split_hash")}
     assert record["config"]["epochs"] == 1 and record["config"]["hidden"] == [16]
-    after = remote.load()
-    assert after["kernels"][0]["state"] == "failed" and "stop here" in after["kernels"][0]["failure"]
+    after = jobs.load()
+    assert after.kernels[0].state == "failed" and "stop here" in after.kernels[0].failure
+
+
+# A record as the dict-based kit.remote wrote it (runs/remote/<job>.json, before the Job and
+# Kernel dataclasses): each kernel's optional keys present only when set, version null until
+# pushed. Taken from real records of an emulated job (the config cut short: it is opaque here).
+OLD_RECORD = {
+    "accelerator": "NvidiaTeslaT4",
+    "competition": "digit-recognizer-fixture",
+    "config": {"epochs": 1, "hidden": [16], "preset": "best", "seed": 0},
+    "created_utc": "2026-12-04T20:40:13+00:00",
+    "identity": {"data_checksum": "8890ab3cf89d6cd5", "split_hash": "5287e1ebb2e62f68"},
+    "job": "scratch-20261204-204013",
+    "kernels": [
+        {
+            "ended_utc": "2026-12-04T20:40:15+00:00",
+            "pushed_utc": "2026-12-04T20:40:13+00:00",
+            "ref": "demo/kit-scratch-20261204-204013-k1",
+            "runs": ["scratch-20261204-204014-s1"],
+            "said_waiting": True,
+            "seeds": [1],
+            "slug": "kit-scratch-20261204-204013-k1",
+            "state": "installed",
+            "version": 1,
+        },
+        {
+            "failure": "Kaggle refused the push of kit-scratch-20261204-204013-k2: Accelerator Quota Exceeded",
+            "ref": "demo/kit-scratch-20261204-204013-k2",
+            "runs": [],
+            "seeds": [2, 3],
+            "slug": "kit-scratch-20261204-204013-k2",
+            "state": "held",
+            "version": None,
+        },
+        {
+            "ended_utc": "2026-12-04T20:40:20+00:00",
+            "failure": "Process exited with code 1; log ends: CUDA error: out of memory",
+            "pushed_utc": "2026-12-04T20:40:20+00:00",
+            "ref": "demo/kit-scratch-20261204-204013-k3",
+            "runs": [],
+            "seeds": [4],
+            "slug": "kit-scratch-20261204-204013-k3",
+            "state": "failed",
+            "version": 1,
+        },
+        {
+            "ref": "demo/kit-scratch-20261204-204013-k4",
+            "runs": [],
+            "seeds": [5],
+            "slug": "kit-scratch-20261204-204013-k4",
+            "state": "pending",
+            "version": None,
+        },
+    ],
+    "model": "scratch",
+    "n_test": 597,
+    "n_val": 120,
+    "state": "running",
+}
+
+
+def test_an_old_job_record_loads_and_is_written_back_byte_for_byte(isolated_dirs):
+    path = jobs.jobs_dir() / f"{OLD_RECORD['job']}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(OLD_RECORD, indent=2, sort_keys=True) + "\n")  # as write_json wrote it
+    before = path.read_bytes()
+    job = jobs.load(OLD_RECORD["job"])
+    assert (job.name, job.state, job.n_val, job.config["hidden"]) == (OLD_RECORD["job"], "running", 120, [16])
+    k1, k2, k3, k4 = job.kernels
+    assert (k1.state, k1.version, k1.runs, k1.said_waiting) == (
+        "installed",
+        1,
+        ["scratch-20261204-204014-s1"],
+        True,
+    )
+    assert (k2.state, k2.version, k2.pushed_utc, k2.seeds) == (jobs.HELD, None, None, [2, 3])
+    assert k3.failure.startswith("Process exited") and k4.failure is None and k4.said_waiting is None
+    assert job.to_json() == OLD_RECORD and jobs.Job.from_json(job.to_json()) == job
+    jobs.save(job)
+    assert path.read_bytes() == before
+    k4.state, k4.failure = jobs.KernelState.HELD, "held"  # set, the key appears; cleared, it goes
+    assert jobs.Kernel.from_json(k4.to_json()).failure == "held"
+    k4.failure = None
+    assert "failure" not in k4.to_json() and job.to_json()["kernels"][3]["state"] == "held"
 
 
 def test_script_size_is_small():
-    job = {"job": "j", "model": "cnn", "config": {}, "competition": "c", "identity": {}}
-    text = remote.script(job, {"slug": "s", "seeds": [1]})
+    job = jobs.Job("j", "cnn", "none", "c", config={}, identity={}, n_val=0, n_test=0, created_utc="")
+    text = kernel_mod.script(job, jobs.Kernel(slug="s", ref="u/s", seeds=[1]))
     assert len(text) < 400_000
     compile(text, "kit_remote.py", "exec")
 
@@ -281,7 +367,7 @@ SCRATCH_TINY = ["--hidden", "16", "--epochs", "1"]
 @pytest.fixture
 def emulated(kaggle_emulator, fixture_data, monkeypatch):
     """The emulator with its kernels service, the fixture installed locally, fast polling."""
-    monkeypatch.setattr(remote, "POLL", remote.PollConfig(first_s=0.1, factor=1.5, max_s=0.5))
+    monkeypatch.setattr(remote_run, "POLL", remote_run.PollConfig(first_s=0.1, factor=1.5, max_s=0.5))
     return kaggle_emulator
 
 
@@ -305,22 +391,22 @@ def _remote_train(*extra):
 def test_end_to_end_two_seeds_over_two_kernels_to_a_scored_submission(emulated):
     result = _remote_train("--accelerator", "none")
     assert result.exit_code == 0, result.output
-    job = remote.load()
-    assert job["state"] == "complete" and [k["version"] for k in job["kernels"]] == [1, 1]
+    job = jobs.load()
+    assert job.state == "complete" and [k.version for k in job.kernels] == [1, 1]
     installed = runs.all_runs(model="scratch")
     assert len(installed) == 2 and sorted(r.metrics["seed"] for r in installed) == [1, 2]
     for run in installed:
-        prov = json.loads(run.file(remote.PROVENANCE).read_text())
+        prov = json.loads(run.file(install.PROVENANCE).read_text())
         assert prov["kernel"].startswith("demo/kit-scratch-") and prov["version"] == 1
     assert "installed scratch-" in result.output and "(seeds 2): running" in result.output  # the live view
-    assert f"job {job['job']} complete: 2 run(s) installed" in result.output
+    assert f"job {job.name} complete: 2 run(s) installed" in result.output
     assert _kit("ensemble", *(r.name for r in installed)).exit_code == 0
     assert _kit("predict").exit_code == 0
     submitted = _kit("submit")
     assert submitted.exit_code == 0, submitted.output
     assert "public score: " in submitted.output
     status = _kit("remote", "status")
-    assert status.exit_code == 0 and f"{job['job']}  complete" in status.output
+    assert status.exit_code == 0 and f"{job.name}  complete" in status.output
 
 
 @pytest.mark.slow  # ~10 s: two kernels really train, then ensemble, predict, submit
@@ -331,17 +417,17 @@ def test_ctrl_c_after_the_push_then_pull_installs_without_pushing_again(emulated
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(remote, "wait", interrupt)
+        m.setattr(remote_run, "wait", interrupt)
         result = _remote_train("--accelerator", "none")
     assert result.exit_code == 1
-    job = remote.load()
-    assert f"Reattach with: kit remote pull {job['job']}" in result.output
+    job = jobs.load()
+    assert f"Reattach with: kit remote pull {job.name}" in result.output
     assert _pushes(emulated) == 2 and runs.all_runs(model="scratch") == []
     pulled = _kit("remote", "pull")
     assert pulled.exit_code == 0, pulled.output
     assert _pushes(emulated) == 2  # nothing pushed again
     assert len(runs.all_runs(model="scratch")) == 2
-    again = _kit("remote", "pull", job["job"])
+    again = _kit("remote", "pull", job.name)
     assert again.exit_code == 0 and "nothing left to do" in again.output
     assert len(runs.all_runs(model="scratch")) == 2
 
@@ -352,9 +438,9 @@ def test_a_failing_script_marks_the_job_failed_with_its_log_tail(emulated):
     assert result.exit_code == 1
     assert "CUDA error: out of memory" in result.output
     assert "Process exited with code 1" in result.output
-    job = remote.load()
-    assert job["state"] == "failed"
-    states = sorted(k["state"] for k in job["kernels"])
+    job = jobs.load()
+    assert job.state == "failed"
+    states = sorted(k.state for k in job.kernels)
     assert states == ["failed", "installed"]  # the other kernel's runs are kept
     assert len(runs.all_runs(model="scratch")) == 1
 
@@ -375,24 +461,24 @@ def test_a_push_whose_answer_was_lost_is_not_pushed_twice(emulated):
     result = _remote_train("--accelerator", "none")
     assert result.exit_code == 0, result.output
     assert _pushes(emulated) == 2  # one per kernel: the dropped one was not sent again
-    job = remote.load()
-    assert job["state"] == "complete" and [k["version"] for k in job["kernels"]] == [1, 1]
+    job = jobs.load()
+    assert job.state == "complete" and [k.version for k in job.kernels] == [1, 1]
     assert len(runs.all_runs(model="scratch")) == 2
 
 
 def test_a_rejected_push_is_a_failure_and_holds_the_rest(emulated):
     emulated.fail("SaveKernel", "reject", times=1, message="Kernel slug is not valid")
     result = _remote_train("--accelerator", "none")
-    job = remote.load()
-    name, (k1, k2) = job["job"], job["kernels"]
-    refusal = f"Kaggle refused the push of {k1['slug']}: Kernel slug is not valid"
+    job = jobs.load()
+    name, (k1, k2) = job.name, job.kernels
+    refusal = f"Kaggle refused the push of {k1.slug}: Kernel slug is not valid"
     assert result.exit_code == 1
-    assert f"Error: {refusal}; held, not pushed: {k2['slug']}" in result.output.splitlines()
+    assert f"Error: {refusal}; held, not pushed: {k2.slug}" in result.output.splitlines()
     assert _error(result) == (
-        f"Error: job {name} is not finished: {k1['ref']} gave no runs ({refusal}); {k2['ref']} held, "
+        f"Error: job {name} is not finished: {k1.ref} gave no runs ({refusal}); {k2.ref} held, "
         f"not pushed ({refusal}); to push it run `kit remote pull --push-held {name}`"
     )
-    assert job["state"] == "running" and _states(job) == [("failed", None), ("held", None)]
+    assert job.state == "running" and _states(job) == [("failed", None), ("held", None)]
     assert _pushes(emulated) == 1
 
 
@@ -426,14 +512,12 @@ def _error(result) -> str:
 
 
 def _states(job) -> list[tuple[str, int | None]]:
-    return [(k["state"], k["version"]) for k in job["kernels"]]
+    return [(k.state, k.version) for k in job.kernels]
 
 
 def _status_of(job, kernel) -> str:
     """`kit remote status JOB`'s line for `kernel`."""
-    (line,) = [
-        x for x in _kit("remote", "status", job["job"]).output.splitlines() if kernel["ref"] + " " in x
-    ]
+    (line,) = [x for x in _kit("remote", "status", job.name).output.splitlines() if kernel.ref + " " in x]
     return line.strip()
 
 
@@ -441,9 +525,7 @@ def _status_of(job, kernel) -> str:
 def test_a_push_interrupted_by_ctrl_c_is_resolved_by_the_next_pull(emulated, monkeypatch, reached_kaggle):
     """Ctrl-C between recording 'pushing' and recording the push's answer: the pull asks
     Kaggle whether the version exists, follows it if so and pushes the kernel if not."""
-    from kit import kaggle_io
-
-    real_push = kaggle_io.push_kernel
+    real_push = kaggle_kernels.push_kernel
 
     def push_then_ctrl_c(folder):
         if reached_kaggle:
@@ -451,67 +533,65 @@ def test_a_push_interrupted_by_ctrl_c_is_resolved_by_the_next_pull(emulated, mon
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(kaggle_io, "push_kernel", push_then_ctrl_c)
+        m.setattr(kaggle_kernels, "push_kernel", push_then_ctrl_c)
         result = _remote_train("--accelerator", "none")
-    job = remote.load()
-    name, k1 = job["job"], job["kernels"][0]
+    job = jobs.load()
+    name, k1 = job.name, job.kernels[0]
     assert result.exit_code == 1
     assert _error(result) == (
         f"Error: interrupted; the pushed kernels keep running on Kaggle. Reattach with: kit remote pull {name}"
     )
-    assert job["state"] == "running" and _states(job) == [("pushing", None), ("pending", None)]
+    assert job.state == "running" and _states(job) == [("pushing", None), ("pending", None)]
     assert _status_of(job, k1) == (
-        f"{k1['ref']} - seeds 1: pushing; `kit remote pull {name}` checks whether Kaggle has it and "
+        f"{k1.ref} - seeds 1: pushing; `kit remote pull {name}` checks whether Kaggle has it and "
         f"pushes it if not"
     )
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 0, pulled.output
     said = (
-        f"{k1['slug']}: its interrupted push reached Kaggle as version 1; following it"
+        f"{k1.slug}: its interrupted push reached Kaggle as version 1; following it"
         if reached_kaggle
-        else f"{k1['slug']}: its interrupted push never reached Kaggle; pushing it now"
+        else f"{k1.slug}: its interrupted push never reached Kaggle; pushing it now"
     )
     assert said in pulled.output.splitlines()
     assert _pushes(emulated) == 2  # one per kernel: the one Kaggle had was not pushed again
-    job = remote.load()
-    assert job["state"] == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
+    job = jobs.load()
+    assert job.state == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
     assert len(runs.all_runs(model="scratch")) == 2
-    assert _status_of(job, k1).startswith(f"{k1['ref']} v1 seeds 1: installed  runs: scratch-")
+    assert _status_of(job, k1).startswith(f"{k1.ref} v1 seeds 1: installed  runs: scratch-")
 
 
 def test_a_download_that_gives_up_is_not_a_failure_and_the_next_pull_fetches_it(emulated):
     emulated.fail("/kernels-output/", "drop", times=3)  # every attempt (KIT_RETRY_ATTEMPTS=3)
     result = _one_kernel("--accelerator", "none")
-    job = remote.load()
-    name, k1 = job["job"], job["kernels"][0]
+    job = jobs.load()
+    name, k1 = job.name, job.kernels[0]
     assert result.exit_code == 1
     gave_up = (  # the client's own words for the dropped connection stand between the brackets
         f"its output could not be downloaded: gave up after 3 attempts: network error while downloading "
-        f"the output of kernel {k1['ref']}/1 \\(ChunkedEncodingError: .+\\)"
+        f"the output of kernel {k1.ref}/1 \\(ChunkedEncodingError: .+\\)"
     )
     assert re.fullmatch(
-        f"Error: job {name} is not finished: {k1['ref']} finished, but {gave_up}; its runs stay on "
+        f"Error: job {name} is not finished: {k1.ref} finished, but {gave_up}; its runs stay on "
         f"Kaggle: `kit remote pull {name}` downloads them",
         _error(result),
     )
-    assert job["state"] == "running" and _states(job) == [("downloading", 1)]  # not failed
+    assert job.state == "running" and _states(job) == [("downloading", 1)]  # not failed
     assert re.fullmatch(
-        f"{k1['ref']} v1 seeds 1: downloading  \\({gave_up}\\); `kit remote pull {name}` downloads it",
+        f"{k1.ref} v1 seeds 1: downloading  \\({gave_up}\\); `kit remote pull {name}` downloads it",
         _status_of(job, k1),
     )
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 0, pulled.output
-    job = remote.load()
-    assert job["state"] == "complete" and _states(job) == [("installed", 1)]
+    job = jobs.load()
+    assert job.state == "complete" and _states(job) == [("installed", 1)]
     assert len(runs.all_runs(model="scratch")) == 1 and _pushes(emulated) == 1
 
 
 def test_a_quota_refusal_holds_the_kernels_until_the_user_asks(emulated, monkeypatch):
     """The GPU quota runs out after the first push: the second kernel is held; a plain pull
     pushes nothing and says how to push it; `--push-held` does."""
-    from kit import kaggle_io
-
-    real_push = kaggle_io.push_kernel
+    real_push = kaggle_kernels.push_kernel
 
     def push_then_quota_gone(folder):
         pushed = real_push(folder)
@@ -519,36 +599,36 @@ def test_a_quota_refusal_holds_the_kernels_until_the_user_asks(emulated, monkeyp
         return pushed
 
     with monkeypatch.context() as m:
-        m.setattr(kaggle_io, "push_kernel", push_then_quota_gone)
+        m.setattr(kaggle_kernels, "push_kernel", push_then_quota_gone)
         result = _remote_train()  # the GPU accelerator
-    job = remote.load()
-    name, k2 = job["job"], job["kernels"][1]
+    job = jobs.load()
+    name, k2 = job.name, job.kernels[1]
     refusal = (
-        f"Kaggle refused the push of {k2['slug']}: Accelerator Quota Exceeded: You've exceeded the "
+        f"Kaggle refused the push of {k2.slug}: Accelerator Quota Exceeded: You've exceeded the "
         f"number of hours allowed to use GPU (30 hours a week). You will not be able to commit unless "
         f"you turn off GPU."
     )
     said = (
-        f"Error: job {name} is not finished: {k2['ref']} held, not pushed ({refusal}); "
+        f"Error: job {name} is not finished: {k2.ref} held, not pushed ({refusal}); "
         f"to push it run `kit remote pull --push-held {name}`"
     )
     assert result.exit_code == 1 and _error(result) == said
-    assert f"Error: {refusal[:-1]}; held, not pushed: {k2['slug']}" in result.output.splitlines()
-    assert job["state"] == "running" and _states(job) == [("installed", 1), ("held", None)]
+    assert f"Error: {refusal[:-1]}; held, not pushed: {k2.slug}" in result.output.splitlines()
+    assert job.state == "running" and _states(job) == [("installed", 1), ("held", None)]
     assert _status_of(job, k2) == (
-        f"{k2['ref']} - seeds 2: held  ({refusal}); `kit remote pull --push-held {name}` pushes it"
+        f"{k2.ref} - seeds 2: held  ({refusal}); `kit remote pull --push-held {name}` pushes it"
     )
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 1 and _error(pulled) == said
     assert _pushes(emulated) == 2  # the refused one; nothing pushed by the pull
-    assert remote.load()["state"] == "running" and _states(remote.load()) == [
+    assert jobs.load().state == "running" and _states(jobs.load()) == [
         ("installed", 1),
         ("held", None),
     ]
     pushed = _kit("remote", "pull", "--push-held", name)
     assert pushed.exit_code == 0, pushed.output
-    job = remote.load()
-    assert job["state"] == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
+    job = jobs.load()
+    assert job.state == "complete" and _states(job) == [("installed", 1), ("installed", 1)]
     assert _pushes(emulated) == 3 and len(runs.all_runs(model="scratch")) == 2
 
 
@@ -557,57 +637,57 @@ def _gives_up(emulated, rpc: str):
     job record, its name and its kernel."""
     emulated.fail(rpc, "500", times=3)
     result = _one_kernel("--accelerator", "none")
-    job = remote.load()
+    job = jobs.load()
     assert result.exit_code == 1
-    return result, job, job["job"], job["kernels"][0]
+    return result, job, job.name, job.kernels[0]
 
 
 def test_status_calls_that_give_up_name_the_pull_that_goes_on(emulated):
     result, job, name, k1 = _gives_up(emulated, "GetKernelSessionStatus")  # every attempt of the first poll
     assert _error(result) == (
         f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while reading the status of kernel "
-        f"{k1['ref']}/1 (Internal server error). Check your connection (or https://www.kaggle.com "
+        f"{k1.ref}/1 (Internal server error). Check your connection (or https://www.kaggle.com "
         f"status) and run `kit remote pull {name}` to go on (the pushed kernels keep running on Kaggle)."
     )
-    assert job["state"] == "running" and _states(job) == [("queued", 1)]
-    assert _status_of(job, k1) == f"{k1['ref']} v1 seeds 1: queued"
+    assert job.state == "running" and _states(job) == [("queued", 1)]
+    assert _status_of(job, k1) == f"{k1.ref} v1 seeds 1: queued"
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 0, pulled.output
-    assert remote.load()["state"] == "complete" and _pushes(emulated) == 1
+    assert jobs.load().state == "complete" and _pushes(emulated) == 1
 
 
 def test_a_push_that_gives_up_is_pushed_by_the_next_pull(emulated):
     result, job, name, k1 = _gives_up(emulated, "SaveKernel")  # Kaggle never made the version
     assert _error(result) == (
-        f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while pushing kernel {k1['slug']} "
+        f"Error: gave up after 3 attempts: HTTP 500 from Kaggle while pushing kernel {k1.slug} "
         f"(Internal server error). Check your connection (or https://www.kaggle.com status) and run "
         f"`kit remote pull {name}` to go on (the pushed kernels keep running on Kaggle)."
     )
-    assert job["state"] == "running" and _states(job) == [("pushing", None)]
+    assert job.state == "running" and _states(job) == [("pushing", None)]
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 0, pulled.output
-    assert f"{k1['slug']}: its interrupted push never reached Kaggle; pushing it now" in pulled.output
-    job = remote.load()
-    assert job["state"] == "complete" and _states(job) == [("installed", 1)] and _pushes(emulated) == 4
+    assert f"{k1.slug}: its interrupted push never reached Kaggle; pushing it now" in pulled.output
+    job = jobs.load()
+    assert job.state == "complete" and _states(job) == [("installed", 1)] and _pushes(emulated) == 4
 
 
 def test_pulling_a_failed_job_fails(emulated):
     emulated.fail("SaveKernel", "script_error", times=1, message="CUDA error: out of memory")
     result = _one_kernel("--accelerator", "none")
     assert result.exit_code == 1
-    job = remote.load()
-    name, k1 = job["job"], job["kernels"][0]
+    job = jobs.load()
+    name, k1 = job.name, job.kernels[0]
     said = (
-        f"Error: job {name} failed: 1 of 1 kernel(s) gave no runs: {k1['ref']}: Process exited with "
+        f"Error: job {name} failed: 1 of 1 kernel(s) gave no runs: {k1.ref}: Process exited with "
         f"code 1; log ends: CUDA error: out of memory"
     )
     assert _error(result) == said
     pulled = _kit("remote", "pull", name)
     assert pulled.exit_code == 1 and _error(pulled) == said  # not "nothing left to do", exit 0
-    job = remote.load()
-    assert job["state"] == "failed" and _states(job) == [("failed", 1)]
+    job = jobs.load()
+    assert job.state == "failed" and _states(job) == [("failed", 1)]
     assert _status_of(job, k1) == (
-        f"{k1['ref']} v1 seeds 1: failed  (Process exited with code 1; log ends: CUDA error: out of memory)"
+        f"{k1.ref} v1 seeds 1: failed  (Process exited with code 1; log ends: CUDA error: out of memory)"
     )
 
 
@@ -626,12 +706,12 @@ def test_the_cnn_remote_recipe_trains_end_to_end(emulated):
     mixed = False
     result = _kit("remote", "train", "cnn", "--seeds", "1", "--kernels", "1", *CNN_SMALL)
     assert result.exit_code == 0, result.output
-    job = remote.load()
-    assert (job["accelerator"], job["config"]["preset"], job["config"]["mixed_precision"]) == (
-        remote.GPU,
+    job = jobs.load()
+    assert (job.accelerator, job.config["preset"], job.config["mixed_precision"]) == (
+        remote_run.GPU,
         "best",
         mixed,
     )
-    assert job["state"] == "complete" and job["kernels"][0]["state"] == "installed"
+    assert job.state == "complete" and job.kernels[0].state == "installed"
     (run,) = runs.all_runs(model="cnn")
     assert run.metrics["seed"] == 1 and run.config["mixed_precision"] is mixed

@@ -1,4 +1,5 @@
-"""What runs inside a Kaggle kernel that `kit remote` pushed (kit.remote generates the script).
+"""What runs inside a Kaggle kernel that `kit remote` pushed (kit.remote.kernel generates the
+script).
 
     the generated script -> unpacks the kit it carries, then main(JOB):
       -> the Python modules the job needs, checked (one line naming any that are missing)
@@ -96,7 +97,7 @@ def folders() -> tuple[Path, Path]:
 def main(job: dict) -> int:
     """Train `job`'s seeds here; 0 when every run finished. job: model, seeds, config (the full
     config dict, as config.json has it), competition, identity {data_checksum, split_hash},
-    job, kernel (see kit.remote.kernel_job)."""
+    job, kernel (see kit.remote.kernel.kernel_job)."""
     t0 = time.time()
     say(f"job {job['job']}, kernel {job['kernel']}: {job['model']} seeds {job['seeds']}")
     missing = missing_modules(job["model"])
@@ -126,7 +127,7 @@ def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
     from kit import data, io, metrics, models, training
 
     folder = find_competition(input_dir)
-    say(f"kit from {Path(__file__).parent}; data from {folder}")
+    say(f"kit from {Path(__file__).parent.parent}; data from {folder}")  # kit/, not kit/remote/
     say(data.install(folder, echo=lambda s: None))
     ds, sp = data.load_split()
     diff = metrics.mismatch(job["identity"], metrics.identity(ds.checksum, sp.hash))
