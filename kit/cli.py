@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kit import config, data, groups, ledger, models, runs, training
+from kit import config, data, groups, hparams, ledger, models, runs, training
 from kit import ensemble as ensemble_mod  # *_mod: the command functions take the modules' names
 from kit import fixture as fixture_mod
 from kit import submit as submit_mod
@@ -17,6 +17,7 @@ from kit.emulator import competitions as emulator_competitions
 from kit.emulator import server as emulator_server
 from kit.errors import KitError
 from kit.kaggle import competitions
+from kit.pseudo import DEFAULT_THRESHOLD, PseudoLabels
 from kit.remote import run as remote_mod
 from kit.report import page as report_mod
 
@@ -31,6 +32,27 @@ class KitCommand(click.Command):
     def invoke(self, ctx: click.Context):
         with config.activate(config.Settings.from_env(**ctx.meta.get(_OVERRIDES, {}))):
             return super().invoke(ctx)
+
+
+class ModelCommand(KitCommand):
+    """`kit train <model>`: its --help lists the options of each group of the model's config
+    (kit.hparams.param's `group`: architecture, optimisation, ...) under a heading of their own,
+    after the other options; a config without groups, one list."""
+
+    def __init__(self, *args, config_cls: type, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.option_groups = hparams.by_group(config_cls)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        heading = {n: f"{g.capitalize()} options" for g, names in self.option_groups.items() for n in names}
+        sections: dict[str, list] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(heading.get(param.name, "Options"), []).append(record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
 
 
 class KitGroup(click.Group):
@@ -267,11 +289,15 @@ def _train_command(model: models.Model) -> None:
         fold_seed: int,
         same_folds: bool,
         jobs: int,
+        pseudo_labels: str | None,
+        pseudo_threshold: float,
         **hparams,
     ):
         group_opts = ["folds", "repeats", "fold_seed", "same_folds", "jobs"]
+        pl = PseudoLabels(pseudo_labels, pseudo_threshold) if pseudo_labels else None
         if resume is not None:
-            _refuse_overrides_on_resume([*hparams, "preset", *group_opts[:-1]])
+            run_opts = ["preset", "pseudo_labels", "pseudo_threshold", *group_opts[:-1]]
+            _refuse_overrides_on_resume([*hparams, *run_opts])
             cfg = None
         else:
             cfg = model.make_config(preset, **hparams)
@@ -279,7 +305,7 @@ def _train_command(model: models.Model) -> None:
             _after_group(training.resume_group(resume, not quiet, jobs))
         elif folds is not None:
             group = training.train_group(
-                model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet, jobs
+                model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet, jobs, pseudo=pl
             )
             _after_group(group)
         elif _given(group_opts):
@@ -287,7 +313,7 @@ def _train_command(model: models.Model) -> None:
                 "--repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)"
             )
         else:
-            _after_training(training.train(model.name, cfg, resume=resume, progress=not quiet), report)
+            _after_training(training.train(model.name, cfg, resume, not quiet, pseudo=pl), report)
 
     command.__doc__ = (
         f"Train {model.summary} and write a run folder; with --folds, a cross-validated group of them."
@@ -340,6 +366,21 @@ def _train_command(model: models.Model) -> None:
             "the card, whose steps one small network leaves mostly idle; a CPU: keep 1).",
         ),
         click.option(
+            "--pseudo-labels",
+            default=None,
+            metavar="RUN|GROUP",
+            help="Add the test images this teacher labels with high confidence to the training rows: "
+            "a run on the same split, or for --folds a group with the same folds (each member learns "
+            "from the teacher member that never saw its fold).",
+        ),
+        click.option(
+            "--pseudo-threshold",
+            type=click.FloatRange(0.5, 1.0, min_open=True),
+            default=DEFAULT_THRESHOLD,
+            show_default=True,
+            help="With --pseudo-labels: the teacher's probability a test image needs.",
+        ),
+        click.option(
             "--resume",
             default=None,
             metavar="RUN|GROUP",
@@ -351,7 +392,7 @@ def _train_command(model: models.Model) -> None:
         data_dir_option,
         competition_option,
     ]
-    train.command(model.name)(_with_options(command, options))
+    train.command(model.name, cls=ModelCommand, config_cls=model.config_cls)(_with_options(command, options))
 
 
 for _model in models.MODELS.values():

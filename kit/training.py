@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from kit import config, data, groups, hparams, io, metrics, models, runs
+from kit import pseudo as kit_pseudo  # `pseudo` names the runs' PseudoLabels in signatures
 from kit.errors import KitError
+from kit.pseudo import PseudoLabels
 
 LOCK = ".lock"  # in the run folder: held by the one process writing it
 
@@ -55,6 +57,7 @@ class TrainData:
     y_val: np.ndarray
     X_test: np.ndarray
     identity: dict
+    n_pseudo: int = 0  # test images among the training rows, labelled by a teacher (kit.pseudo)
 
 
 class Progress:
@@ -114,21 +117,33 @@ class Progress:
             self.tty = None
 
 
-def load_data(member: tuple[groups.Group, groups.Member] | None = None) -> TrainData:
+def load_data(
+    member: tuple[groups.Group, groups.Member] | None = None, pseudo: PseudoLabels | None = None
+) -> TrainData:
     """The shared split's rows, or, for a member of a cross-validated group, the rows outside
-    its fold (training) and its fold (validation)."""
+    its fold (training) and its fold (validation); with `pseudo`, the teacher's confident test
+    images appended to the training rows."""
     if member is None:
         ds, sp = data.load_split()
     else:
         ds = data.load()
         sp = groups.member_split(*member, ds.y_train)
-    return TrainData(
+    found = TrainData(
         ds.X_train[sp.train_idx],
         ds.y_train[sp.train_idx],
         ds.X_train[sp.val_idx],
         ds.y_train[sp.val_idx],
         ds.X_test,
         metrics.identity(ds.checksum, sp.hash),
+    )
+    if pseudo is None:
+        return found
+    X, y = kit_pseudo.rows(pseudo, ds.X_test, member, found.identity)
+    return dataclasses.replace(
+        found,
+        X_train=np.concatenate([found.X_train, X]),
+        y_train=np.concatenate([found.y_train, y]),
+        n_pseudo=len(y),
     )
 
 
@@ -138,6 +153,7 @@ def train(
     resume: Path | str | None = None,
     progress: bool = True,
     member: tuple[groups.Group, groups.Member] | None = None,
+    pseudo: PseudoLabels | None = None,
 ) -> runs.Run:
     """Train model `name` with `cfg` (or continue the run `resume` with its saved config);
     return the finished run. `member`: the run is that member of a cross-validated group (it
@@ -147,15 +163,15 @@ def train(
     if resume is not None:
         run = _resumable(model, resume)
         cfg = model.run_config(run.config)
-        member = _member_of(run)
+        member, pseudo = _member_of(run), PseudoLabels.from_record(run.config)
     else:
         assert cfg is not None, "train() needs a config or a run to resume"
         hparams.validate(cfg)
         run = None
     cfg = model.module.resolved(cfg)
-    data = load_data(member)
+    data = load_data(member, pseudo)
     if run is None:
-        run = new_run(name, cfg, data.identity, member)
+        run = new_run(name, cfg, data.identity, member, pseudo)
     with one_writer(run):
         if resume is not None:
             _check_resume(model, run, data, fresh_member=member is not None and not _started(model, run))
@@ -199,10 +215,17 @@ def _resumable(model: models.Model, ref) -> runs.Run:
     return run
 
 
-def new_run(name: str, cfg, identity: dict, member: tuple[groups.Group, groups.Member] | None) -> runs.Run:
+def new_run(
+    name: str,
+    cfg,
+    identity: dict,
+    member: tuple[groups.Group, groups.Member] | None,
+    pseudo: PseudoLabels | None,
+) -> runs.Run:
     """A new run folder with its config.json (and, for a group member, the group's record of it)."""
     run = runs.create(name, cfg.seed)
-    run.write_config({"model": name, **dataclasses.asdict(cfg), **identity, **_membership(member)})
+    extra = {**_membership(member), **(pseudo.record() if pseudo else {})}
+    run.write_config({"model": name, **dataclasses.asdict(cfg), **identity, **extra})
     if member is not None:
         member[1].run = run.name
         member[0].save()
@@ -253,6 +276,7 @@ def _finish(
             "time_to_99_4_s": metrics.seconds_to(history, metrics.TARGET_ACCURACY),
             **data.identity,
             **_membership(member),
+            **({"n_pseudo": data.n_pseudo} if data.n_pseudo else {}),
             "n_train": trained.n_train,
             "n_val": len(data.y_val),
             "n_test": len(data.X_test),
@@ -297,6 +321,7 @@ def train_group(
     same_folds: bool = False,
     progress: bool = True,
     jobs: int = 1,
+    pseudo: PseudoLabels | None = None,
 ) -> groups.Group:
     """Train a new cross-validated group of model `name` (kit.groups): K x R members, member m
     with seed cfg.seed + m, `jobs` at a time. Every member's run folder is made first, so the
@@ -306,12 +331,15 @@ def train_group(
     cfg = model.module.resolved(cfg)
     ds = data.load()
     groups.assignment(ds.y_train, folds, repeats, fold_seed, same_folds)  # refuses bad --folds first
-    group = groups.create(name, dataclasses.asdict(cfg), folds, repeats, fold_seed, same_folds, ds.checksum)
+    args = (name, dataclasses.asdict(cfg), folds, repeats, fold_seed, same_folds, ds.checksum)
+    if pseudo is not None:  # refuse a teacher that cannot teach this group before anything is made
+        new = groups.Group("(new)", name, folds, repeats, fold_seed, same_folds, {}, ds.checksum)
+        kit_pseudo.teacher_proba(pseudo.source, (new, groups.Member(0, 0, 0)), {})
+    group = groups.create(*args)
     for m in group.members:
         sp = groups.member_split(group, m, ds.y_train)
-        new_run(
-            name, dataclasses.replace(cfg, seed=m.seed), metrics.identity(ds.checksum, sp.hash), (group, m)
-        )
+        identity = metrics.identity(ds.checksum, sp.hash)
+        new_run(name, dataclasses.replace(cfg, seed=m.seed), identity, (group, m), pseudo)
     return _train_members(model, group, progress, jobs)
 
 

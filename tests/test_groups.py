@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from kit import config, data, ensemble, groups, models, runs, training
+from kit import config, data, ensemble, groups, models, pseudo, runs, training
 from kit.cli import cli
 from kit.errors import KitError
 
@@ -171,3 +171,29 @@ def test_members_trained_in_parallel_processes_write_what_one_process_writes(fix
     for a, b in zip(one.runs(), two.runs()):
         assert _sha(a.file(runs.VAL_PROBA)) == _sha(b.file(runs.VAL_PROBA))
         assert _sha(a.file(runs.TEST_PROBA)) == _sha(b.file(runs.TEST_PROBA))
+
+
+def test_pseudo_labels_come_from_the_teacher_member_that_never_saw_the_fold(fixture_data, labels):
+    sure = dict(epochs=15, hidden=(64,))
+    cfg = models.get("scratch").make_config("default", seed=1, **sure)
+    teacher = training.train_group("scratch", cfg, K, 1, FOLD_SEED, progress=False)
+    pl = pseudo.PseudoLabels(teacher.name, 0.6)
+    student = training.train_group("scratch", cfg, K, 1, FOLD_SEED, progress=False, pseudo=pl)
+    for t, s in zip(teacher.runs(), student.runs()):
+        taken = int((t.test_proba().max(axis=1) >= 0.6).sum())
+        assert 0 < taken < len(t.test_proba())
+        assert s.metrics["n_pseudo"] == taken
+        assert s.metrics["n_train"] == t.metrics["n_train"] + taken
+        assert s.config["pseudo_labels"] == teacher.name
+    fixed = training.train("scratch", cfg, progress=False)
+    for teach, kwargs, says in (
+        (fixed.name, dict(folds=K), "is a single run, which saw them"),
+        (teacher.name, dict(folds=K + 1), "has other folds"),
+        (teacher.name, {}, "is a group: its pseudo-labels are for a group with the same folds"),
+    ):
+        with pytest.raises(KitError, match=says):
+            p = pseudo.PseudoLabels(teach, 0.6)
+            if kwargs:
+                training.train_group("scratch", cfg, kwargs["folds"], 1, FOLD_SEED, progress=False, pseudo=p)
+            else:
+                training.train("scratch", cfg, progress=False, pseudo=p)
