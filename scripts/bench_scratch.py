@@ -43,9 +43,9 @@ print(json.dumps({"metrics": run.metrics, "history": run.history().to_dict("list
 
 
 def _threads() -> int:
-    from kit.models.scratch import cpu_cores
+    from kit.models.scratch import train
 
-    return cpu_cores()
+    return train.cpu_cores()
 
 
 def peak_gflops(repeats: int = 7) -> float:
@@ -71,26 +71,26 @@ def step_gflops() -> dict:
     from threadpoolctl import threadpool_limits
 
     from kit import config, models
-    from kit.models import scratch
+    from kit.models.scratch import net, train
 
     cfg = models.get("scratch").make_config("default")
     sizes = [config.N_PIXELS, *cfg.hidden, config.N_CLASSES]
     rng = np.random.default_rng(0)
-    params = scratch.init_params(rng, sizes)
+    params = net.init_params(rng, sizes)
     grads = {k: np.empty_like(p) for k, p in params.items()}
-    opt = scratch.make_optimizer(cfg, params)
+    opt = net.make_optimizer(cfg, params)
     X = rng.random((cfg.batch_size, sizes[0]), dtype=np.float32)
     y = rng.integers(0, 10, cfg.batch_size)
-    scratch._keep_freed_memory()
+    train.keep_freed_memory()
     times = []
     with threadpool_limits(limits=_threads(), user_api="blas"):
         for i in range(STEP_WARMUP + STEP_COUNT):
             t = time.perf_counter()
-            _, _, grads = scratch.loss_and_grads(params, X, y, None, cfg.weight_decay, grads)
+            _, _, grads = net.loss_and_grads(params, X, y, None, cfg.weight_decay, grads)
             opt.step(params, grads, 1e-6)
             if i >= STEP_WARMUP:
                 times.append(time.perf_counter() - t)
-    flops = scratch.flops_per_example(sizes) * cfg.batch_size
+    flops = net.flops_per_example(sizes) * cfg.batch_size
     return {
         "step_gflops": flops / float(np.median(times)) / 1e9,
         "step_ms": 1e3 * float(np.median(times)),
@@ -163,7 +163,7 @@ def run() -> dict:
 
     if "default" in res:
         from kit import config, models
-        from kit.models import scratch
+        from kit.models.scratch import net
 
         cfg = models.get("scratch").make_config("default")
         sizes = [config.N_PIXELS, *cfg.hidden, config.N_CLASSES]
@@ -171,7 +171,7 @@ def run() -> dict:
         # end to end: every training FLOP of the run over its wall time (augmentation, shuffling,
         # per-epoch validation included), against the same peak
         e2e = (
-            scratch.flops_per_example(sizes)
+            net.flops_per_example(sizes)
             * n_train
             * res["default"]["epochs_run"]
             / res["default"]["train_time_s"]

@@ -18,6 +18,7 @@ from fixtures_data import fixture_data_at
 from kit import hparams, metrics, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
+from kit.models.scratch import net
 
 # Keras 3.15 itself calls np.array() on its TF variables inside fit(); not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -31,9 +32,7 @@ def scratch_cfg(**kw):
 
 def interrupted_scratch_run(monkeypatch) -> runs.Run:
     """An unfinished scratch run with the checkpoint of its first epoch (Ctrl-C in epoch 2)."""
-    from kit.models import scratch
-
-    real, calls = scratch.evaluate, []
+    real, calls = net.evaluate, []
 
     def interrupt(*a, **kw):
         calls.append(1)
@@ -41,10 +40,10 @@ def interrupted_scratch_run(monkeypatch) -> runs.Run:
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(scratch, "evaluate", interrupt)
+    monkeypatch.setattr(net, "evaluate", interrupt)
     with pytest.raises(KitError, match="interrupted during epoch 2"):
         training.train("scratch", scratch_cfg(), progress=False)
-    monkeypatch.setattr(scratch, "evaluate", real)
+    monkeypatch.setattr(net, "evaluate", real)
     (run,) = runs.all_runs(model="scratch", finished=False)
     return run
 

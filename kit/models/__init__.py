@@ -1,17 +1,18 @@
 """The models kit trains, behind one interface.
 
-Each model is one module in this package that declares
+Each model is a package here whose __init__.py (its face) declares
 
     Config            its hyper-parameter dataclass (a kit.hparams.ModelConfig)
     PRESETS           {"reference": {...}, "default": {...}, "best": {...}}: field overrides
     resolved(cfg)     cfg with machine-dependent values fixed, as config.json records them
                       (KitError if this machine cannot run it: checked before any run folder)
+    RESUME_FILES      the run files --resume continues from (removed when a run finishes)
     check_resumable(run)        KitError when an unfinished run cannot be continued
     fit(cfg, run, data, progress) -> trained   the training loop (checkpoints, history.csv)
     save(trained, run), load(run, cfg) -> trained, predict(trained, X) -> (N, 10) float32
 
 and kit.training runs the same lifecycle around every one of them. `kit train <model>`,
-`kit runs`, the ensemble and the report all read this registry: adding a model is one module
+`kit runs`, the ensemble and the report all read this registry: adding a model is one package
 and one line in MODELS.
 """
 
