@@ -276,44 +276,95 @@ def _with_options(command, options: list):
     return command
 
 
+# The options of every `kit train <model>` that say what is trained beside the hyper-parameters:
+# a cross-validated group (kit.groups) and pseudo-labels (kit.pseudo).
+GROUP_OPTIONS = [
+    click.option(
+        "--folds",
+        type=click.IntRange(2, groups.MAX_FOLDS),
+        default=None,
+        metavar="K",
+        help="Train a cross-validated group: K members, each on K-1 stratified folds of all the "
+        "labelled rows, validated on its own fold; then judge the group out of fold (kit ensemble).",
+    ),
+    click.option(
+        "--repeats",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="R",
+        help="With --folds: R fold assignments (K x R members; every row out of fold for R of them).",
+    ),
+    click.option(
+        "--fold-seed",
+        type=int,
+        default=config.SPLIT_SEED,
+        show_default=True,
+        help="With --folds: the seed of the fold assignments.",
+    ),
+    click.option(
+        "--same-folds",
+        is_flag=True,
+        help="With --folds: every repeat uses the first fold assignment (repeats differ by seed only).",
+    ),
+    click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="N",
+        help="With --folds: members trained at once, each in its own process (a GPU: they share "
+        "the card, whose steps one small network leaves mostly idle; a CPU: keep 1).",
+    ),
+    click.option(
+        "--pseudo-labels",
+        default=None,
+        metavar="RUN|GROUP",
+        help="Add the test images this teacher labels with high confidence to the training rows: "
+        "a run on the same split, or for --folds a group with the same folds (each member learns "
+        "from the teacher member that never saw its fold).",
+    ),
+    click.option(
+        "--pseudo-threshold",
+        type=click.FloatRange(0.5, 1.0, min_open=True),
+        default=DEFAULT_THRESHOLD,
+        show_default=True,
+        help="With --pseudo-labels: the teacher's probability a test image needs.",
+    ),
+]
+GROUP_KEYS = ("folds", "repeats", "fold_seed", "same_folds", "jobs")
+PSEUDO_KEYS = ("pseudo_labels", "pseudo_threshold")
+
+
+def _train(model: models.Model, preset: str, resume: str | None, report: bool, quiet: bool, kw: dict) -> None:
+    """`kit train <model>` once its options are parsed: `kw` holds the hyper-parameters and the
+    GROUP_OPTIONS' values."""
+    g = {k: kw.pop(k) for k in GROUP_KEYS}
+    pl = PseudoLabels(kw["pseudo_labels"], kw["pseudo_threshold"]) if kw["pseudo_labels"] else None
+    hparams = {k: v for k, v in kw.items() if k not in PSEUDO_KEYS}
+    if resume is not None:
+        _refuse_overrides_on_resume([*hparams, "preset", *PSEUDO_KEYS, *GROUP_KEYS[:-1]])
+        cfg = None
+    else:
+        cfg = model.make_config(preset, **hparams)
+    if resume is not None and groups.is_group(resume):
+        _after_group(training.resume_group(resume, not quiet, g["jobs"]))
+    elif g["folds"] is not None:
+        args = (g["folds"], g["repeats"], g["fold_seed"], g["same_folds"], not quiet, g["jobs"])
+        _after_group(training.train_group(model.name, cfg, *args, pseudo=pl))
+    elif _given(list(GROUP_KEYS)):
+        raise KitError(
+            "--repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)"
+        )
+    else:
+        _after_training(training.train(model.name, cfg, resume, not quiet, pseudo=pl), report)
+
+
 def _train_command(model: models.Model) -> None:
     """`kit train <model>`: the model's options, then the run's."""
 
-    def command(
-        preset: str,
-        resume: str | None,
-        report: bool,
-        quiet: bool,
-        folds: int | None,
-        repeats: int,
-        fold_seed: int,
-        same_folds: bool,
-        jobs: int,
-        pseudo_labels: str | None,
-        pseudo_threshold: float,
-        **hparams,
-    ):
-        group_opts = ["folds", "repeats", "fold_seed", "same_folds", "jobs"]
-        pl = PseudoLabels(pseudo_labels, pseudo_threshold) if pseudo_labels else None
-        if resume is not None:
-            run_opts = ["preset", "pseudo_labels", "pseudo_threshold", *group_opts[:-1]]
-            _refuse_overrides_on_resume([*hparams, *run_opts])
-            cfg = None
-        else:
-            cfg = model.make_config(preset, **hparams)
-        if resume is not None and groups.is_group(resume):
-            _after_group(training.resume_group(resume, not quiet, jobs))
-        elif folds is not None:
-            group = training.train_group(
-                model.name, cfg, folds, repeats, fold_seed, same_folds, not quiet, jobs, pseudo=pl
-            )
-            _after_group(group)
-        elif _given(group_opts):
-            raise KitError(
-                "--repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)"
-            )
-        else:
-            _after_training(training.train(model.name, cfg, resume, not quiet, pseudo=pl), report)
+    def command(preset: str, resume: str | None, report: bool, quiet: bool, **kw):
+        _train(model, preset, resume, report, quiet, kw)
 
     command.__doc__ = (
         f"Train {model.summary} and write a run folder; with --folds, a cross-validated group of them."
@@ -328,58 +379,7 @@ def _train_command(model: models.Model) -> None:
             help=f"Starting hyper-parameters: {', '.join(model.presets)}.",
         ),
         *_hparam_options(model),
-        click.option(
-            "--folds",
-            type=click.IntRange(2, groups.MAX_FOLDS),
-            default=None,
-            metavar="K",
-            help="Train a cross-validated group: K members, each on K-1 stratified folds of all the "
-            "labelled rows, validated on its own fold; then judge the group out of fold (kit ensemble).",
-        ),
-        click.option(
-            "--repeats",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            metavar="R",
-            help="With --folds: R fold assignments (K x R members; every row out of fold for R of them).",
-        ),
-        click.option(
-            "--fold-seed",
-            type=int,
-            default=config.SPLIT_SEED,
-            show_default=True,
-            help="With --folds: the seed of the fold assignments.",
-        ),
-        click.option(
-            "--same-folds",
-            is_flag=True,
-            help="With --folds: every repeat uses the first fold assignment (repeats differ by seed only).",
-        ),
-        click.option(
-            "--jobs",
-            type=click.IntRange(min=1),
-            default=1,
-            show_default=True,
-            metavar="N",
-            help="With --folds: members trained at once, each in its own process (a GPU: they share "
-            "the card, whose steps one small network leaves mostly idle; a CPU: keep 1).",
-        ),
-        click.option(
-            "--pseudo-labels",
-            default=None,
-            metavar="RUN|GROUP",
-            help="Add the test images this teacher labels with high confidence to the training rows: "
-            "a run on the same split, or for --folds a group with the same folds (each member learns "
-            "from the teacher member that never saw its fold).",
-        ),
-        click.option(
-            "--pseudo-threshold",
-            type=click.FloatRange(0.5, 1.0, min_open=True),
-            default=DEFAULT_THRESHOLD,
-            show_default=True,
-            help="With --pseudo-labels: the teacher's probability a test image needs.",
-        ),
+        *GROUP_OPTIONS,
         click.option(
             "--resume",
             default=None,

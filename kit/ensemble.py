@@ -348,15 +348,9 @@ def _print_decision(names, val, y, val_proba, decision: Decision, cfg: EnsembleC
     echo(f"  {decision.reason(names)} ({cfg.confidence:.0%} intervals, {cfg.folds} folds)")
 
 
-def build(
-    run_refs: Sequence[str] | None = None,
-    cnn_seeds: int | None = None,
-    cfg: EnsembleConfig | None = None,
-    echo: Callable[[str], None] = print,
-) -> Run:
-    """Ensemble `run_refs` (default: see default_members) into a new finished "ensemble" run."""
-    cfg = cfg or EnsembleConfig()
-    refs = list(run_refs or [])
+def _groups_named(refs: list[str], cnn_seeds: int | None) -> list[str]:
+    """The groups to ensemble: those named (refused beside runs), else, with nothing named, the
+    default group (see default_group); [] when runs are to be ensembled."""
     named = [r for r in refs if groups.is_group(r)]
     if named and len(named) < len(refs):
         other = next(r for r in refs if r not in named)
@@ -365,8 +359,20 @@ def build(
             f"ensemble groups alone (`kit ensemble {' '.join(named)}`) or fixed-split runs alone"
         )
     group = None if refs or cnn_seeds else default_group()
-    if named or group:
-        return build_groups(named or [group.name], cfg, echo)
+    return named or ([group.name] if group else [])
+
+
+def build(
+    run_refs: Sequence[str] | None = None,
+    cnn_seeds: int | None = None,
+    cfg: EnsembleConfig | None = None,
+    echo: Callable[[str], None] = print,
+) -> Run:
+    """Ensemble `run_refs` (default: see default_members) into a new finished "ensemble" run."""
+    cfg = cfg or EnsembleConfig()
+    named_groups = _groups_named(list(run_refs or []), cnn_seeds)
+    if named_groups:
+        return build_groups(named_groups, cfg, echo)
     t0 = time.perf_counter()
     members = _members(run_refs, cnn_seeds)
     names = [r.name for r in members]
@@ -457,16 +463,20 @@ def _group_members(gs: Sequence[groups.Group], y: np.ndarray):
             yield g, m, run, rows
 
 
-def out_of_fold(gs: Sequence[groups.Group], y: np.ndarray) -> tuple[OutOfFold, np.ndarray, list[str]]:
+def out_of_fold(
+    gs: Sequence[groups.Group], y: np.ndarray, val_of: Callable[[Run], np.ndarray] = Run.val_proba
+) -> tuple[OutOfFold, np.ndarray, list[str]]:
     """The out-of-fold yardstick of groups `gs` on labels y: (N,), the test prediction (the
-    equal average of every member's, (n_test, 10)) and the member names."""
+    equal average of every member's, (n_test, 10)) and the member names. `val_of(run)`: a
+    member's (n_fold, 10) probabilities of its fold (default: its val_proba.npy; a study may
+    predict them anew, e.g. with other prediction settings)."""
     n = len(y)
     total, count = np.zeros((n, config.N_CLASSES)), np.zeros(n, np.int64)
     wrong = np.zeros(n, np.int64)
     singles: dict[tuple[str, int], np.ndarray] = {}
     member_acc, tests, names = {}, [], []
     for g, m, run, rows in _group_members(gs, y):
-        p = run.val_proba().astype(np.float64)
+        p = val_of(run).astype(np.float64)
         total[rows] += p
         count[rows] += 1
         wrong[rows] += p.argmax(1) != y[rows]
