@@ -155,7 +155,8 @@ def fixture(out: Path | None):
 )
 @click.option("--all", "show_all", is_flag=True, help="Include unfinished (crashed or running) runs.")
 def list_runs(model: str | None, show_all: bool):
-    """List training runs with their validation accuracy."""
+    """List training runs with their validation accuracy (a group's member: on its fold), then
+    the cross-validated groups."""
     found = runs.all_runs(model=model, finished=not show_all)
     if not found:
         click.echo(f"no runs in {config.runs_dir()}")
@@ -163,7 +164,13 @@ def list_runs(model: str | None, show_all: bool):
     for r in found:
         m = r.metrics
         acc = f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "unfinished"
-        click.echo(f"{r.name:45s} {acc}")
+        where = f"  fold {m['fold'] + 1} of {m['group']}" if "group" in m else ""
+        click.echo(f"{r.name:45s} {acc}{where}")
+    for g in groups.all_groups():
+        if model in (None, g.model):
+            done = len(g.runs())
+            state = "finished" if g.complete else f"{done}/{len(g.members)} members finished"
+            click.echo(f"group {g.name}: {g.folds} folds x {g.repeats} repeats, {state}")
 
 
 # ============================================================================ training

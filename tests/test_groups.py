@@ -121,6 +121,13 @@ def test_an_interrupted_group_resumes_its_unfinished_members_to_the_same_result(
     assert again.output == f"Error: group {half.name} already finished; there is nothing to resume\n"
 
 
+def test_kit_runs_lists_members_with_their_fold_and_the_group(group):
+    out = CliRunner().invoke(cli, ["runs"]).output.splitlines()
+    first = group.runs()[0]
+    assert out[0] == f"{first.name:45s} {first.metrics['val_accuracy']:.4f}  fold 1 of {group.name}"
+    assert out[-1] == f"group {group.name}: {K} folds x {R} repeats, finished"
+
+
 def test_kit_ensemble_takes_the_latest_group_and_predict_writes_its_submission(group):
     result = CliRunner().invoke(cli, ["ensemble"])
     assert result.exit_code == 0, result.output
