@@ -41,6 +41,7 @@ def param(
     rule: str | None = None,
     why: str | None = None,
     cli: bool = True,
+    group: str | None = None,
 ):
     """A config field: its default, its help (shown by `--help`), and what a valid value is.
 
@@ -48,10 +49,22 @@ def param(
     gt/ge/lt/le:    bounds (>, >=, <, <=), e.g. ge=0, lt=1 for a probability;
     check, rule:    any other test of the value, and how to say it ("must be ...");
     why:            appended to the message, for rules a user may not guess;
-    cli=False:      not an option of its own (set by the preset or the kit).
+    cli=False:      not an option of its own (set by the preset or the kit);
+    group:          what the field is about ("architecture", "optimisation", ...): `--help` lists
+                    a group's options under its own heading (`by_group`).
     """
     meta = dict(
-        help=help, choices=choices, gt=gt, ge=ge, lt=lt, le=le, check=check, rule=rule, why=why, cli=cli
+        help=help,
+        choices=choices,
+        gt=gt,
+        ge=ge,
+        lt=lt,
+        le=le,
+        check=check,
+        rule=rule,
+        why=why,
+        cli=cli,
+        group=group,
     )
     return field(default=default, metadata=meta)
 
@@ -66,6 +79,16 @@ class ModelConfig:
     def checks(self):
         """Rules between fields, as (field, rule) pairs for what is wrong; none by default."""
         return ()
+
+
+def by_group(cls: type[ModelConfig]) -> dict[str, list[str]]:
+    """{group: the names of its fields, in field order}, the groups in the order they first
+    appear; fields without a group are left out ({} for a config without groups)."""
+    found: dict[str, list[str]] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("group"):
+            found.setdefault(f.metadata["group"], []).append(f.name)
+    return found
 
 
 def flag(name: str) -> str:

@@ -43,24 +43,25 @@ ONEDNN_STEPS = 40
 ONEDNN_CHILD = """
 import json, time, numpy as np
 from kit import data, models
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends
+from kit.models.cnn import config as cnn_config, layers as cnn_layers, net, pipeline, train as cnn_train
 cfg = models.get("cnn").make_config("default")
-cnn.setup(cfg)
+cnn_config.setup(cfg)
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
-m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
+pipe = pipeline.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn_layers.augmentation(cfg)).repeat()
+m = net.build_model(cfg); cnn_train.compile_model(m, cfg)
 m.fit(pipe, epochs=1, steps_per_epoch=5, verbose=0, shuffle=False)
 t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch=%d, verbose=0, shuffle=False)
 train = %d * cfg.batch_size / (time.perf_counter() - t)
-net = cnn.inference_model(m); cnn.predict_proba(net, ds.X_test[:2048], cfg=cfg)
-t = time.perf_counter(); cnn.predict_proba(net, ds.X_test, cfg=cfg); infer = time.perf_counter() - t
+folded = net.inference_model(m); net.predict_proba(folded, ds.X_test[:2048], cfg=cfg)
+t = time.perf_counter(); net.predict_proba(folded, ds.X_test, cfg=cfg); infer = time.perf_counter() - t
 print("BENCH_RESULT " + json.dumps({"train_images_per_s": round(train), "test_inference_s": round(infer, 3)}))
 """
 
 CHILD = """
 import json, sys
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends, cnn
 from kit import models, training
 run = training.train("cnn", models.get("cnn").make_config(sys.argv[1], seed=int(sys.argv[2])))
 print("BENCH_RESULT " + json.dumps({"run": str(run.path), "metrics": run.metrics,
@@ -114,19 +115,20 @@ def onednn() -> dict:
 
 def inference() -> dict:
     from kit import data, models
-    from kit.models import cnn
+    from kit.models.cnn import config as cnn_config
+    from kit.models.cnn import net
 
     cfg = models.get("cnn").make_config("default")
-    cnn.setup(cfg)
+    cnn_config.setup(cfg)
     ds = data.load()
-    trained = cnn.build_model(cfg)
+    trained = net.build_model(cfg)
     out = {"n_test": len(ds.X_test)}
-    for name, model in (("as_trained", trained), ("batchnorm_folded", cnn.inference_model(trained))):
-        cnn.predict_proba(model, ds.X_test[:2048], cfg=cfg)  # trace the predict function once
+    for name, model in (("as_trained", trained), ("batchnorm_folded", net.inference_model(trained))):
+        net.predict_proba(model, ds.X_test[:2048], cfg=cfg)  # trace the predict function once
         times = []
         for _ in range(INFERENCE_REPEATS):
             t = time.perf_counter()
-            cnn.predict_proba(model, ds.X_test, cfg=cfg)  # with the blur, as train() predicts
+            net.predict_proba(model, ds.X_test, cfg=cfg)  # with the blur, as train() predicts
             times.append(time.perf_counter() - t)
         out[name] = {
             "seconds_best": round(min(times), 3),
@@ -144,7 +146,8 @@ def blur(paths: list[str]) -> dict:
     import dataclasses
 
     from kit import data, models, runs
-    from kit.models import cnn
+    from kit.models.cnn import net
+    from kit.models.cnn import train as cnn_train
 
     ds, sp = data.load_split()
     X, y = ds.X_train[sp.val_idx], ds.y_train[sp.val_idx]
@@ -152,13 +155,13 @@ def blur(paths: list[str]) -> dict:
     for path in paths:
         run = runs.require_run(runs.resolve(str(path)), model="cnn")
         cfg = models.get("cnn").run_config(run.config)
-        net = cnn.inference_model(cnn.load_keras(run.file(cnn.MODEL_FILE), compile=False))
+        folded = net.inference_model(net.load_keras(run.file(cnn_train.MODEL_FILE), compile=False))
         errors = {}
         for b in BLURS:
-            p = cnn.predict_proba(net, X, 0, dataclasses.replace(cfg, blur=b, augment=True))
+            p = net.predict_proba(folded, X, 0, dataclasses.replace(cfg, blur=b, augment=True))
             errors[f"blur_{b:.3g}"] = int((p.argmax(1) != y).sum())
         # augment=True above and here: eval_blur only blurs for runs trained with augmentation
-        p = cnn.predict_proba(net, X, 4, dataclasses.replace(cfg, augment=True))
+        p = net.predict_proba(folded, X, 4, dataclasses.replace(cfg, augment=True))
         errors[f"blur_{cfg.blur:.3g}_tta_4"] = int((p.argmax(1) != y).sum())
         out[run.path.name] = {
             "filters": [cfg.width, cfg.growth * cfg.width],
@@ -178,14 +181,15 @@ def precision() -> dict:
         code = f"""
 import json, time, numpy as np
 from kit import data, models
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends
+from kit.models.cnn import config as cnn_config, layers as cnn_layers, net, pipeline, train as cnn_train
 cfg = models.get("cnn").make_config("default", mixed_precision={mixed})
-cnn.setup(cfg)
+cnn_config.setup(cfg)
 import tensorflow as tf
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
-pipe = cnn_input.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn.augmentation(cfg)).repeat()
-m = cnn.build_model(cfg); cnn.compile_model(m, cfg)
+pipe = pipeline.TFData.train(X, y, cfg, cfg.batch_size, 0, cnn_layers.augmentation(cfg)).repeat()
+m = net.build_model(cfg); cnn_train.compile_model(m, cfg)
 m.fit(pipe, epochs=1, steps_per_epoch=10, verbose=0)
 t = time.perf_counter(); m.fit(pipe, epochs=1, steps_per_epoch={PRECISION_STEPS}, verbose=0)
 print("BENCH_RESULT " + json.dumps({PRECISION_STEPS} * cfg.batch_size / (time.perf_counter() - t)))

@@ -4,7 +4,7 @@
     BENCH_PIPELINE=throughput python scripts/bench.py pipeline        # only some parts
 
 Parts (in this order, all by default):
-    throughput  augmented images/s of the kit's pipeline (kit.models.cnn_input.TFData.train: uint8 ->
+    throughput  augmented images/s of the kit's pipeline (kit.models.cnn.pipeline.TFData.train: uint8 ->
                 shuffle -> batch -> scale -> RandomRotation/Zoom/Translation, parallel map,
                 prefetch) and of the deprecated `ImageDataGenerator.flow` with the same
                 augmentation (10 degrees, zoom 0.1, shifts 0.1, zero fill), same batches; ratio
@@ -56,11 +56,12 @@ def _rate(batches, n: int) -> float:
 
 
 def throughput(X, y, cfg) -> dict:
-    from kit.models import cnn, cnn_input
+    from kit.models.cnn import layers as cnn_layers
+    from kit.models.cnn import pipeline
 
-    tf_rate = _rate(cnn_input.TFData.train(X, y, cfg, BATCH, cfg.seed, cnn.augmentation(cfg)), BATCHES)
+    tf_rate = _rate(pipeline.TFData.train(X, y, cfg, BATCH, cfg.seed, cnn_layers.augmentation(cfg)), BATCHES)
     idg_rate = _rate(_idg_flow(X, y, cfg.seed), BATCHES)
-    plain = _rate(cnn_input.TFData.train(X, y, cfg, BATCH, cfg.seed, None), BATCHES)
+    plain = _rate(pipeline.TFData.train(X, y, cfg, BATCH, cfg.seed, None), BATCHES)
     return {
         "tf_data_images_per_s": round(tf_rate),
         "image_data_generator_images_per_s": round(idg_rate),
@@ -72,12 +73,14 @@ def throughput(X, y, cfg) -> dict:
 def step(X, y, cfg) -> dict:
     import tensorflow as tf
 
-    from kit.models import cnn, cnn_input
+    from kit.models.cnn import layers as cnn_layers
+    from kit.models.cnn import net, pipeline
+    from kit.models.cnn import train as cnn_train
 
-    model = cnn.build_model(cfg)
-    cnn.compile_model(model, cfg)
+    model = net.build_model(cfg)
+    cnn_train.compile_model(model, cfg)
     n = STEP_WARMUP + STEPS
-    pipe = cnn_input.TFData.train(X, y, cfg, BATCH, cfg.seed, cnn.augmentation(cfg))
+    pipe = pipeline.TFData.train(X, y, cfg, BATCH, cfg.seed, cnn_layers.augmentation(cfg))
     batches = [(xb.numpy(), yb.numpy()) for xb, yb in pipe.take(n)]
     memory = tf.data.Dataset.from_tensor_slices(
         (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
@@ -107,13 +110,14 @@ def step(X, y, cfg) -> dict:
 
 def run() -> dict:
     from kit import data, models
-    from kit.models import backends, cnn
+    from kit.models import backends
+    from kit.models.cnn import config as cnn_config
 
     parts = [p for p in os.environ.get("BENCH_PIPELINE", ",".join(PARTS)).split(",") if p]
     unknown = set(parts) - set(PARTS)
     assert not unknown, f"unknown BENCH_PIPELINE part(s) {unknown}; choose from {PARTS}"
     cfg = models.get("cnn").make_config("default", seed=0)
-    cnn.setup(cfg)
+    cnn_config.setup(cfg)
     ds, sp = data.load_split()
     X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
     out = {"cpu_cores": os.cpu_count(), "gpu": backends.accelerators("tensorflow")}

@@ -5,7 +5,7 @@ this machine's matmul peak, side by side in one run.
     BENCH_THROUGHPUT=default,batch128 python scripts/bench.py throughput    # only some settings
 
 For each setting, in a fresh process (threads and XLA are process-wide): the default network and
-optimizer, fed as `kit train cnn` feeds it (kit.models.cnn_input.TFData.train: shuffle, batch, scale,
+optimizer, fed as `kit train cnn` feeds it (kit.models.cnn.pipeline.TFData.train: shuffle, batch, scale,
 augmentation with the clean fraction, parallel map, prefetch), WARMUP steps discarded, then STEPS
 timed. Reported: images/s, GFLOP/s (3 x 2 x the forward multiply-adds per image: forward and the
 two backward products) and the share of the float32 matmul peak, measured first in its own
@@ -77,31 +77,35 @@ CHILD = """
 import json, sys, time
 import numpy as np
 from kit import data, models
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends
+from kit.models.cnn import config as cnn_config
+from kit.models.cnn import layers as cnn_layers
+from kit.models.cnn import net, pipeline
+from kit.models.cnn import train as cnn_train
 opts = json.loads(sys.argv[1])
 over = {k: v for k, v in opts.items() if k in ("batch_size", "width", "growth", "fused_bn", "augment", "backend", "mixed_precision")}
 cfg = models.get("cnn").make_config("default", **over)
-cfg = cnn.resolved(cfg)
-cnn.setup(cfg)
-feed = cnn_input.pipeline(cfg.backend)
+cfg = cnn_config.resolved(cfg)
+cnn_config.setup(cfg)
+feed = pipeline.pipeline(cfg.backend)
 ds, sp = data.load_split()
 X, y = ds.X_train[sp.train_idx], ds.y_train[sp.train_idx]
 if feed.augments_in_model:  # jax, torch: NumPy batches, the augmentation inside the model
-    layer = cnn_input.augment_layer(cfg, cfg.batch_size, 0) if cfg.augment else None
-    model = cnn.build_model(cfg, layer)
+    layer = cnn_layers.augment_layer(cfg, cfg.batch_size, 0) if cfg.augment else None
+    model = net.build_model(cfg, layer)
     pipe = feed.train(X, y, cfg, cfg.batch_size, 0)
 else:
     tf = backends.tf()
     if "inter_op" in opts:
         tf.config.threading.set_inter_op_parallelism_threads(opts["inter_op"])
-    aug = cnn.augmentation(cfg) if cfg.augment else None
+    aug = cnn_layers.augmentation(cfg) if cfg.augment else None
     pipe = feed.train(X, y, cfg, cfg.batch_size, 0, aug).repeat()
     if opts.get("memory"):
         xb, yb = next(iter(pipe))
         pipe = tf.data.Dataset.from_tensors((xb, yb)).repeat()
-    model = cnn.build_model(cfg)
-cnn.compile_model(model, cfg)
-macs = cnn.multiply_adds(model)
+    model = net.build_model(cfg)
+cnn_train.compile_model(model, cfg)
+macs = net.multiply_adds(model)
 rates = []
 if opts.get("deterministic") is False and cfg.backend == "torch":
     import torch

@@ -80,16 +80,17 @@ def mixed_precision(backend: str) -> None:
     import numpy as np
 
     from kit import data, models, training
-    from kit.models import cnn
+    from kit.models.cnn import config as cnn_config
+    from kit.models.cnn import train as cnn_train
 
     cfg = models.get("cnn").make_config(
         "default", width=4, batch_size=32, max_train=192, epochs=2, lr=5e-3, seed=5, backend=backend,
         mixed_precision=True, tta=1,
     )  # fmt: skip
     run = training.train("cnn", cfg, progress=False)
-    keras = cnn._keras()
+    keras = cnn_config._keras()
     keras.mixed_precision.set_global_policy("float32")  # a later process's policy
-    loaded = cnn.load(run, models.get("cnn").run_config(run.config))
+    loaded = cnn_train.load(run, models.get("cnn").run_config(run.config))
     ds, _ = data.load_split()
     proba = run.test_proba()
     dtypes = {type(layer).__name__: layer.compute_dtype for layer in loaded.model.layers}
@@ -102,7 +103,7 @@ def mixed_precision(backend: str) -> None:
                 "epochs": run.history()["epoch"].tolist(),
                 "losses_finite": bool(np.isfinite(run.history()["loss"]).all()),
                 "probabilities_sum_to_1": bool(np.allclose(proba.sum(1), 1, atol=1e-5)),
-                "reload_max_diff": float(np.abs(cnn.predict(loaded, ds.X_test) - proba).max()),
+                "reload_max_diff": float(np.abs(cnn_train.predict(loaded, ds.X_test) - proba).max()),
             }
         )
     )
@@ -121,7 +122,8 @@ def main() -> None:
 
     from kit import data, models, runs, training
     from kit.errors import KitError
-    from kit.models import cnn
+    from kit.models.cnn import config as cnn_config
+    from kit.models.cnn import train as cnn_train
 
     cfg = models.get("cnn").make_config(
         "default", width=4, batch_size=32, max_train=192, epochs=3, lr=5e-3, seed=5, backend=backend
@@ -130,29 +132,29 @@ def main() -> None:
     again = training.train("cnn", cfg, progress=False)
 
     # interrupted after its first epoch, then resumed: the checkpoint carries the model
-    keras = cnn._keras()
+    keras = cnn_config._keras()
 
     class CtrlC(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:
                 raise KeyboardInterrupt
 
-    real = cnn._callbacks
-    cnn._callbacks = lambda *a: [*real(*a), CtrlC()]
+    real = cnn_train.callbacks
+    cnn_train.callbacks = lambda *a: [*real(*a), CtrlC()]
     try:
         training.train("cnn", dataclasses.replace(cfg, seed=6), progress=False)
         interrupted = None
     except KitError as e:
         interrupted = str(e)
-    cnn._callbacks = real
+    cnn_train.callbacks = real
     (unfinished,) = [r for r in runs.all_runs(model="cnn", finished=False) if not r.finished]
     epochs_before = unfinished.history()["epoch"].tolist()
     resumed = training.train("cnn", resume=unfinished.path, progress=False)
 
     # the saved model, loaded back, predicts what the run wrote
     ds, _ = data.load_split()
-    loaded = cnn.load(first, models.get("cnn").run_config(first.config))
-    reloaded = cnn.predict(loaded, ds.X_test)
+    loaded = cnn_train.load(first, models.get("cnn").run_config(first.config))
+    reloaded = cnn_train.predict(loaded, ds.X_test)
 
     print(
         json.dumps(

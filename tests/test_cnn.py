@@ -1,4 +1,4 @@
-"""The Keras CNN (kit/models/cnn.py) on the fixture competition: tiny widths, 1-3 epochs.
+"""The Keras CNN (kit/models/cnn/) on the fixture competition: tiny widths, 1-3 epochs.
 
 Each test checks behaviour against something independent of the code under test: the
 labels from kit.data, the closed-form schedule, a second identical run, exact CLI output.
@@ -18,7 +18,10 @@ from fixtures_data import fixture_data_at
 from kit import data, models, runs, training
 from kit.cli import cli
 from kit.errors import KitError
-from kit.models import backends, cnn, cnn_input
+from kit.models import backends
+from kit.models.cnn import config as cnn_config
+from kit.models.cnn import layers, net, pipeline
+from kit.models.cnn import train as cnn_train
 
 # Keras 3.15 itself calls np.array() on its TF variables inside fit(); not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -44,9 +47,9 @@ def invoke(*args):
 # ----------------------------------------------------------------------------- model
 
 
-@pytest.mark.parametrize("arch", cnn.ARCHS)
+@pytest.mark.parametrize("arch", cnn_config.ARCHS)
 def test_each_arch_maps_images_to_class_probabilities(arch):
-    model = cnn.build_model(tiny(arch))
+    model = net.build_model(tiny(arch))
     x = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
     p = np.asarray(model(x, training=False))
     assert p.shape == (3, 10) and p.dtype == np.float32
@@ -55,7 +58,7 @@ def test_each_arch_maps_images_to_class_probabilities(arch):
 
 
 def test_default_arch_at_full_width_has_about_290k_parameters():
-    n = cnn.build_model(CNN.make_config()).count_params()
+    n = net.build_model(CNN.make_config()).count_params()
     assert 250_000 < n < 330_000, n
 
 
@@ -64,7 +67,7 @@ def test_growth_sets_the_second_block_and_the_reference_preset_keeps_the_referen
 
     def conv_filters(cfg):
         return [
-            layer.filters for layer in cnn.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)
+            layer.filters for layer in net.build_model(cfg).layers if isinstance(layer, keras.layers.Conv2D)
         ]
 
     assert conv_filters(CNN.make_config("default", width=8, growth=2)) == [8, 8, 8, 16, 16, 16, 32]
@@ -72,7 +75,7 @@ def test_growth_sets_the_second_block_and_the_reference_preset_keeps_the_referen
     assert conv_filters(CNN.make_config("reference")) == [32, 32, 64, 64]
     dense = [
         layer.units
-        for layer in cnn.build_model(CNN.make_config("reference")).layers
+        for layer in net.build_model(CNN.make_config("reference")).layers
         if isinstance(layer, keras.layers.Dense)
     ]
     assert dense == [256, 10]
@@ -88,7 +91,7 @@ def test_fused_batchnorm_computes_what_keras_batchnorm_does_in_one_kernel():
     x = tf.constant(rng.normal(2, 3, (4, 3, 3, 5)).astype(np.float32))
     weights = [rng.uniform(0.5, 2, 5), rng.normal(0, 1, 5), rng.normal(0, 1, 5), rng.uniform(0.5, 2, 5)]
     got, ops = {}, {}
-    for name, kind in (("keras", keras.layers.BatchNormalization), ("fused", cnn.fused_batchnorm_class())):
+    for name, kind in (("keras", keras.layers.BatchNormalization), ("fused", net.fused_batchnorm_class())):
         layer = kind()
         layer.build(x.shape)
         layer.set_weights(weights)
@@ -113,11 +116,11 @@ def test_runs_from_before_the_fused_batchnorm_and_affine_keep_what_they_trained_
     assert CNN.run_config({**old, "affine": True}).affine is True
 
 
-@pytest.mark.parametrize("arch", cnn.ARCHS)
+@pytest.mark.parametrize("arch", cnn_config.ARCHS)
 def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
     import keras
 
-    model = cnn.build_model(tiny(arch, width=8))
+    model = net.build_model(tiny(arch, width=8))
     rng = np.random.default_rng(1)
     for layer in model.layers:  # non-trivial statistics, else folding is the identity
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -130,26 +133,26 @@ def test_inference_model_folds_batchnorm_without_changing_predictions(arch):
                     rng.uniform(0.2, 3, shapes[3]),
                 ]
             )
-    folded = cnn.inference_model(model)
+    folded = net.inference_model(model)
     assert not [
         layer
         for layer in folded.layers
         if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
     ]
     X = rng.integers(0, 256, (32, 28, 28), dtype=np.uint8)
-    np.testing.assert_allclose(cnn.predict_proba(folded, X), cnn.predict_proba(model, X), atol=2e-6)
+    np.testing.assert_allclose(net.predict_proba(folded, X), net.predict_proba(model, X), atol=2e-6)
 
 
-@pytest.mark.parametrize("arch", cnn.ARCHS)
+@pytest.mark.parametrize("arch", cnn_config.ARCHS)
 def test_training_steps_lower_the_loss(arch, fixture_data):
     cfg = tiny(arch, width=8, dropout=0.0, lr=3e-3, optimizer="adam")
-    cnn.setup(cfg)
+    cnn_config.setup(cfg)
     ds, sp = data.load_split()
     idx = sp.train_idx[:64]
     x = ds.X_train[idx].astype(np.float32)[..., None] / 255
     y = np.eye(10, dtype=np.float32)[ds.y_train[idx]]
-    model = cnn.build_model(cfg)
-    cnn.compile_model(model, cfg)
+    model = net.build_model(cfg)
+    cnn_train.compile_model(model, cfg)
 
     def loss():  # cross-entropy in numpy; training mode, so batch-norm uses this batch's statistics
         p = np.asarray(model(x, training=True))
@@ -166,7 +169,7 @@ def test_training_steps_lower_the_loss(arch, fixture_data):
 
 
 def test_augmentation_is_the_named_reference_pipeline():
-    aug = cnn.augmentation(cnn.Config())
+    aug = layers.augmentation(cnn_config.Config())
     assert aug.name == "augmentation"
     rot, zoom, shift = aug.layers
     assert [type(l).__name__ for l in aug.layers] == ["RandomRotation", "RandomZoom", "RandomTranslation"]
@@ -180,7 +183,7 @@ def test_augmentation_is_the_named_reference_pipeline():
 def test_augmentation_changes_images_in_training_and_is_identity_in_inference(fixture_data):
     ds, _ = data.load_split()
     x = ds.X_train[:16].astype(np.float32)[..., None] / 255
-    aug = cnn.augmentation(cnn.Config(seed=3))
+    aug = layers.augmentation(cnn_config.Config(seed=3))
     trained = np.asarray(aug(x, training=True))
     assert trained.shape == x.shape and trained.dtype == np.float32
     assert np.abs(trained - x).mean(axis=(1, 2, 3)).min() > 0  # every image moved
@@ -195,11 +198,11 @@ def _centre_of_ink(x: np.ndarray) -> np.ndarray:
 
 
 def test_affine_draws_rotation_zoom_and_shift_over_their_ranges_in_one_resampling():
-    Affine = cnn_input.random_affine_class()
+    Affine = layers.random_affine_class()
     square = np.zeros((256, 28, 28, 1), np.float32)
     square[:, 10:18, 10:18] = 1.0  # an 8x8 square about the centre (13.5, 13.5)
     # the angle is RandomRotation's own draw: with no zoom or shift, the same images bit for bit
-    rotation = cnn._keras().layers.RandomRotation(10 / 360, fill_mode="constant", seed=3)
+    rotation = cnn_config._keras().layers.RandomRotation(10 / 360, fill_mode="constant", seed=3)
     rotated = np.asarray(rotation(square, training=True))
     np.testing.assert_array_equal(np.asarray(Affine(10, 0, 0, seed=3)(square, training=True)), rotated)
     # shift: the ink moves by up to 0.1 x 28 = 2.8 pixels on each axis, both ways
@@ -210,7 +213,7 @@ def test_affine_draws_rotation_zoom_and_shift_over_their_ranges_in_one_resamplin
     area = np.asarray(Affine(0, 0.1, 0, seed=5)(square, training=True)).sum(axis=(1, 2, 3)) / 64
     # (to 0.01: bilinear interpolation at the square's edges)
     assert 1 / 1.1**2 - 0.01 <= area.min() < 0.88 and 1.16 < area.max() <= 1 / 0.9**2 + 0.01
-    aug = cnn.augmentation(cnn.Config(affine=True))
+    aug = layers.augmentation(cnn_config.Config(affine=True))
     assert [layer.name for layer in aug.layers] == ["random_affine"]
     np.testing.assert_array_equal(np.asarray(aug(square, training=False)), square)
 
@@ -222,7 +225,7 @@ def test_one_resampling_smooths_less_than_three(fixture_data):
     x = ds.X_train[:256].astype(np.float32)[..., None] / 255
     kept = {}
     for affine in (False, True):
-        out = np.asarray(cnn.augmentation(cnn.Config(seed=2, affine=affine))(x, training=True))
+        out = np.asarray(layers.augmentation(cnn_config.Config(seed=2, affine=affine))(x, training=True))
         kept[affine] = (out**2).sum() / (x**2).sum()
     assert kept[False] < kept[True] - 0.03, kept
 
@@ -231,7 +234,7 @@ def test_affine_draws_are_deterministic_per_seed():
     x = np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32)
 
     def draw(seed):
-        return np.asarray(cnn.augmentation(cnn.Config(seed=seed, affine=True))(x, training=True))
+        return np.asarray(layers.augmentation(cnn_config.Config(seed=seed, affine=True))(x, training=True))
 
     np.testing.assert_array_equal(draw(7), draw(7))
     assert not np.array_equal(draw(7), draw(8))
@@ -245,7 +248,7 @@ def test_an_affine_run_records_it_and_trains_on_it(trained, fixture_data):
 
 
 def test_in_model_augment_layer_keeps_affine_through_its_config():
-    layer = cnn_input.augment_layer(cnn.Config(affine=True), 32, 0)
+    layer = layers.augment_layer(cnn_config.Config(affine=True), 32, 0)
     again = type(layer).from_config(layer.get_config())
     assert again.settings["affine"] is True and [l.name for l in again.random] == ["random_affine"]
     old = {k: v for k, v in layer.get_config().items() if k != "affine"}  # saved before --affine
@@ -254,18 +257,18 @@ def test_in_model_augment_layer_keeps_affine_through_its_config():
 
 @pytest.mark.parametrize("kind", ["rotation", "zoom", "translation", "affine"])
 def test_batched_resampling_is_keras_affine_transform_in_one_gather(kind, fixture_data):
-    """What PyTorch runs instead of Keras's per-image loop (cnn_input.BatchedResampling): the
+    """What PyTorch runs instead of Keras's per-image loop (layers.BatchedResampling): the
     same images as Keras's own affine_transform (here TensorFlow's kernel) from the same draws."""
-    keras = cnn._keras()
+    keras = cnn_config._keras()
     make = {
         "rotation": lambda: keras.layers.RandomRotation(0.1, fill_mode="constant", seed=1),
         "zoom": lambda: keras.layers.RandomZoom(0.2, fill_mode="constant", seed=2),
         "translation": lambda: keras.layers.RandomTranslation(0.2, 0.2, fill_mode="constant", seed=3),
-        "affine": lambda: cnn_input.random_affine_class()(10.0, 0.1, 0.1, seed=4),
+        "affine": lambda: layers.random_affine_class()(10.0, 0.1, 0.1, seed=4),
     }[kind]
-    x = cnn_input.scale(data.load_split()[0].X_train[:16])
+    x = pipeline.scale(data.load_split()[0].X_train[:16])
     keras_own, batched = make(), make()
-    batched.backend = cnn_input.BatchedResampling(batched.backend)
+    batched.backend = layers.BatchedResampling(batched.backend)
     want = keras.ops.convert_to_numpy(keras_own(x, training=True))
     got = keras.ops.convert_to_numpy(batched(x, training=True))
     assert np.abs(want - x).max() > 0.5  # the images did move
@@ -279,7 +282,7 @@ def test_bilinear_sampling_matches_scipy_map_coordinates():
     images = rng.random((3, 28, 28), dtype=np.float32)
     rows = rng.uniform(-2, 30, (3, 28, 28)).astype(np.float32)  # some outside the image
     cols = rng.uniform(-2, 30, (3, 28, 28)).astype(np.float32)
-    got = np.asarray(cnn_input.bilinear(cnn._keras().ops, images, rows, cols))
+    got = np.asarray(layers.bilinear(cnn_config._keras().ops, images, rows, cols))
     want = np.stack(
         [ndimage.map_coordinates(images[b], [rows[b], cols[b]], order=1, cval=0.0) for b in range(3)]
     )
@@ -291,10 +294,10 @@ def test_bilinear_sampling_matches_scipy_map_coordinates():
 
 
 def test_elastic_shift_is_keras_shift_plus_an_independent_smooth_field_per_image_and_axis():
-    Elastic = cnn_input.random_elastic_shift_class()
+    Elastic = layers.random_elastic_shift_class()
     x = np.random.default_rng(1).random((64, 28, 28, 1), dtype=np.float32)
     # with alpha 0 it is RandomTranslation: the same draws from the same seed, the same images
-    keras_shift = cnn._keras().layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=5)
+    keras_shift = cnn_config._keras().layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=5)
     np.testing.assert_allclose(
         np.asarray(Elastic(0.1, 0.0, 4.0, seed=5)(x, training=True)),
         np.asarray(keras_shift(x, training=True)),
@@ -304,7 +307,7 @@ def test_elastic_shift_is_keras_shift_plus_an_independent_smooth_field_per_image
     d = np.asarray(t["displacement"])  # (64, 28, 28, 2) pixels
     # uniform [-1, 1] (std 1/sqrt 3) smoothed by a normalised Gaussian: away from the zero-padded
     # border the std is alpha / sqrt(3) * sqrt(sum of the 2-D kernel's squares)
-    k = cnn_input.gaussian_kernel(4.0)
+    k = layers.gaussian_kernel(4.0)
     expected = 34.0 / math.sqrt(3) * float((k**2).sum())
     centre = d[:, 12:16, 12:16]
     assert abs(centre.std() / expected - 1) < 0.1, (centre.std(), expected)
@@ -317,17 +320,17 @@ def test_elastic_shift_is_keras_shift_plus_an_independent_smooth_field_per_image
 
 def test_elastic_augmentation_runs_in_tf_data_and_keeps_its_settings(fixture_data):
     tf = backends.tf()
-    cfg = cnn.Config(seed=3, elastic=34.0)
-    aug = cnn.augmentation(cfg)
+    cfg = cnn_config.Config(seed=3, elastic=34.0)
+    aug = layers.augmentation(cfg)
     assert aug.layers[-1].name == "random_elastic_shift"
-    assert [layer.name for layer in cnn.augmentation(cnn.Config()).layers][-1].startswith(
+    assert [layer.name for layer in layers.augmentation(cnn_config.Config()).layers][-1].startswith(
         "random_translation"
     )
     ds, _ = data.load_split()
-    batches = list(cnn_input.TFData.train(ds.X_train[:100], ds.y_train[:100], cfg, 64, 0, aug))
+    batches = list(pipeline.TFData.train(ds.X_train[:100], ds.y_train[:100], cfg, 64, 0, aug))
     assert [b[0].shape[0] for b in batches] == [64, 36]  # tf.data's batches have no fixed size
     assert isinstance(batches[0][0], tf.Tensor)
-    layer = cnn_input.augment_layer(cfg, 32, 0)
+    layer = layers.augment_layer(cfg, 32, 0)
     again = type(layer).from_config(layer.get_config())
     assert again.settings["elastic"] == 34.0 and again.random[-1].name == "random_elastic_shift"
     old = {k: v for k, v in layer.get_config().items() if not k.startswith("elastic")}  # saved before
@@ -336,25 +339,25 @@ def test_elastic_augmentation_runs_in_tf_data_and_keeps_its_settings(fixture_dat
 
 def test_the_multi_device_validator_logs_what_keras_validation_does(fixture_data):
     ds, _ = data.load_split()
-    x, y = cnn_input.eval_images(ds.X_train[:301], 0.25), ds.y_train[:301]  # 301: no even split
+    x, y = pipeline.eval_images(ds.X_train[:301], 0.25), ds.y_train[:301]  # 301: no even split
     cfg = tiny()
-    model = cnn.build_model(cfg)
-    cnn.compile_model(model, cfg)
-    model.fit(x, cnn_input.one_hot(y), epochs=1, verbose=0)  # something better than chance
-    validator, logs = cnn_input._validator_class()(x, y), {}
+    model = net.build_model(cfg)
+    cnn_train.compile_model(model, cfg)
+    model.fit(x, pipeline.one_hot(y), epochs=1, verbose=0)  # something better than chance
+    validator, logs = pipeline._validator_class()(x, y), {}
     validator.set_model(model)
     validator.on_epoch_end(0, logs)
-    loss, accuracy = model.evaluate(x, cnn_input.one_hot(y), batch_size=cnn_input.PREDICT_BATCH, verbose=0)
+    loss, accuracy = model.evaluate(x, pipeline.one_hot(y), batch_size=pipeline.PREDICT_BATCH, verbose=0)
     assert logs["val_loss"] == pytest.approx(loss, rel=1e-5)
     assert logs["val_accuracy"] == pytest.approx(accuracy, abs=1e-7)
 
 
 def test_numpy_batches_divide_among_the_devices_and_drop_fewer_than_their_count():
     X, y = np.zeros((191, 28, 28), np.uint8), np.zeros(191, np.int64)
-    batches = cnn_input._batches_class()(X, y, 64, seed=0, multiple=4)
+    batches = pipeline._batches_class()(X, y, 64, seed=0, multiple=4)
     sizes = [len(batches[i][0]) for i in range(len(batches))]
     assert sizes == [64, 64, 60]  # 191 = 64 + 64 + 63: the last three left out this epoch
-    assert [len(b[0]) for b in cnn_input._batches_class()(X, y, 64, seed=0)] == [64, 64, 63]
+    assert [len(b[0]) for b in pipeline._batches_class()(X, y, 64, seed=0)] == [64, 64, 63]
 
 
 def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
@@ -362,7 +365,7 @@ def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
     X, y = ds.X_train[:64], ds.y_train[:64]
     originals = X.astype(np.float32) / 255
     cfg = tiny(clean_fraction=0.25, batch_size=16, seed=4)
-    for xb, _ in cnn_input.TFData.train(X, y, cfg, 16, 0, cnn.augmentation(cfg)):
+    for xb, _ in pipeline.TFData.train(X, y, cfg, 16, 0, layers.augmentation(cfg)):
         xb = np.asarray(xb)[..., 0]
         # distance of each image in the batch to its nearest original
         nearest = np.abs(xb[:, None] - originals[None]).max(axis=(2, 3)).min(axis=1)
@@ -371,7 +374,7 @@ def test_clean_fraction_leaves_the_head_of_each_batch_unaugmented(fixture_data):
 
 
 def _numpy_blur(images: np.ndarray, b: float) -> np.ndarray:
-    """(N, 28, 28) float -> the same convolved with [b, 1-2b, b] per axis, zero border (independent of cnn._blur)."""
+    """(N, 28, 28) float -> the same convolved with [b, 1-2b, b] per axis, zero border (independent of pipeline.blur)."""
     k = np.array([b, 1 - 2 * b, b])
     p = np.pad(images, ((0, 0), (1, 1), (1, 1)))
     rows = k[0] * p[:, :-2, :] + k[1] * p[:, 1:-1, :] + k[2] * p[:, 2:, :]
@@ -383,8 +386,8 @@ def test_bn_refresh_normalises_each_layers_input_on_the_images_predictions_see(f
     ds, _ = data.load_split()
     X = ds.X_train[:200]
     cfg = tiny(augment=augment, blur=blur, bn_refresh=1000, dropout=0.5)  # all 200 images
-    model = cnn.build_model(cfg)
-    cnn.refresh_batchnorm(model, X, cfg)
+    model = net.build_model(cfg)
+    net.refresh_batchnorm(model, X, cfg)
     import keras
 
     # what predictions see: never augmented; smoothed by the eval blur, which is off without augmentation
@@ -409,7 +412,7 @@ def test_eval_blur_is_the_separable_kernel_and_conserves_ink():
     x = np.zeros((1, 28, 28, 1), np.float32)
     x[0, 10, 20, 0] = 1.0  # an impulse: its response is the kernel itself
     x[0, 0, 0, 0] = 1.0  # a corner pixel: the zero border takes the rest
-    y = np.asarray(cnn_input._tf_blur(x, b))[0, :, :, 0]
+    y = np.asarray(pipeline._tf_blur(x, b))[0, :, :, 0]
     k = np.array([b, 1 - 2 * b, b])
     np.testing.assert_allclose(y[9:12, 19:22], np.outer(k, k), atol=1e-7)
     np.testing.assert_allclose(y[:2, :2], np.outer(k[1:], k[1:]), atol=1e-7)
@@ -421,46 +424,46 @@ def test_both_pipelines_show_predictions_the_same_images(fixture_data):
     ds, _ = data.load_split()
     X = ds.X_test[:50]
     for b in (0.0, 0.25, 1 / 3):
-        numpy_images = cnn_input.eval_images(X, b)
+        numpy_images = pipeline.eval_images(X, b)
         assert numpy_images.shape == (50, 28, 28, 1) and numpy_images.dtype == np.float32
         np.testing.assert_allclose(numpy_images[..., 0], _numpy_blur(X / 255.0, b), atol=1e-6)
-        np.testing.assert_allclose(numpy_images, np.asarray(cnn_input.TFData.images(X, b)), atol=1e-6)
+        np.testing.assert_allclose(numpy_images, np.asarray(pipeline.TFData.images(X, b)), atol=1e-6)
 
 
 def test_blur_applies_to_plain_predictions_only_after_augmented_training(fixture_data):
     ds, _ = data.load_split()
     X = ds.X_test[:64]
-    model = cnn.build_model(tiny())
-    sharp = model.predict(cnn_input.TFData.evaluation(X), verbose=0)
-    assert cnn.eval_blur(tiny()) == 0.25 and cnn.eval_blur(tiny(augment=False)) == 0.0
-    assert cnn.eval_blur(CNN.make_config("reference")) == 0.0  # the reference kernel stays as it was
-    np.testing.assert_allclose(cnn.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
+    model = net.build_model(tiny())
+    sharp = model.predict(pipeline.TFData.evaluation(X), verbose=0)
+    assert pipeline.eval_blur(tiny()) == 0.25 and pipeline.eval_blur(tiny(augment=False)) == 0.0
+    assert pipeline.eval_blur(CNN.make_config("reference")) == 0.0  # the reference kernel stays as it was
+    np.testing.assert_allclose(net.predict_proba(model, X, cfg=tiny(augment=False)), sharp, atol=1e-6)
     # the same smoothing done independently in NumPy: a separable [b, 1-2b, b] pass per axis
     b, x = 0.25, np.pad(X.astype(np.float64) / 255, ((0, 0), (1, 1), (1, 1)))
     x = b * x[:, :-2] + (1 - 2 * b) * x[:, 1:-1] + b * x[:, 2:]
     x = b * x[:, :, :-2] + (1 - 2 * b) * x[:, :, 1:-1] + b * x[:, :, 2:]
     expected = model.predict(x.astype(np.float32)[..., None], verbose=0)
-    blurred = cnn.predict_proba(model, X, cfg=tiny())
+    blurred = net.predict_proba(model, X, cfg=tiny())
     np.testing.assert_allclose(blurred, expected, atol=1e-6)
     assert np.abs(blurred - sharp).max() > 1e-5
 
 
 def test_augmented_examples_shape_range_and_seed(fixture_data):
     ds, _ = data.load_split()
-    ex = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn.Config())
+    ex = layers.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn_config.Config())
     assert ex.shape == (5, 3, 28, 28) and ex.dtype == np.float32
     assert 0.0 <= ex.min() and ex.max() <= 1.0
     assert not np.array_equal(ex[:, 0], ex[:, 1])  # variants differ
-    again = cnn_input.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn.Config())
+    again = layers.augmented_examples(ds.X_train[:5], n_variants=3, seed=1, cfg=cnn_config.Config())
     np.testing.assert_array_equal(ex, again)
 
 
 def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
     ds, sp = data.load_split()
     cfg = tiny(seed=2)
-    cnn.setup(cfg)
+    cnn_config.setup(cfg)
     X, y = ds.X_train[sp.train_idx[:96]], ds.y_train[sp.train_idx[:96]]
-    pipe = cnn_input.TFData.train(X, y, cfg, 32, cfg.seed, cnn.augmentation(cfg))
+    pipe = pipeline.TFData.train(X, y, cfg, 32, cfg.seed, layers.augmentation(cfg))
     epochs = [[(xb.numpy(), yb.numpy()) for xb, yb in pipe] for _ in range(2)]
     for batches in epochs:
         xs = np.concatenate([b[0] for b in batches])
@@ -475,11 +478,11 @@ def test_pipeline_reshuffles_and_reaugments_every_epoch(fixture_data):
 
 def test_cosine_schedule_closed_form():
     cfg = CNN.make_config("default", lr=1e-2, lr_min=0.0, epochs=10)
-    assert cnn.lr_at(cfg, 0) == pytest.approx(1e-2)
-    assert cnn.lr_at(cfg, 5) == pytest.approx(5e-3)  # half-way: half the rate
-    assert cnn.lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
+    assert cnn_train.lr_at(cfg, 0) == pytest.approx(1e-2)
+    assert cnn_train.lr_at(cfg, 5) == pytest.approx(5e-3)  # half-way: half the rate
+    assert cnn_train.lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
     exp = CNN.make_config("default", lr=1e-2, lr_schedule="exponential", lr_decay=0.5, lr_min=1e-3)
-    assert [cnn.lr_at(exp, k) for k in range(5)] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 1e-3])
+    assert [cnn_train.lr_at(exp, k) for k in range(5)] == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 1e-3])
 
 
 def test_plateau_schedule_watches_a_metric_keras_produces():
@@ -487,11 +490,11 @@ def test_plateau_schedule_watches_a_metric_keras_produces():
     import keras
 
     cfg = tiny("reference", lr=1e-3, lr_decay=0.5, plateau_patience=2)
-    model = cnn.build_model(cfg)
-    cnn.compile_model(model, cfg)
+    model = net.build_model(cfg)
+    cnn_train.compile_model(model, cfg)
     (plateau,) = [
         c
-        for c in cnn._callbacks(runs.Run(None), cfg, [], {}, training.Progress("test", "quiet"), 1)
+        for c in cnn_train.callbacks(runs.Run(None), cfg, [], {}, training.Progress("test", "quiet"), 1)
         if "Plateau" in type(c).__name__
     ]
     assert plateau.monitor == "val_accuracy"
@@ -521,7 +524,7 @@ def test_run_folder_follows_the_format(trained):
     ds, sp = data.load_split()
     conf = run.config
     assert conf["model"] == "cnn" and conf["arch"] == "default" and conf["seed"] == 5
-    assert {f.name for f in dataclasses.fields(cnn.Config)} <= set(conf)
+    assert {f.name for f in dataclasses.fields(cnn_config.Config)} <= set(conf)
     hist = pd.read_csv(run.file(runs.HISTORY))
     assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
     assert hist["epoch"].tolist() == [1, 2, 3] and hist.notna().all().all()
@@ -555,15 +558,15 @@ def test_run_folder_follows_the_format(trained):
     assert (m["data_checksum"], m["split_hash"]) == (ds.checksum, sp.hash)
     assert m["epochs_run"] == 3 and m["best_epoch"] == hist["val_loss"].idxmin() + 1
     assert m["kept_epoch"] == 3  # --keep last, the default
-    assert run.file(cnn.MODEL_FILE).exists()
-    assert not run.file(cnn.CHECKPOINT).exists()  # a finished run keeps only the final model
+    assert run.file(cnn_train.MODEL_FILE).exists()
+    assert not run.file(cnn_train.CHECKPOINT).exists()  # a finished run keeps only the final model
     assert runs.latest("cnn") == run
 
 
 def test_logged_learning_rate_is_the_schedules(trained):
     run, cfg = trained
     lrs = run.history()["lr"].tolist()
-    assert lrs == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
+    assert lrs == pytest.approx([cnn_train.lr_at(cfg, k) for k in range(3)], rel=1e-6)
     assert lrs[0] > lrs[1] > lrs[2]  # it really changes
 
 
@@ -581,8 +584,8 @@ def test_saved_model_reproduces_the_test_predictions(trained):
 
     run, cfg = trained
     ds, _ = data.load_split()
-    model = keras.models.load_model(run.file(cnn.MODEL_FILE))
-    np.testing.assert_allclose(cnn.predict_proba(model, ds.X_test, cfg=cfg), run.test_proba(), atol=1e-6)
+    model = keras.models.load_model(run.file(cnn_train.MODEL_FILE))
+    np.testing.assert_allclose(net.predict_proba(model, ds.X_test, cfg=cfg), run.test_proba(), atol=1e-6)
 
 
 def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch):
@@ -593,8 +596,8 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
             if epoch == 0:
                 raise KeyboardInterrupt
 
-    real = cnn._callbacks
-    monkeypatch.setattr(cnn, "_callbacks", lambda *a: [*real(*a), CtrlC()])
+    real = cnn_train.callbacks
+    monkeypatch.setattr(cnn_train, "callbacks", lambda *a: [*real(*a), CtrlC()])
     cfg = tiny(seed=7, epochs=3)
     with pytest.raises(
         KitError, match=r"interrupted after epoch 1 of 3; continue with: kit train cnn --resume "
@@ -602,15 +605,15 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
         train(cfg)
     (run,) = runs.all_runs(model="cnn", finished=False)
     first = run.history()
-    assert first["epoch"].tolist() == [1] and run.file(cnn.CHECKPOINT).exists() and not run.finished
+    assert first["epoch"].tolist() == [1] and run.file(cnn_train.CHECKPOINT).exists() and not run.finished
 
-    monkeypatch.setattr(cnn, "_callbacks", real)
+    monkeypatch.setattr(cnn_train, "callbacks", real)
     result = invoke("train", "cnn", "--resume", str(run.path), "--quiet")
     assert result.exit_code == 0, result.output
     hist = run.history()
     assert hist["epoch"].tolist() == [1, 2, 3]
     pd.testing.assert_frame_equal(hist.iloc[:1], first)  # epoch 1 kept, not redone
-    assert hist["lr"].tolist() == pytest.approx([cnn.lr_at(cfg, k) for k in range(3)], rel=1e-6)
+    assert hist["lr"].tolist() == pytest.approx([cnn_train.lr_at(cfg, k) for k in range(3)], rel=1e-6)
     assert run.metrics["epochs_run"] == 3 and run.finished
     assert f"run folder: {run.path}" in result.output
 
@@ -619,7 +622,7 @@ def test_interrupted_run_resumes_after_its_last_epoch(fixture_data, monkeypatch)
 def float32_after():
     """The process's precision policy back to float32 after a mixed-precision test."""
     yield
-    cnn._keras().mixed_precision.set_global_policy("float32")
+    cnn_config._keras().mixed_precision.set_global_policy("float32")
 
 
 @pytest.mark.slow
@@ -638,7 +641,7 @@ def test_mixed_precision_trains_on_tensorflow_with_every_input_path(
     """tf.data's sharp head (float32) beside the augmented tail, each batch-norm, the eval blur,
     the refresh and prediction under mixed_float16: it crashed at the first batch
     (ConcatV2 of float32 and float16) until the augmentation computed in float32."""
-    keras = cnn._keras()
+    keras = cnn_config._keras()
     run = train(
         tiny(preset, seed=3, epochs=options.pop("epochs", 2), lr=5e-3, mixed_precision=True, **options)
     )
@@ -646,21 +649,21 @@ def test_mixed_precision_trains_on_tensorflow_with_every_input_path(
     assert np.isfinite(run.history()["loss"]).all()
     np.testing.assert_allclose(run.test_proba().sum(1), 1, atol=1e-5)
     keras.mixed_precision.set_global_policy("float32")  # as `kit predict` in a later process
-    loaded = cnn.load(run, CNN.run_config(run.config))
+    loaded = cnn_train.load(run, CNN.run_config(run.config))
     convs = [layer for layer in loaded.model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert {layer.compute_dtype for layer in convs} == {"float16"}
     assert loaded.model.layers[-1].compute_dtype == "float32"  # the softmax
-    np.testing.assert_array_equal(cnn.predict(loaded, data.load_split()[0].X_test), run.test_proba())
+    np.testing.assert_array_equal(cnn_train.predict(loaded, data.load_split()[0].X_test), run.test_proba())
 
 
 def test_the_augmentation_computes_in_float32_under_mixed_precision(fixture_data, float32_after):
-    keras = cnn._keras()
+    keras = cnn_config._keras()
     keras.mixed_precision.set_global_policy("mixed_float16")
     cfg = tiny()
-    x = cnn_input.scale(data.load_split()[0].X_train[:8])
-    out = cnn_input.augmentation(cfg)(x, training=True)
+    x = pipeline.scale(data.load_split()[0].X_train[:8])
+    out = layers.augmentation(cfg)(x, training=True)
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
-    layer = cnn_input.augment_layer(cfg, 8, seed=1)
+    layer = layers.augment_layer(cfg, 8, seed=1)
     assert layer.compute_dtype == "float32"
     again = type(layer).from_config(layer.get_config())  # a file written under mixed_float16
     assert again.compute_dtype == "float32"

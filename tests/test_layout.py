@@ -34,7 +34,7 @@ def test_importing_the_kit_loads_no_tensorflow_and_leaves_the_environment_alone(
 
 
 def _module_name(path: Path) -> str:
-    """kit/models/cnn.py -> "kit.models.cnn"; kit/models/__init__.py -> "kit.models"."""
+    """kit/models/cnn/net.py -> "kit.models.cnn.net"; kit/models/__init__.py -> "kit.models"."""
     parts = path.relative_to(KIT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 

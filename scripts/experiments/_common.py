@@ -2,7 +2,7 @@
 
 The studies read run folders as `kit train` leaves them (the format in kit/runs.py: config.json,
 history.csv, metrics.json, val_proba.npy, model.keras), make configs through the model registry
-(kit.models) and call the CNN module's own functions.
+(kit.models) and call the CNN's own functions (the modules of kit/models/cnn/).
 Every use of the kit's Python API goes through this file, so an API change is fixed here once;
 `API` lists the names the studies need (tests/test_docs.py checks they exist).
 """
@@ -20,21 +20,22 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "model.keras"
-# the CNN module's names the studies call
-API = (
-    "predict_proba",
-    "inference_model",
-    "refresh_batchnorm",
-    "augmentation",
-    "eval_blur",
-    "setup",
-    "build_model",
-    "compile_model",
-    "lr_at",
-    "load_keras",
-    "multiply_adds",
-    "layer_multiply_adds",
-)
+# the CNN's names the studies call, each with the module of kit.models.cnn that holds it
+API = {
+    "predict_proba": "net",
+    "inference_model": "net",
+    "refresh_batchnorm": "net",
+    "augmentation": "layers",
+    "eval_blur": "pipeline",
+    "setup": "config",
+    "_keras": "config",
+    "build_model": "net",
+    "compile_model": "train",
+    "lr_at": "train",
+    "load_keras": "net",
+    "multiply_adds": "net",
+    "layer_multiply_adds": "net",
+}
 
 
 def cnn_model():
@@ -45,24 +46,33 @@ def cnn_model():
 
 
 def cnn():
-    """The CNN model module (kit.models.cnn): network, input pipeline, refresh, prediction."""
-    return cnn_model().module
+    """The CNN's functions the studies call (`API`: network, augmentation, refresh, prediction),
+    as one namespace gathered from the modules of the package kit.models.cnn that hold them."""
+    import importlib
+    import types
+
+    return types.SimpleNamespace(
+        **{
+            name: getattr(importlib.import_module(f"kit.models.cnn.{module}"), name)
+            for name, module in API.items()
+        }
+    )
 
 
 def tf_data():
-    """The CNN's tf.data pipeline (kit.models.cnn_input.TFData: `train`, `evaluation`): the
+    """The CNN's tf.data pipeline (kit.models.cnn.pipeline.TFData: `train`, `evaluation`): the
     TensorFlow backend's, which the studies measured."""
-    from kit.models import cnn_input
+    from kit.models.cnn import pipeline
 
-    return cnn_input.TFData
+    return pipeline.TFData
 
 
 def blur(x: np.ndarray, b: float) -> np.ndarray:
     """(N, 28, 28, 1) float32 smoothed by the eval blur's [b, 1-2b, b] kernel per axis
-    (kit.models.cnn_input.blur)."""
-    from kit.models import cnn_input
+    (kit.models.cnn.pipeline.blur)."""
+    from kit.models.cnn import pipeline
 
-    return cnn_input.blur(x, b)
+    return pipeline.blur(x, b)
 
 
 def tf():

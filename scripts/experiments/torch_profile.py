@@ -9,7 +9,7 @@ back as a Python number, which on a GPU waits for the device) and, on a GPU, the
 and the host's waits on the device (cuda*Synchronize); then
 the operators that take the most self time (CPU, and CUDA on a GPU).
 
-Modes: `batched` (the kit: cnn_input.BatchedResampling resamples each batch in one gather) and
+Modes: `batched` (the kit: kit/models/cnn/layers.py's BatchedResampling resamples each batch in one gather) and
 `keras` (Keras's own PyTorch affine_transform, one image at a time in Python: the kit before).
 
     python scripts/experiments/torch_profile.py [--steps 50] [--profile 10] [--batch 64]
@@ -44,7 +44,9 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from kit.models import backends, cnn_input
+    from kit.models import backends
+    from kit.models.cnn import layers as cnn_layers
+    from kit.models.cnn import pipeline
 
     cnn = c.cnn()
     cfg = c.cnn_preset(
@@ -60,13 +62,13 @@ def main() -> None:
     )
     summary = []
     for mode in args.modes.split(","):
-        layer = cnn_input.augment_layer(cfg, args.batch, 0)
+        layer = cnn_layers.augment_layer(cfg, args.batch, 0)
         if mode == "keras":
             for random_layer in layer.random:
                 random_layer.backend = random_layer.backend._backend  # Keras's own ops
         model = cnn.build_model(cfg, layer)
         cnn.compile_model(model, cfg)
-        pipe = cnn_input.NumpyData.train(X, y, cfg, args.batch, 0)
+        pipe = pipeline.NumpyData.train(X, y, cfg, args.batch, 0)
         model.fit(pipe, epochs=1, steps_per_epoch=10, verbose=0)
         rates = []
         for _ in range(3):
