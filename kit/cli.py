@@ -55,27 +55,6 @@ class ModelCommand(KitCommand):
                 formatter.write_dl(records)
 
 
-class ModelCommand(KitCommand):
-    """`kit train <model>`: its --help lists the options of each group of the model's config
-    (kit.hparams.param's `group`: architecture, optimisation, ...) under a heading of their own,
-    after the other options; a config without groups, one list."""
-
-    def __init__(self, *args, config_cls: type, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.option_groups = hparams.by_group(config_cls)
-
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        heading = {n: f"{g.capitalize()} options" for g, names in self.option_groups.items() for n in names}
-        sections: dict[str, list] = {"Options": []}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is not None:
-                sections.setdefault(heading.get(param.name, "Options"), []).append(record)
-        for title, records in sections.items():
-            with formatter.section(title):
-                formatter.write_dl(records)
-
-
 class KitGroup(click.Group):
     """A click group that turns KitError into a clean `Error: ...` and exit 1."""
 
