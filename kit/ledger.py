@@ -31,10 +31,11 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import charts, config
+from kit import config
 from kit.errors import KitError
 from kit.io import atomic_path, utc_iso
 from kit.kaggle import competitions
+from kit.report import charts
 
 STATUSES = ("pending", "submitted", "complete", "error")
 # The columns `read_all` returns, in order (kit.report reads exactly these).
@@ -306,7 +307,7 @@ def table(path: Path | None = None):
 
 def plot(path: Path | None = None, out: Path | None = None) -> Path:
     """Validation accuracy and public score of every submission, in order -> PNG (default
-    submissions/scores.png): the chart of the report's leaderboard section (kit.charts)."""
+    submissions/scores.png): the chart of the report's leaderboard section (kit.report.charts)."""
     df = read_all(path)
     if df.empty:
         raise KitError("no submissions in the ledger yet: nothing to plot (`kit submit` first)")

@@ -11,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from kit import config, data, report, runs
+from kit import config, data, metrics, runs
 from kit.cli import cli
 from kit.errors import KitError
 from kit.io import write_json
+from kit.report import charts, views
+from kit.report import page as report
 
 # Pixel sizes of each chart, written out by hand (not read from charts.FIGSIZE): a layout
 # change that alters them must be a deliberate change here too.
@@ -148,7 +150,7 @@ def test_confusion_matches_sklearn():
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
-    assert np.array_equal(report.confusion(y, p), confusion_matrix(y, p, labels=range(10)))
+    assert np.array_equal(metrics.confusion(y, p), confusion_matrix(y, p, labels=range(10)))
 
 
 def test_ece_of_a_hand_made_case():
@@ -161,9 +163,9 @@ def test_ece_of_a_hand_made_case():
 
     proba = np.vstack([rows(0.9, 10), rows(0.6, 10)])
     y = np.array([0] * 5 + [1] * 5 + [0] * 6 + [1] * 4)
-    conf, acc, count, ece = report.reliability(proba, y)
+    conf, acc, count, ece = metrics.reliability(proba, y)
     assert ece == pytest.approx(0.2)
-    assert count.sum() == 20 and count[np.ceil(0.9 * report.ECE_BINS).astype(int) - 1] == 10
+    assert count.sum() == 20 and count[np.ceil(0.9 * metrics.ECE_BINS).astype(int) - 1] == 10
     assert np.nanmax(acc) == pytest.approx(0.6)
 
 
@@ -220,7 +222,7 @@ def test_summary_table_matches_metrics(fixture_data):
     index = report.build([str(r.path) for r in made])
     page = _Page(index.read_text())
     header = page.rows[0]
-    assert header == report.SUMMARY_HEADER
+    assert header == views.SUMMARY_HEADER
     body = {r[0]: dict(zip(header, r)) for r in page.rows[1:3]}
     for run in made:
         m = json.loads((run.path / "metrics.json").read_text())
@@ -329,7 +331,7 @@ def test_a_failure_mid_report_leaves_nothing(fixture_data, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "plot_calibration", boom)
+    monkeypatch.setattr(charts, "plot_calibration", boom)
     with pytest.raises(RuntimeError):
         report.build([run.name])
     assert list(config.reports_dir().iterdir()) == []
