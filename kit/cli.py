@@ -562,11 +562,12 @@ def leaderboard(top: int):
 def report(run_refs: tuple[str, ...], out: Path | None):
     """Write an HTML report (curves, confusion, worst errors, calibration, leaderboard history).
 
-    RUN is a run folder, a run name under runs/, or a model name (its latest finished run);
-    by default the latest finished run of each model. Prints the path of index.html, which
-    opens from disk in any browser.
+    RUN is a run folder, a run name under runs/, a model name (its latest finished run) or a
+    group (its out-of-fold ensemble); by default the latest finished run of each model. Prints
+    the path of index.html, which opens from disk in any browser.
     """
-    click.echo(report_mod.build(list(run_refs) or None, out))
+    refs = [_run_or_group(r).path if groups.is_group(r) else r for r in run_refs]
+    click.echo(report_mod.build(refs or None, out))
 
 
 # ============================================================================ local Kaggle service

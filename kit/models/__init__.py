@@ -6,8 +6,8 @@ Each model is a package here whose __init__.py (its face) declares
     PRESETS           {"reference": {...}, "default": {...}, "best": {...}}: field overrides
     resolved(cfg)     cfg with machine-dependent values fixed, as config.json records them
                       (KitError if this machine cannot run it: checked before any run folder)
-    upgrade(saved)    optional: a config.json from an older kit, as this kit reads it
     RESUME_FILES      the run files --resume continues from (removed when a run finishes)
+    upgrade(saved)    optional: a config.json from an older kit, as this kit reads it
     check_resumable(run)        KitError when an unfinished run cannot be continued
     fit(cfg, run, data, progress) -> trained   the training loop (checkpoints, history.csv)
     save(trained, run), load(run, cfg) -> trained, predict(trained, X) -> (N, 10) float32
