@@ -43,9 +43,9 @@ print(json.dumps({"metrics": run.metrics, "history": run.history().to_dict("list
 
 
 def _threads() -> int:
-    from kit.models.scratch import train
+    from kit.models.scratch import config
 
-    return train.cpu_cores()
+    return config.cpu_cores()
 
 
 def peak_gflops(repeats: int = 7) -> float:

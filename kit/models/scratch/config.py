@@ -4,10 +4,10 @@ machine's choices before a run starts."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from kit.hparams import ModelConfig, param
-from kit.models.scratch import train
 
 
 def _widths_ok(hidden) -> bool:
@@ -96,4 +96,9 @@ PRESETS: dict[str, dict] = {
 
 def resolved(cfg: Config) -> Config:
     """cfg with the machine's choices fixed, as config.json records them: threads=0 -> the cores."""
-    return replace(cfg, threads=cfg.threads or train.cpu_cores())
+    return replace(cfg, threads=cfg.threads or cpu_cores())
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

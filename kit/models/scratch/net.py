@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kit import config
-
-if TYPE_CHECKING:
-    from kit.models.scratch.config import Config
-
+from kit.models.scratch.config import Config
 
 # ============================================================================ layers: forward next to backward
 # Shapes: B examples, D inputs, H outputs. The *_forward functions may overwrite the

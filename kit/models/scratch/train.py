@@ -23,20 +23,16 @@ import ctypes
 import ctypes.util
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kit import config, io
 from kit.errors import KitError
 from kit.models.scratch import augment, net
-
-if TYPE_CHECKING:
-    from kit.models.scratch.config import Config
+from kit.models.scratch.config import Config, cpu_cores
 
 WEIGHTS = "weights.npz"  # the trained network (best epoch), for net.predict_proba
 CHECKPOINT = "checkpoint.npz"  # the last finished epoch, for --resume; removed when the run finishes
@@ -138,11 +134,6 @@ def predict(trained: Trained, X: np.ndarray) -> np.ndarray:
 
 
 # ============================================================================ the machine
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity where the OS tells, else all)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def keep_freed_memory() -> None:
