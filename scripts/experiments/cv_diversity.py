@@ -1,5 +1,7 @@
-"""Which diversity pays, judged out of fold: the study of docs/decisions.md, "Ensembles judged out
-of fold" (its rules were written before these runs).
+"""Which diversity pays, judged out of fold.
+
+Reproduces docs/decisions.md, "Ensembles judged out of fold" (its rules were written before
+these runs).
 
     KIT_DATA_DIR=... KIT_RUNS_DIR=... python scripts/experiments/cv_diversity.py \
         [--folds 3] [--repeats 2] [--budget "--width 8 --epochs 3"] [--only folds,seeds]
