@@ -501,9 +501,10 @@ def _print_oof(gs: Sequence[groups.Group], oof: OutOfFold, y: np.ndarray, cfg: E
     for name, acc in oof.member_accuracy.items():
         echo(f"  {name:{width}s}  accuracy on its fold {acc:.4f}")
     lo, hi = accuracy_interval(oof.proba, y, cfg.confidence)
-    per_row = int(oof.n_members.min()) if oof.n_members.min() == oof.n_members.max() else "2+"
+    lo_n, hi_n = int(oof.n_members.min()), int(oof.n_members.max())
+    per_row = "1 member" if hi_n == 1 else f"{lo_n} members" if lo_n == hi_n else f"{lo_n}-{hi_n} members"
     echo(
-        f"  out of fold over {len(y)} rows ({per_row} members per row): accuracy {accuracy(oof.proba, y):.4f} "
+        f"  out of fold over {len(y)} rows ({per_row} per row): accuracy {accuracy(oof.proba, y):.4f} "
         f"[{lo:.4f}, {hi:.4f}], log-loss {log_loss(oof.proba, y):.4f}; one member alone "
         f"{oof.single_accuracy:.4f}"
     )

@@ -4,6 +4,7 @@ yardstick), on the fixture competition with tiny scratch networks."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +141,9 @@ def test_kit_ensemble_takes_the_latest_group_and_predict_writes_its_submission(g
     csv = result.output.strip().splitlines()[-1]
     labels = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=int)[:, 1]
     assert (labels == made.test_proba().argmax(1)).all()
+    result = CliRunner().invoke(cli, ["report", group.name])  # charts on every labelled row
+    index = Path(result.output.strip().splitlines()[-1])
+    assert (index.parent / f"{made.name}-confusion.png").exists() and "skipped" not in index.read_text()
 
 
 def test_a_group_and_fixed_split_runs_are_never_mixed(group):

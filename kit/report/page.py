@@ -73,6 +73,7 @@ def _table(
 
 def _run_section(v: views.RunView, val: views.ValData | None, out: Path) -> dict:
     name = v.run.name
+    val = views.rows_judged(v, val)
     usable = views.check_split(v, val)  # first: its notes belong at the top with the others
     section = {"slug": v.slug, "name": name, "path": str(v.run.path), "notes": list(v.notes)}
     section |= {"curves": None, "validation": None, "augment": None}
@@ -101,7 +102,8 @@ def _validation(v: views.RunView, val: views.ValData, out: Path) -> dict:
     ece = charts.plot_calibration(P, y, "calibration", out / f_cal)
     f_err = f"{v.slug}-errors.png"
     n_wrong = charts.plot_worst_errors(X, y, P, name, out / f_err)
-    members = v.config.get("members")
+    # a group's members predict their own folds only: no row has every member's vote
+    members = None if views.out_of_fold(v) else v.config.get("members")
     return {
         "confusion": _img(f_cm, "confusion", f"confusion matrix of {name}"),
         "ece": f"{ece:.4f}",

@@ -128,6 +128,23 @@ def load_val() -> tuple[ValData | None, str | None]:
     return ValData(ds.X_train[sp.val_idx], ds.y_train[sp.val_idx], sp.hash, ds.checksum), None
 
 
+def out_of_fold(v: RunView) -> bool:
+    """Whether the run is a cross-validated group's ensemble, judged on every labelled row."""
+    return v.metrics.get("yardstick") == "out-of-fold"
+
+
+def rows_judged(v: RunView, val: ValData | None) -> ValData | None:
+    """The labelled rows the run's val_proba.npy predicts: the validation split `val`, or, for a
+    group's ensemble, every labelled row in train.csv order (None if the data is not installed)."""
+    if not out_of_fold(v):
+        return val
+    try:
+        ds = data.load()
+    except KitError:
+        return None
+    return ValData(ds.X_train, ds.y_train, "out-of-fold", ds.checksum)
+
+
 def check_split(v: RunView, val: ValData | None) -> bool:
     """Can this run's val_proba be compared with `val`'s labels? Adds a note if not."""
     if v.val_proba is None or val is None:
