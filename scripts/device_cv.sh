@@ -29,7 +29,8 @@ JOBS=${JOBS:-8}
 SHORT=${SHORT:---preset best --epochs 3}
 ZIP=${ZIP:-.devdata/digit-recognizer.zip}
 START=$(date +%s)
-mkdir -p "$OUT" /tmp/kitruns
+export KIT_DATA_DIR=${KIT_DATA_DIR:-/tmp/kitdata} KIT_RUNS_DIR=${KIT_RUNS_DIR:-/tmp/kitruns}
+mkdir -p "$OUT" "$KIT_RUNS_DIR"
 
 step() {  # step NAME SECONDS CMD...: CMD under min(SECONDS, what is left - RESERVE_S), timed
     local name=$1 want=$2
@@ -55,7 +56,7 @@ else
     export PYTHONPATH="/tmp/site:$PWD" XLA_PYTHON_CLIENT_PREALLOCATE=false
     BACKEND=${BACKEND:-jax}
 fi
-export PYTHONUNBUFFERED=1 KIT_DATA_DIR=/tmp/kitdata KIT_RUNS_DIR=/tmp/kitruns
+export PYTHONUNBUFFERED=1
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$OUT/gpu-util.csv" &
@@ -77,5 +78,5 @@ fi
     python3 -m kit runs | tail -5
 } 2>&1 | tee "$OUT/log"
 [ -n "${SMI:-}" ] && kill "$SMI"
-tar -czf "$OUT/runs.tar.gz" -C /tmp/kitruns --exclude='*.keras' --exclude='*.h5' --exclude='*.npz' .
+tar -czf "$OUT/runs.tar.gz" -C "$KIT_RUNS_DIR" --exclude='*.keras' --exclude='*.h5' --exclude='*.npz' .
 ls -l "$OUT"

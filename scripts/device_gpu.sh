@@ -26,7 +26,8 @@ OUT=${OUT:-/tmp/device-out}
 BUDGET_S=${BUDGET_S:-530}
 RESERVE_S=20  # kept back for the archive and the copies
 START=$(date +%s)
-mkdir -p "$OUT" /tmp/kitruns
+export KIT_DATA_DIR=${KIT_DATA_DIR:-/tmp/kitdata} KIT_RUNS_DIR=${KIT_RUNS_DIR:-/tmp/kitruns}
+mkdir -p "$OUT" "$KIT_RUNS_DIR"
 
 step() {  # step NAME SECONDS CMD...: CMD under min(SECONDS, what is left - RESERVE_S)
     local name=$1 want=$2
@@ -49,7 +50,7 @@ else
         || { echo "could not install the carried wheels (.whl/): run make device-prep here first"; exit 1; }
     export PYTHONPATH="/tmp/site:$PWD"
 fi
-export PYTHONUNBUFFERED=1 KIT_DATA_DIR=/tmp/kitdata KIT_RUNS_DIR=/tmp/kitruns
+export PYTHONUNBUFFERED=1
 touch /tmp/device-start
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -67,5 +68,5 @@ fi
 } 2>&1 | tee "$OUT/log"
 [ -n "${SMI:-}" ] && kill "$SMI"
 find docs/bench -name 'gpu-*.json' -newer /tmp/device-start -exec cp {} "$OUT"/ \;
-tar -czf "$OUT/runs.tar.gz" -C /tmp/kitruns --exclude='*.keras' --exclude='*.h5' .
+tar -czf "$OUT/runs.tar.gz" -C "$KIT_RUNS_DIR" --exclude='*.keras' --exclude='*.h5' .
 ls -l "$OUT"
