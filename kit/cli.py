@@ -643,23 +643,47 @@ def remote():
     """Train on Kaggle's GPUs; the runs come back as ordinary runs under runs/."""
 
 
+# `kit train --folds`'s options but --jobs and the pseudo-labels: a kernel trains its members
+# one at a time, and a teacher's runs would have to travel to Kaggle
+REMOTE_GROUP_KEYS = GROUP_KEYS[:4]  # folds, repeats, fold_seed, same_folds: GROUP_OPTIONS[:4]
+
+
+def _remote_folds(shape: dict) -> remote_mod.Folds | None:
+    """The group `kit remote train --folds K` trains, or None without --folds (whose companions
+    are then refused)."""
+    if shape["folds"] is not None:
+        return remote_mod.Folds(**shape)
+    if _given(list(REMOTE_GROUP_KEYS)):
+        raise KitError("--repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)")
+    return None
+
+
 def _remote_train_command(model: models.Model) -> None:
     """`kit remote train <model>`: the options of `kit train <model>`, plus the job's shape."""
 
     def command(seeds: str, kernels: int, accelerator: str, preset: str | None, **hparams):
+        folds = _remote_folds({k: hparams.pop(k) for k in REMOTE_GROUP_KEYS})
+        base_seed = folds is not None and not _given(["seeds"])  # the preset's seed
+        seed_list = [] if base_seed else remote_mod.parse_seeds(seeds)
         remote_mod.train(
-            model.name, remote_mod.parse_seeds(seeds), kernels, accelerator, preset, hparams, echo=click.echo
+            model.name, seed_list, kernels, accelerator, preset, hparams, echo=click.echo, folds=folds
         )
 
     command.__doc__ = (
         f"Train {model.summary} on Kaggle: push the kernels, wait, install each seed's run.\n\n"
         f"Defaults to a GPU budget (preset best, float32); every option of "
-        f"`kit train {model.name}` can be set. `kit remote pull` reattaches after Ctrl-C."
+        f"`kit train {model.name}` can be set. `kit remote pull` reattaches after Ctrl-C. "
+        f"With --folds K, a cross-validated group (as `kit train {model.name} --folds K`): its "
+        f"members split over the kernels, installed as a local group (`kit ensemble GROUP`)."
     )
     command.__name__ = f"remote_train_{model.name}"
     options = [
         click.option(
-            "--seeds", default="1-15", show_default=True, help="Seeds to train: 1-15, 0,3,7, 2-4,9."
+            "--seeds",
+            default="1-15",
+            show_default=True,
+            help="Seeds to train: 1-15, 0,3,7, 2-4,9. With --folds one seed S, the group's base "
+            "seed (member m trains with S + m; default: the preset's seed).",
         ),
         click.option(
             "--kernels",
@@ -679,6 +703,7 @@ def _remote_train_command(model: models.Model) -> None:
             "--preset", default=None, metavar="NAME", help=f"{', '.join(model.presets)}. [default: best]"
         ),
         *_hparam_options(model, skip=("seed",)),  # --seeds says which
+        *GROUP_OPTIONS[: len(REMOTE_GROUP_KEYS)],
         data_dir_option,
         competition_option,
     ]

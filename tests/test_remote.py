@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import config, models, runs
+from kit import config, data, ensemble, groups, metrics, models, runs
 from kit.errors import KitError
 from kit.kaggle import client
 from kit.kaggle import kernels as kaggle_kernels
@@ -343,6 +343,7 @@ def test_an_old_job_record_loads_and_is_written_back_byte_for_byte(isolated_dirs
     )
     assert (k2.state, k2.version, k2.pushed_utc, k2.seeds) == (jobs.HELD, None, None, [2, 3])
     assert k3.failure.startswith("Process exited") and k4.failure is None and k4.said_waiting is None
+    assert job.group is None and all(k.members is None for k in job.kernels)  # a job of seeds
     assert job.to_json() == OLD_RECORD and jobs.Job.from_json(job.to_json()) == job
     jobs.save(job)
     assert path.read_bytes() == before
@@ -497,6 +498,93 @@ def test_the_session_limit_queues_the_remaining_kernels(emulated):
     assert "Maximum batch GPU session count of 1 reached" in result.output
     assert "it waits until one of the running sessions ends" in result.output
     assert len(runs.all_runs(model="scratch")) == 2
+
+
+# ----------------------------------------------------------------------------- a cross-validated group
+
+
+def test_a_group_job_and_its_group_are_recorded_before_the_first_push(fixture_data, monkeypatch):
+    seen = []
+
+    def push(folder):
+        (path,) = jobs.jobs_dir().glob("*.json")
+        seen.append((json.loads(path.read_text()), groups.all_groups()))
+        raise KitError("stop here")
+
+    monkeypatch.setattr(client, "username", lambda: "demo")
+    monkeypatch.setattr(kaggle_kernels, "push_kernel", push)
+    folds = remote_run.Folds(3, 2, fold_seed=7)
+    with pytest.raises(KitError, match="stop here"):
+        remote_run.train("scratch", [5], 2, "none", overrides=dict(TINY), folds=folds)
+    record, (group,) = seen[0]
+    assert record["group"] == group.name and (group.folds, group.repeats, group.fold_seed) == (3, 2, 7)
+    assert [(k["members"], k["seeds"]) for k in record["kernels"]] == [
+        ([0, 2, 4], [5, 7, 9]),
+        ([1, 3, 5], [6, 8, 10]),
+    ]
+    assert [(m.fold, m.repeat, m.seed, m.run) for m in group.members] == [
+        (k, r, 5 + r * 3 + k, None) for r in range(2) for k in range(3)
+    ]
+    assert group.data_checksum == install.local_identity()["data_checksum"] and group.config["seed"] == 5
+
+
+def test_group_options_that_do_not_go_remote_are_refused_before_anything_is_made(fixture_data):
+    assert _kit("remote", "train", "scratch", "--folds", "3", "--seeds", "1-3").output == (
+        "Error: with --folds, --seeds is one seed S, the group's base seed (member m trains with seed "
+        "S + m); got 3 seeds\n"
+    )
+    assert _kit("remote", "train", "scratch", "--repeats", "2").output == (
+        "Error: --repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)\n"
+    )
+    assert (
+        "Error: No such option '--jobs'"
+        in _kit("remote", "train", "scratch", "--folds", "3", "--jobs", "2").output
+    )
+    assert not jobs.jobs_dir().exists() and groups.all_groups() == []
+
+
+def test_a_group_trained_on_kaggle_comes_home_as_a_local_group(emulated):
+    """`--folds 3 --repeats 2` over 2 kernels: a download that gives up leaves the group partly
+    filled (the other kernel's members installed), the pull completes it; each member is what a
+    local group's would be, and `kit ensemble GROUP` judges it out of fold."""
+    emulated.fail("/kernels-output/", "drop", times=3)  # every attempt of the first download
+    shape = ["--folds", "3", "--repeats", "2", "--fold-seed", "7", "--seeds", "5", "--kernels", "2"]
+    result = _kit("remote", "train", "scratch", *shape, *SCRATCH_TINY, "--accelerator", "none")
+    assert result.exit_code == 1
+    job = jobs.load()
+    group = groups.load(job.group)
+    (done,) = [k for k in job.kernels if k.state == "installed"]
+    assert [m.run is not None for m in group.members] == [i in done.members for i in range(6)]
+    assert len(group.runs()) == 3 and not group.complete
+    pulled = _kit("remote", "pull", job.name)
+    assert pulled.exit_code == 0, pulled.output
+    assert (
+        f"group {group.name} complete: judge it out of fold with `kit ensemble {group.name}`" in pulled.output
+    )
+    group, y = groups.load(group.name), data.load().y_train
+    assert group.complete and [r.name for r in group.runs()] == [m.run for m in group.members]
+    for i, (m, run) in enumerate(zip(group.members, group.runs())):
+        assert (m.fold, m.repeat, m.seed) == (i % 3, i // 3, 5 + i)  # member i = repeat * K + fold
+        assert [run.metrics[k] for k in ("group", "fold", "repeat", "seed")] == [
+            group.name,
+            m.fold,
+            m.repeat,
+            m.seed,
+        ]
+        split = groups.member_split(group, m, y)
+        assert (run.metrics["split_hash"], run.metrics["n_val"]) == (split.hash, len(split.val_idx))
+        assert json.loads(run.file(install.PROVENANCE).read_text())["job"] == job.name
+    judged = _kit("ensemble", group.name)
+    assert judged.exit_code == 0, judged.output
+    made = runs.all_runs(model="ensemble")[-1]
+    oof, test, names = ensemble.out_of_fold([group], y.astype(np.int64))
+    assert made.metrics["members"] == names == [m.run for m in group.members]
+    assert np.allclose(made.val_proba(), oof.proba, atol=1e-6) and np.allclose(
+        made.test_proba(), test, atol=1e-6
+    )
+    assert made.metrics["val_accuracy"] == pytest.approx(metrics.accuracy(oof.proba, y))
+    assert made.metrics["val_loss"] == pytest.approx(metrics.log_loss(oof.proba, y), rel=1e-6)
+    assert made.metrics["rows_all_wrong"] == int(oof.all_wrong.sum())
 
 
 # ----------------------------------------------------------------------------- faults during a job

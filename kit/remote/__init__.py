@@ -8,7 +8,8 @@ entry     what runs inside the Kaggle kernel: the competition data verified, eac
           trained (standard library only at its top; SUMMARY, the kernel's kit-kernel.json)
 run       the commands: train, pull, status_lines; pushing (push_waiting, check_quota),
           polling (wait, poll_round, View), finishing a job; parse_seeds, split_seeds,
-          remote_config, new_job
+          remote_config, new_job; a cross-validated group's job (Folds, job_config,
+          split_members, new_group: `kit remote train MODEL --folds K`)
 install   a finished kernel's output: download_output, verify_run, verify_output,
           install_run, provenance, install_kernel, local_identity
 """

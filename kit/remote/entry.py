@@ -9,6 +9,9 @@ script).
       -> their identity (data checksum, split hash) checked against the user's local data
       -> each of the job's seeds trained with kit.training.train (a line per epoch in the log)
          into <working>/runs/ -> kit-kernel.json (the runs, the GPU, wall time) -> a final line
+      a group's job (`--folds`): the group record travels in JOB; each of the kernel's members
+      is trained as kit.training.train(..., member=(group, member)) (its fold's rows held out,
+      its seed), and the group record the training writes here is left out of the output
 
 The input and working folders come from KIT_KAGGLE_INPUT / KIT_KAGGLE_WORKING (the local
 emulator sets them) and default to Kaggle's /kaggle/input and /kaggle/working. Only the standard
@@ -97,7 +100,8 @@ def folders() -> tuple[Path, Path]:
 def main(job: dict) -> int:
     """Train `job`'s seeds here; 0 when every run finished. job: model, seeds, config (the full
     config dict, as config.json has it), competition, identity {data_checksum, split_hash},
-    job, kernel (see kit.remote.kernel.kernel_job)."""
+    job, kernel, and for a group's job group (its record) and members (the indices of those
+    this kernel trains) (see kit.remote.kernel.kernel_job)."""
     t0 = time.time()
     say(f"job {job['job']}, kernel {job['kernel']}: {job['model']} seeds {job['seeds']}")
     missing = missing_modules(job["model"])
@@ -124,7 +128,7 @@ def main(job: dict) -> int:
 
 def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
     # lazy: these need NumPy (and more), whose presence main checks first (EXIT_MISSING)
-    from kit import data, io, metrics, models, training
+    from kit import data, groups, io, metrics, models, training
 
     folder = find_competition(input_dir)
     say(f"kit from {Path(__file__).parent.parent}; data from {folder}")  # kit/, not kit/remote/
@@ -135,13 +139,31 @@ def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
         raise KitError(f"the competition data here is not the data the job was made with ({diff})")
     model, gpu, names = models.get(job["model"]), gpu_name(), []
     say(f"device: {gpu or 'CPU'}")
-    for seed in job["seeds"]:
+    for seed, member, where in _work(job):
         cfg = model.run_config({**job["config"], "seed": seed})
-        run = training.train(model.name, cfg, progress=True)
+        run = training.train(model.name, cfg, progress=True, member=member)
         names.append(run.name)
-        say(f"seed {seed}: {run.name} val accuracy {run.metrics['val_accuracy']:.4f}")
+        say(f"seed {seed}{where}: {run.name} val accuracy {run.metrics['val_accuracy']:.4f}")
+    shutil.rmtree(working / RUNS / groups.GROUPS, ignore_errors=True)  # the group's record: not a run
     wall_s = round(time.time() - t0, 1)
     summary = {"job": job["job"], "kernel": job["kernel"], "runs": names, "gpu": gpu, "wall_time_s": wall_s}
     io.write_json(working / SUMMARY, {**summary, "python": sys.version.split()[0]})
     say(f"done: {len(names)} run(s) in {wall_s:.0f} s: {', '.join(names)}")
     return 0
+
+
+def _work(job: dict) -> list[tuple[int, object, str]]:
+    """(seed, member, words) for each run to train: member None for a job of seeds, else
+    (group, member) for training.train, the group rebuilt from the record the job carries."""
+    if "group" not in job:
+        return [(seed, None, "") for seed in job["seeds"]]
+    from kit import groups  # lazy: it needs NumPy
+
+    record = job["group"]
+    group = groups.Group(**{**record, "members": [groups.Member(**m) for m in record["members"]]})
+    out = []
+    for i in job["members"]:
+        m = group.members[i]
+        where = f" (member {i + 1}/{len(group.members)}: fold {m.fold + 1}, repeat {m.repeat + 1})"
+        out.append((m.seed, (group, m), where))
+    return out

@@ -8,6 +8,10 @@ Job record on disk (Job.to_json / Job.from_json read and write exactly this):
 A kernel's pushed_utc, ended_utc, failure and said_waiting are absent until set (the record
 holds no null for them); its version is null until Kaggle gives one. Keys this code does not
 know are kept as read and written back.
+A job that trains a cross-validated group (`kit remote train MODEL --folds K`, kit.groups) also
+has `group` (the group's name: runs/groups/<group>.json, made before the first push) and each of
+its kernels `members` (the indices into the group's members it trains; `seeds` are theirs).
+Without a group neither key is written: a record without them is a job of seeds, as before.
 Kernel states: pending (not pushed yet), pushing (push sent, answer not recorded), waiting
 (refused at the session limit, pushed when a session ends), held (a refusal stopped it: the GPU
 quota, or another kernel's push refused; pushed only when the user asks), then Kaggle's (queued,
@@ -80,9 +84,10 @@ class Kernel:
     ended_utc: str | None = None
     failure: str | None = None  # why it gave no runs, is held, or waits for a download
     said_waiting: bool | None = None  # True once the session-limit wait was said
+    members: list[int] | None = None  # a group's job: the indices of the members it trains
     extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("pushed_utc", "ended_utc", "failure", "said_waiting")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("pushed_utc", "ended_utc", "failure", "said_waiting", "members")
 
     def to_json(self) -> dict[str, Any]:
         """The record's dict: the optional keys only when set (see the module docstring)."""
@@ -104,8 +109,8 @@ class Kernel:
 
 @dataclass
 class Job:
-    """A `kit remote` job: one model's seeds over kernels, with the config and the local data's
-    identity every installed run must match. `name` is the record's "job"."""
+    """A `kit remote` job: one model's seeds (or a group's members) over kernels, with the config
+    and the local data's identity every installed run must match. `name` is the record's "job"."""
 
     name: str
     model: str
@@ -118,10 +123,11 @@ class Job:
     created_utc: str
     state: str = JobState.RUNNING  # a JobState value
     kernels: list[Kernel] = field(default_factory=list)
+    group: str | None = None  # the cross-validated group it trains (kit.groups), if any
     extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know
 
     def to_json(self) -> dict[str, Any]:
-        """The record's dict, as runs/remote/<job>.json holds it."""
+        """The record's dict, as runs/remote/<job>.json holds it (`group` only when set)."""
         return {
             **self.extra,
             "job": self.name,
@@ -135,7 +141,7 @@ class Job:
             "created_utc": self.created_utc,
             "state": self.state,
             "kernels": [k.to_json() for k in self.kernels],
-        }
+        } | ({"group": self.group} if self.group is not None else {})
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Job:

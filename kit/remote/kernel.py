@@ -5,12 +5,14 @@ its kernel-metadata.json (a private script kernel, the competition attached, no 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import io as _io
 import json
 import zipfile
 from pathlib import Path
 
+from kit import groups
 from kit.io import write_json, write_text
 from kit.remote import jobs
 from kit.remote.jobs import Job, Kernel
@@ -75,8 +77,9 @@ if __name__ == "__main__":
 
 
 def kernel_job(job: Job, kernel: Kernel) -> dict:
-    """What kit.remote.entry.main needs of the job, for one kernel."""
-    return {
+    """What kit.remote.entry.main needs of the job, for one kernel. A group's job adds the group
+    record (its members' runs unset: the kernel names its own) and the members it trains."""
+    out = {
         "job": job.name,
         "model": job.model,
         "config": job.config,
@@ -85,6 +88,11 @@ def kernel_job(job: Job, kernel: Kernel) -> dict:
         "kernel": kernel.slug,
         "seeds": kernel.seeds,
     }
+    if job.group is None:
+        return out
+    record = dataclasses.asdict(groups.load(job.group))
+    record["members"] = [{**m, "run": None} for m in record["members"]]
+    return out | {"group": record, "members": kernel.members}
 
 
 def script(job: Job, kernel: Kernel) -> str:

@@ -11,6 +11,12 @@
          sessions end
       -> an ended kernel's output downloaded (resumable) into runs/remote/<job>/<slug>/out/,
          every run folder verified, then installed under runs/ as an ordinary run + remote.json
+    train(..., folds=Folds(K, R, fold_seed, same_folds))   a cross-validated group (kit.groups):
+      -> the group record made here (runs/groups/<group>.json, the local data's checksum) before
+         the first push, and named in the job's; member i (seed base + i) goes to kernel
+         i % kernels; each kernel trains its members with the group record the script carries
+      -> each member's run verified against its own member split, installed as an ordinary run,
+         and named in the local group record: the job complete, the group is (`kit ensemble`)
     pull(job)   the same wait and install from the record; a kernel already pushed is never
                 pushed again: one left 'pushing' (Ctrl-C or a give-up before the push's answer was
                 recorded) is looked up on Kaggle first, and pushed only if Kaggle has no version
@@ -31,7 +37,7 @@ from datetime import datetime
 
 import numpy as np
 
-from kit import config, metrics, models
+from kit import config, data, groups, metrics, models
 from kit.errors import KitError
 from kit.io import utc_iso, utc_now, utc_stamp
 from kit.kaggle import client
@@ -60,6 +66,20 @@ class PollConfig:
 
 
 POLL = PollConfig()
+
+
+@dataclass(frozen=True)
+class Folds:
+    """A cross-validated group's shape, as `kit train MODEL --folds K` takes it (kit.groups)."""
+
+    folds: int
+    repeats: int = 1
+    fold_seed: int = config.SPLIT_SEED
+    same_folds: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.folds * self.repeats
 
 
 # ----------------------------------------------------------------------------- the job
@@ -99,13 +119,24 @@ def remote_config(model: models.Model, preset: str | None, overrides: dict):
     return model.make_config(preset, **given)
 
 
-def new_job(model: str, seeds: list[int], kernels: int, accelerator: str, cfg, username: str) -> Job:
-    """The job record for `seeds` of `model` over `kernels` kernels (nothing pushed yet)."""
+def split_members(seeds: list[int], kernels: int) -> list[tuple[list[int], list[int]]]:
+    """A group's members (member i has seeds[i]) over `kernels` kernels, member i to kernel
+    i % kernels (so each kernel has members of every repeat): (seeds, member indices) each."""
+    n = len(split_seeds(seeds, kernels))  # checks --kernels; no kernel without a member
+    return [([seeds[i] for i in range(k, len(seeds), n)], list(range(k, len(seeds), n))) for k in range(n)]
+
+
+def new_job(
+    model: str, seeds: list[int], kernels: int, accelerator: str, cfg, username: str, group: bool = False
+) -> Job:
+    """The job record for `seeds` of `model` over `kernels` kernels (nothing pushed yet); with
+    `group`, seeds[i] is member i's of a group (split_members; Job.group set by the caller)."""
     if accelerator not in ACCELERATORS:
         raise KitError(f"--accelerator must be one of: {', '.join(ACCELERATORS)} (got {accelerator!r})")
     local = install.local_identity()
     name = f"{model}-{utc_stamp()}"
-    slugs = [f"kit-{name}-k{i + 1}" for i in range(min(kernels, len(seeds)))]
+    work = split_members(seeds, kernels) if group else [(s, None) for s in split_seeds(seeds, kernels)]
+    slugs = [f"kit-{name}-k{i + 1}" for i in range(len(work))]
     return Job(
         name=name,
         model=model,
@@ -118,8 +149,8 @@ def new_job(model: str, seeds: list[int], kernels: int, accelerator: str, cfg, u
         created_utc=utc_iso(),
         state=JobState.RUNNING,
         kernels=[
-            Kernel(slug=slug, ref=f"{username}/{slug}", seeds=group, state=KernelState.PENDING)
-            for slug, group in zip(slugs, split_seeds(seeds, kernels))
+            Kernel(slug=slug, ref=f"{username}/{slug}", seeds=s, state=KernelState.PENDING, members=m)
+            for slug, (s, m) in zip(slugs, work)
         ],
     )
 
@@ -203,7 +234,10 @@ def _refused(job: Job, kernel: Kernel, e: KitError, echo: Callable[[str], None])
 
 
 def _seeds(kernel: Kernel) -> str:
-    s = kernel.seeds
+    return _seed_list(kernel.seeds)
+
+
+def _seed_list(s: list[int]) -> str:
     return f"{s[0]}-{s[-1]}" if len(s) > 1 and s == list(range(s[0], s[-1] + 1)) else ",".join(map(str, s))
 
 
@@ -378,6 +412,8 @@ def finish(job: Job, echo: Callable[[str], None]) -> Job:
     if job.state == JobState.COMPLETE:
         n = sum(len(k.runs) for k in kernels)
         echo(f"job {name} complete: {n} run(s) installed in {config.runs_dir()} (`kit runs`, `kit ensemble`)")
+        if job.group is not None:
+            echo(f"group {job.group} complete: judge it out of fold with `kit ensemble {job.group}`")
         return job
     if job.state == JobState.FAILED:
         names = "; ".join(f"{k.ref}: {k.failure}" for k in gave_none)
@@ -407,6 +443,32 @@ def _gave_up(job: Job, e: client.KaggleGaveUpError) -> KitError:
     return e.then(f"run `kit remote pull {job.name}` to go on (the pushed kernels keep running on Kaggle)")
 
 
+def job_config(
+    model: models.Model, seeds: list[int], preset: str | None, overrides: dict, folds: Folds | None
+):
+    """(the job's config, the seeds its runs train with). With `folds`, `seeds` is empty (the
+    config's seed) or one seed: the group's base seed S, member m's seed S + m; the fold
+    assignment is checked on the local data here, before anything is made."""
+    if folds is None:
+        return remote_config(model, preset, overrides), seeds
+    if len(seeds) > 1:
+        raise KitError(
+            f"with --folds, --seeds is one seed S, the group's base seed (member m trains with seed "
+            f"S + m); got {len(seeds)} seeds"
+        )
+    cfg = remote_config(model, preset, {**overrides, "seed": seeds[0] if seeds else None})
+    groups.assignment(data.load().y_train, folds.folds, folds.repeats, folds.fold_seed, folds.same_folds)
+    return cfg, [cfg.seed + m for m in range(folds.size)]
+
+
+def new_group(job: Job, folds: Folds) -> groups.Group:
+    """The local record of the group `job` trains (saved): its config and the local data's."""
+    f = folds
+    return groups.create(
+        job.model, job.config, f.folds, f.repeats, f.fold_seed, f.same_folds, job.identity["data_checksum"]
+    )
+
+
 def train(
     model_name: str,
     seeds: list[int],
@@ -415,15 +477,21 @@ def train(
     preset: str | None = None,
     overrides: dict | None = None,
     echo: Callable[[str], None] = print,
+    folds: Folds | None = None,
 ) -> Job:
     """Train `seeds` of `model_name` on Kaggle over `kernels` kernels; install the runs here.
-    Returns the finished job (its record: kit.remote.jobs)."""
+    `folds`: a cross-validated group instead, its record made here before the first push (the
+    base seed: job_config). Returns the finished job (its record: kit.remote.jobs)."""
     model = models.get(model_name)
-    cfg = remote_config(model, preset, overrides or {})
-    job = new_job(model.name, seeds, kernels, accelerator, cfg, client.username())
+    cfg, seeds = job_config(model, seeds, preset, overrides or {}, folds)
+    job = new_job(model.name, seeds, kernels, accelerator, cfg, client.username(), group=folds is not None)
     check_quota(job, echo)
+    what = f"seeds {seeds}"
+    if folds is not None:
+        job.group = new_group(job, folds).name
+        what = f"group {job.group} ({folds.folds} folds x {folds.repeats} repeats, seeds {_seed_list(seeds)})"
     jobs.save(job)  # before the first push: nothing pushed is ever lost track of
-    echo(f"job {job.name}: {model.name} ({cfg.preset}) seeds {seeds} over {len(job.kernels)} kernel(s)")
+    echo(f"job {job.name}: {model.name} ({cfg.preset}) {what} over {len(job.kernels)} kernel(s)")
     try:
         push_waiting(job, echo)
         return wait(job, echo)
@@ -491,7 +559,8 @@ def status_lines(name: str | None = None) -> list[str]:
     out = []
     for job in found:
         seeds = sum(len(k.seeds) for k in job.kernels)
-        out.append(f"{job.name}  {job.state:<8} {job.model} {seeds} seed(s) on {job.accelerator}")
+        what = f"{seeds} seed(s)" if job.group is None else f"group {job.group} ({seeds} members)"
+        out.append(f"{job.name}  {job.state:<8} {job.model} {what} on {job.accelerator}")
         for k in job.kernels:
             version = f"v{k.version}" if k.version else "-"
             runs_ = f"  runs: {', '.join(k.runs)}" if k.runs else ""
