@@ -452,7 +452,7 @@ def _group_members(gs: Sequence[groups.Group], y: np.ndarray):
             if m.run not in done:
                 raise KitError(
                     f"group {g.name} is not finished: {len(done)} of {len(g.members)} members; "
-                    f"finish it with `kit train {g.model} --resume {g.name}`"
+                    f"finish it with {g.finish_command()}"
                 )
             run = runs.Run(config.runs_dir() / m.run)
             rows = groups.member_split(g, m, y).val_idx

@@ -74,6 +74,13 @@ class Group:
     def complete(self) -> bool:
         return len(self.runs()) == len(self.members)
 
+    def finish_command(self) -> str:
+        """What finishes the group: members a `kit remote` job trains have no run folder here
+        until they are pulled; a local group names every member's folder from its start."""
+        if any(m.run is None for m in self.members):
+            return "`kit remote pull` (its other members are trained on Kaggle)"
+        return f"`kit train {self.model} --resume {self.name}`"
+
     def unfinished(self) -> list[Member]:
         done = {r.name for r in self.runs()}
         return [m for m in self.members if m.run not in done]

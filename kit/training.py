@@ -348,6 +348,8 @@ def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group
     group = groups.load(ref)
     if group.complete:
         raise KitError(f"group {group.name} already finished; there is nothing to resume")
+    if any(m.run is None for m in group.members):
+        raise KitError(f"group {group.name} is trained on Kaggle: finish it with {group.finish_command()}")
     return _train_members(models.get(group.model), group, progress, jobs)
 
 

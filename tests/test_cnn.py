@@ -687,7 +687,10 @@ def test_cli_trains_and_prints_the_run(fixture_data):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--preset", "resnet"], "Error: unknown preset 'resnet'; choose one of: reference, default, best, anchor\n"),
+        (
+            ["--preset", "resnet"],
+            "Error: unknown preset 'resnet'; choose one of: reference, default, best, anchor\n",
+        ),
         (["--lr", "0"], "Error: --lr must be > 0 (got 0.0)\n"),
         (["--epochs", "0"], "Error: --epochs must be at least 1 (got 0)\n"),
         (["--growth", "0"], "Error: --growth must be at least 1 (got 0)\n"),

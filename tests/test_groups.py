@@ -3,6 +3,7 @@ yardstick), on the fixture competition with tiny scratch networks."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -208,3 +209,15 @@ def test_pseudo_labels_come_from_the_teacher_member_that_never_saw_the_fold(fixt
                 training.train_group("scratch", cfg, kwargs["folds"], 1, FOLD_SEED, progress=False, pseudo=p)
             else:
                 training.train("scratch", cfg, progress=False, pseudo=p)
+
+
+def test_a_group_whose_members_are_on_kaggle_says_to_pull_it(fixture_data):
+    cfg = _cfg()
+    g = groups.create("scratch", dataclasses.asdict(cfg), K, 1, FOLD_SEED, False, data.load().checksum)
+    pull = "`kit remote pull` (its other members are trained on Kaggle)"
+    result = CliRunner().invoke(cli, ["ensemble", g.name])
+    assert (
+        result.output == f"Error: group {g.name} is not finished: 0 of {K} members; finish it with {pull}\n"
+    )
+    result = CliRunner().invoke(cli, ["train", "scratch", "--resume", g.name])
+    assert result.output == f"Error: group {g.name} is trained on Kaggle: finish it with {pull}\n"
