@@ -113,14 +113,15 @@ def default_members(cnn_seeds: int | None = None) -> list[Run]:
 
 
 def default_group() -> groups.Group | None:
-    """The latest complete group, when the run that finished last (ensembles aside) is one of
-    its members: `kit ensemble` then takes that group, as it takes the latest runs otherwise."""
-    trained = [r for r in runs.all_runs() if r.model != "ensemble"]
-    if not trained:
-        return None
-    last = max(trained, key=lambda r: r.metrics.get("finished_utc", ""))
+    """The latest complete group, when it started after the last fixed-split run finished:
+    `kit ensemble` then takes that group, as it takes the latest runs otherwise. (Its start, not
+    its members' ends: members a `kit remote` job brings back finished on Kaggle, earlier.)"""
     group = groups.latest_complete()
-    return group if group is not None and groups.group_of(last) == group.name else None
+    if group is None:
+        return None
+    fixed = [r for m in models.names() for r in fixed_split_runs(m)]
+    last = max((r.metrics.get("finished_utc", "") for r in fixed), default="")
+    return group if group.created_utc > last else None
 
 
 def refuse_mixing(members: Sequence[Run]) -> None:
