@@ -15,7 +15,9 @@ KIT := $(BIN)/kit
 
 # Options passed through to the CLI (empty by default).
 FROM ?=
-SEEDS ?= 5
+FOLDS ?= 5
+REPEATS ?= 1
+REMOTE_REPEATS ?= 3
 RUN ?=
 MSG ?=
 ARGS ?=
@@ -63,14 +65,16 @@ train-cnn: $(STAMP) ## Train the augmented Keras CNN (ARGS="--preset reference -
 
 train-all: train-scratch train-cnn ## Train the NumPy network, then the CNN
 
-train-ensemble: $(STAMP) ## Train SEEDS CNN seeds and the NumPy network, then ensemble them
-	$(KIT) train scratch
-	for s in $$(seq 1 $(SEEDS)); do $(KIT) train cnn --seed $$s || exit 1; done
-	$(KIT) ensemble --cnn-seeds $(SEEDS)
+# The ensembles' recipe: the default CNN without the eval blur, the winner of the out-of-fold
+# study (docs/decisions.md, "Ensembles judged out of fold").
+ENSEMBLE_RECIPE := --blur 0
 
-remote-ensemble: $(STAMP) ## Train SEEDS CNN seeds on Kaggle's GPUs (kit remote), then ensemble them and write a submission
-	$(KIT) remote train cnn --seeds 1-$(SEEDS) $(ARGS)
-	$(KIT) ensemble --cnn-seeds $(SEEDS)
+train-ensemble: $(STAMP) ## A cross-validated CNN group (FOLDS x REPEATS members, all 42,000 rows), judged out of fold
+	$(KIT) train cnn --folds $(FOLDS) --repeats $(REPEATS) $(ENSEMBLE_RECIPE) $(ARGS)
+
+remote-ensemble: $(STAMP) ## The same on Kaggle's GPUs (kit remote; FOLDS x REMOTE_REPEATS), then its submission CSV
+	$(KIT) remote train cnn --folds $(FOLDS) --repeats $(REMOTE_REPEATS) $(ENSEMBLE_RECIPE) $(ARGS)
+	$(KIT) ensemble
 	$(KIT) predict
 
 ensemble: $(STAMP) ## Ensemble the latest run of each model (RUN="run run ..." to choose the members)

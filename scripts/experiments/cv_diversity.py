@@ -15,7 +15,7 @@ variant's memory never carries into the next), then judges every variant on all 
   blur off    the folds group's networks predicting their folds again with blur 0
   tta 4       ... and with 4 test-time augmentation passes
   pseudo      folds + --pseudo-labels <the folds group> --pseudo-threshold 0.99
-Prints the table and writes docs/bench/cv-diversity-<UTC stamp>.json. Groups already trained
+Prints the table and writes docs/studies/cv-diversity-<UTC stamp>.json. Groups already trained
 (same name in the state file, runs dir/cv-diversity.json) are reused: a cut-short study resumes.
 """
 
@@ -150,7 +150,7 @@ def main() -> None:
         "cpu": _cpu(),
         "rows": rows,
     }
-    path = ROOT / "docs" / "bench" / f"cv-diversity-{utc_stamp()}.json"
+    path = ROOT / "docs" / "studies" / f"cv-diversity-{utc_stamp()}.json"
     write_json(path, out)
     _print(rows)
     print(f"written: {path}")
