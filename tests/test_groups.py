@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from kit import config, data, ensemble, groups, models, pseudo, runs, training
+from kit import config, data, ensemble, groups, ledger, models, pseudo, runs, training
 from kit.cli import cli
 from kit.errors import KitError
 
@@ -221,3 +222,12 @@ def test_a_group_whose_members_are_on_kaggle_says_to_pull_it(fixture_data):
     )
     result = CliRunner().invoke(cli, ["train", "scratch", "--resume", g.name])
     assert result.output == f"Error: group {g.name} is trained on Kaggle: finish it with {pull}\n"
+
+
+def test_kit_submit_takes_a_group_and_uploads_its_ensembles_csv(group, kaggle_emulator):
+    result = CliRunner().invoke(cli, ["submit", group.name])
+    assert result.exit_code == 0, result.output
+    made = runs.all_runs(model="ensemble")[-1]
+    assert made.config["groups"] == [group.name]
+    (rec,) = ledger.records()
+    assert rec["status"] == "complete" and json.loads(rec["runs"])[0] == made.name
