@@ -321,7 +321,7 @@ GROUP_OPTIONS = [
         show_default=True,
         metavar="N",
         help="With --folds: members trained at once, each in its own process (a GPU: they share "
-        "the card, whose steps one small network leaves mostly idle; a CPU: keep 1).",
+        "the card, whose steps one small network leaves mostly idle; on a CPU only start-up and prediction overlap).",
     ),
     click.option(
         "--pseudo-labels",
