@@ -645,7 +645,7 @@ def remote():
 
 # `kit train --folds`'s options but --jobs and the pseudo-labels: a kernel trains its members
 # one at a time, and a teacher's runs would have to travel to Kaggle
-REMOTE_GROUP_KEYS = GROUP_KEYS[:4]  # folds, repeats, fold_seed, same_folds: GROUP_OPTIONS[:4]
+REMOTE_GROUP_KEYS = GROUP_KEYS  # folds, repeats, fold_seed, same_folds, jobs: GROUP_OPTIONS[:5]
 
 
 def _remote_folds(shape: dict) -> remote_mod.Folds | None:
@@ -654,7 +654,9 @@ def _remote_folds(shape: dict) -> remote_mod.Folds | None:
     if shape["folds"] is not None:
         return remote_mod.Folds(**shape)
     if _given(list(REMOTE_GROUP_KEYS)):
-        raise KitError("--repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)")
+        raise KitError(
+            "--repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)"
+        )
     return None
 
 

@@ -176,9 +176,11 @@ def activate(s: Settings) -> Iterator[Settings]:
 
 def environment() -> dict[str, str]:
     """os.environ with the active settings as KIT_* variables: what a `kit` child process
-    needs to read and write where this one does (--data-dir and the like included)."""
+    needs to read and write where this one does (--data-dir and the like included), and this
+    kit first on PYTHONPATH (a Kaggle kernel's kit is unpacked, not installed)."""
     s = settings()
-    return {**os.environ, **{var: str(getattr(s, name)) for name, var in _ENV.items()}}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **{var: str(getattr(s, name)) for name, var in _ENV.items()}, "PYTHONPATH": path}
 
 
 def settings() -> Settings:

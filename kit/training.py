@@ -37,6 +37,7 @@ import numpy as np
 from kit import config, data, groups, hparams, io, metrics, models, runs
 from kit import pseudo as kit_pseudo  # `pseudo` names the runs' PseudoLabels in signatures
 from kit.errors import KitError
+from kit.models import backends
 from kit.pseudo import PseudoLabels
 
 LOCK = ".lock"  # in the run folder: held by the one process writing it
@@ -336,11 +337,18 @@ def train_group(
         new = groups.Group("(new)", name, folds, repeats, fold_seed, same_folds, {}, ds.checksum)
         kit_pseudo.teacher_proba(pseudo.source, (new, groups.Member(0, 0, 0)), {})
     group = groups.create(*args)
-    for m in group.members:
-        sp = groups.member_split(group, m, ds.y_train)
-        identity = metrics.identity(ds.checksum, sp.hash)
-        new_run(name, dataclasses.replace(cfg, seed=m.seed), identity, (group, m), pseudo)
+    start_members(model, group, group.members, cfg, pseudo)
     return _train_members(model, group, progress, jobs)
+
+
+def start_members(model: models.Model, group: groups.Group, members, cfg, pseudo=None) -> None:
+    """Make the run folder (config.json: the member's seed and split) of each of `members`
+    that has none, naming it in the group's record. cfg: the resolved config they share."""
+    ds = data.load()
+    for m in members:
+        if m.run is None:
+            identity = metrics.identity(ds.checksum, groups.member_split(group, m, ds.y_train).hash)
+            new_run(model.name, dataclasses.replace(cfg, seed=m.seed), identity, (group, m), pseudo)
 
 
 def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group:
@@ -353,9 +361,12 @@ def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group
     return _train_members(models.get(group.model), group, progress, jobs)
 
 
-def _train_members(model: models.Model, group: groups.Group, progress: bool, jobs: int) -> groups.Group:
-    todo = group.unfinished()
-    done = len(group.members) - len(todo)
+def _train_members(
+    model: models.Model, group: groups.Group, progress: bool, jobs: int, members=None
+) -> groups.Group:
+    """Train the group's unfinished members (of `members`, if given), `jobs` at a time."""
+    todo = [m for m in group.unfinished() if members is None or m in members]
+    done = len(group.members) - len(group.unfinished())
     folders = [config.runs_dir() / m.run for m in todo]
     if jobs <= 1:
         for i, (m, folder) in enumerate(zip(todo, folders), start=done + 1):
@@ -374,17 +385,20 @@ def _train_in_processes(model: models.Model, group: groups.Group, todo, folders,
     """Each member in its own `kit train --resume` process, `jobs` at once (on a GPU they share
     the card: one small network's steps leave it mostly idle). KitError naming the members that
     failed, after the others have finished."""
-    env = config.environment()
+    env, gpus = config.environment(), backends.nvidia_gpus()
+    # several GPUs (Kaggle's T4 pair): each process sees one, in turn, unless the user chose
+    pin = len(gpus) > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ
 
-    def one(folder) -> tuple[str, str | None]:
+    def one(i: int, folder) -> tuple[str, str | None]:
         argv = [sys.executable, "-m", "kit", "train", model.name, "--resume", str(folder), "--quiet"]
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        gpu = {"CUDA_VISIBLE_DEVICES": str(i % len(gpus))} if pin else {}
+        proc = subprocess.run(argv, env={**env, **gpu}, capture_output=True, text=True)
         return folder.name, None if proc.returncode == 0 else (proc.stderr or proc.stdout).strip()[-500:]
 
     print(f"{group.name}: {len(todo)} members, {jobs} at a time, each in its own process", flush=True)
     failed = []
     with ThreadPoolExecutor(jobs) as pool:
-        started = {pool.submit(one, folder): m for folder, m in zip(folders, todo)}
+        started = {pool.submit(one, i, folder): m for i, (folder, m) in enumerate(zip(folders, todo))}
         for future in as_completed(started):
             name, error = future.result()
             print(f"  {name} {_where(group, started[future])}: {'failed' if error else 'done'}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,23 @@ def test_kit_submit_takes_a_group_and_uploads_its_ensembles_csv(group, kaggle_em
     assert made.config["groups"] == [group.name]
     (rec,) = ledger.records()
     assert rec["status"] == "complete" and json.loads(rec["runs"])[0] == made.name
+
+
+def test_on_several_gpus_each_member_process_sees_one_in_turn(fixture_data, monkeypatch):
+    group = groups.create("scratch", dataclasses.asdict(_cfg()), 4, 1, FOLD_SEED, False, "x")
+    folders = [config.runs_dir() / f"m{i}" for i in range(4)]
+    seen = []
+
+    def fake_run(argv, env, **kwargs):
+        seen.append((argv[-2], env.get("CUDA_VISIBLE_DEVICES")))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(training.subprocess, "run", fake_run)
+    monkeypatch.setattr(training.backends, "nvidia_gpus", lambda: ["Tesla T4", "Tesla T4"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    training._train_in_processes(models.get("scratch"), group, group.members, folders, 2)
+    assert sorted(seen) == [(str(f), str(i % 2)) for i, f in enumerate(folders)]
+    seen.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the user's choice is kept
+    training._train_in_processes(models.get("scratch"), group, group.members, folders, 2)
+    assert {gpu for _, gpu in seen} == {"3"}

@@ -534,11 +534,11 @@ def test_group_options_that_do_not_go_remote_are_refused_before_anything_is_made
         "S + m); got 3 seeds\n"
     )
     assert _kit("remote", "train", "scratch", "--repeats", "2").output == (
-        "Error: --repeats, --fold-seed and --same-folds go with --folds K (a cross-validated group)\n"
+        "Error: --repeats, --fold-seed, --same-folds and --jobs go with --folds K (a cross-validated group)\n"
     )
     assert (
-        "Error: No such option '--jobs'"
-        in _kit("remote", "train", "scratch", "--folds", "3", "--jobs", "2").output
+        "Error: No such option '--pseudo-labels'"
+        in _kit("remote", "train", "scratch", "--folds", "3", "--pseudo-labels", "g").output
     )
     assert not jobs.jobs_dir().exists() and groups.all_groups() == []
 
@@ -585,6 +585,20 @@ def test_a_group_trained_on_kaggle_comes_home_as_a_local_group(emulated):
     assert made.metrics["val_accuracy"] == pytest.approx(metrics.accuracy(oof.proba, y))
     assert made.metrics["val_loss"] == pytest.approx(metrics.log_loss(oof.proba, y), rel=1e-6)
     assert made.metrics["rows_all_wrong"] == int(oof.all_wrong.sum())
+
+
+def test_a_kernel_trains_its_members_at_once_with_jobs_and_writes_the_same_bytes(emulated):
+    """`--jobs 2`: the kernel makes its members' folders, then trains them two at a time, each in
+    its own process; the runs equal those of the one-at-a-time kernel, byte for byte."""
+    shape = ["--folds", "3", "--fold-seed", "7", "--seeds", "5", "--kernels", "1", *SCRATCH_TINY]
+    for extra in (["--jobs", "2"], []):
+        result = _kit("remote", "train", "scratch", *shape, *extra, "--accelerator", "none")
+        assert result.exit_code == 0, result.output
+    two, one = [groups.load(j.group) for j in jobs.all_jobs()[-2:]]
+    assert [j.member_jobs for j in jobs.all_jobs()[-2:]] == [2, 1]
+    for a, b in zip(two.runs(), one.runs()):
+        for name in (runs.VAL_PROBA, runs.TEST_PROBA):
+            assert a.file(name).read_bytes() == b.file(name).read_bytes()
 
 
 # ----------------------------------------------------------------------------- faults during a job

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -178,6 +179,20 @@ def setup(backend: str, seed: int, threads: int, mixed_precision: bool) -> None:
     if backend == "tensorflow":
         tf().config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def nvidia_gpus() -> list[str]:
+    """The NVIDIA GPUs' names from nvidia-smi, without loading a framework; [] without any."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
 def accelerators(backend: str) -> list[str]:

@@ -128,7 +128,7 @@ def main(job: dict) -> int:
 
 def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
     # lazy: these need NumPy (and more), whose presence main checks first (EXIT_MISSING)
-    from kit import data, groups, io, metrics, models, training
+    from kit import data, groups, io, metrics, models, runs, training
 
     folder = find_competition(input_dir)
     say(f"kit from {Path(__file__).parent.parent}; data from {folder}")  # kit/, not kit/remote/
@@ -139,7 +139,18 @@ def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
         raise KitError(f"the competition data here is not the data the job was made with ({diff})")
     model, gpu, names = models.get(job["model"]), gpu_name(), []
     say(f"device: {gpu or 'CPU'}")
-    for seed, member, where in _work(job):
+    work = _work(job)
+    if job.get("jobs", 1) > 1:  # a group's members, several at once: made first, then trained
+        group, members = work[0][1][0], [m for _, (_, m), _ in work]
+        cfg = model.module.resolved(model.run_config(job["config"]))
+        training.start_members(model, group, members, cfg)
+        training._train_members(model, group, True, job["jobs"], members)
+        work = []
+        for m in members:
+            run = runs.Run(config.runs_dir() / m.run)
+            names.append(run.name)
+            say(f"seed {m.seed}: {run.name} val accuracy {run.metrics['val_accuracy']:.4f}")
+    for seed, member, where in work:
         cfg = model.run_config({**job["config"], "seed": seed})
         run = training.train(model.name, cfg, progress=True, member=member)
         names.append(run.name)

@@ -124,24 +124,30 @@ class Job:
     state: str = JobState.RUNNING  # a JobState value
     kernels: list[Kernel] = field(default_factory=list)
     group: str | None = None  # the cross-validated group it trains (kit.groups), if any
+    member_jobs: int = 1  # a group's job: members a kernel trains at once (`--jobs`)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know
 
     def to_json(self) -> dict[str, Any]:
-        """The record's dict, as runs/remote/<job>.json holds it (`group` only when set)."""
-        return {
-            **self.extra,
-            "job": self.name,
-            "model": self.model,
-            "accelerator": self.accelerator,
-            "competition": self.competition,
-            "config": self.config,
-            "identity": self.identity,
-            "n_val": self.n_val,
-            "n_test": self.n_test,
-            "created_utc": self.created_utc,
-            "state": self.state,
-            "kernels": [k.to_json() for k in self.kernels],
-        } | ({"group": self.group} if self.group is not None else {})
+        """The record's dict, as runs/remote/<job>.json holds it (`group` only when set,
+        `member_jobs` only when above 1)."""
+        return (
+            {
+                **self.extra,
+                "job": self.name,
+                "model": self.model,
+                "accelerator": self.accelerator,
+                "competition": self.competition,
+                "config": self.config,
+                "identity": self.identity,
+                "n_val": self.n_val,
+                "n_test": self.n_test,
+                "created_utc": self.created_utc,
+                "state": self.state,
+                "kernels": [k.to_json() for k in self.kernels],
+            }
+            | ({"group": self.group} if self.group is not None else {})
+            | ({"member_jobs": self.member_jobs} if self.member_jobs != 1 else {})
+        )
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Job:

@@ -21,15 +21,19 @@ CODE_FILE = "kit_remote.py"
 METADATA = "kernel-metadata.json"
 
 
+PACKED = ("*.py", "*.j2", "*.css")  # what kit_zip carries: the code and its package data
+
+
 @functools.cache
 def kit_zip() -> bytes:
-    """The kit package as the user has it (their edits included): every .py under kit/, as a
-    zip with fixed timestamps, so the same code always makes the same script. Made once per
+    """The kit package as the user has it (their edits included): every .py under kit/ and the
+    package data (the report's template and style sheet: `python -m kit` imports the report), as
+    a zip with fixed timestamps, so the same code always makes the same script. Made once per
     process: every kernel of a job carries the same code."""
     root = Path(__file__).resolve().parent.parent  # kit/ (this file is kit/remote/kernel.py)
     buf = _io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        for path in sorted(root.rglob("*.py")):
+        for path in sorted(p for pattern in PACKED for p in root.rglob(pattern)):
             if "__pycache__" in path.parts:
                 continue
             info = zipfile.ZipInfo(
@@ -92,7 +96,7 @@ def kernel_job(job: Job, kernel: Kernel) -> dict:
         return out
     record = dataclasses.asdict(groups.load(job.group))
     record["members"] = [{**m, "run": None} for m in record["members"]]
-    return out | {"group": record, "members": kernel.members}
+    return out | {"group": record, "members": kernel.members, "jobs": job.member_jobs}
 
 
 def script(job: Job, kernel: Kernel) -> str:

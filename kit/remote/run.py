@@ -76,6 +76,7 @@ class Folds:
     repeats: int = 1
     fold_seed: int = config.SPLIT_SEED
     same_folds: bool = False
+    jobs: int = 1  # members each kernel trains at once (a T4 pair: 2, one per card)
 
     @property
     def size(self) -> int:
@@ -488,7 +489,7 @@ def train(
     check_quota(job, echo)
     what = f"seeds {seeds}"
     if folds is not None:
-        job.group = new_group(job, folds).name
+        job.group, job.member_jobs = new_group(job, folds).name, folds.jobs
         what = f"group {job.group} ({folds.folds} folds x {folds.repeats} repeats, seeds {_seed_list(seeds)})"
     jobs.save(job)  # before the first push: nothing pushed is ever lost track of
     echo(f"job {job.name}: {model.name} ({cfg.preset}) {what} over {len(job.kernels)} kernel(s)")
