@@ -72,8 +72,8 @@ ENSEMBLE_RECIPE := --blur 0
 train-ensemble: $(STAMP) ## A cross-validated CNN group (FOLDS x REPEATS members, all 42,000 rows), judged out of fold
 	$(KIT) train cnn --folds $(FOLDS) --repeats $(REPEATS) $(ENSEMBLE_RECIPE) $(ARGS)
 
-remote-ensemble: $(STAMP) ## The same on Kaggle's GPUs (kit remote; FOLDS x REMOTE_REPEATS), then its submission CSV
-	$(KIT) remote train cnn --folds $(FOLDS) --repeats $(REMOTE_REPEATS) $(ENSEMBLE_RECIPE) $(ARGS)
+remote-ensemble: $(STAMP) ## The same on Kaggle's GPUs (kit remote; FOLDS x REMOTE_REPEATS, 2 at once per T4 pair), then its submission CSV
+	$(KIT) remote train cnn --folds $(FOLDS) --repeats $(REMOTE_REPEATS) --jobs 2 $(ENSEMBLE_RECIPE) $(ARGS)
 	$(KIT) ensemble
 	$(KIT) predict
 
