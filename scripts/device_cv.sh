@@ -10,7 +10,8 @@
 #
 # Steps, each under a timeout taken from what is left of BUDGET_S:
 #   1. the group: `kit train cnn RECIPE --folds FOLDS --repeats REPEATS --jobs JOBS` on JAX
-#      (default: the `best` preset, 5 folds x 3 repeats, 8 members at once), then `kit ensemble`
+#      (default: the `best` preset, 5 folds x 3 repeats, 5 members at once: an H200 ran five
+#      side by side at 2.8 s an epoch each), then `kit ensemble`
 #      of it: its out-of-fold accuracy over the 42,000 rows and its wall time (the targets:
 #      >= 99.70 % in <= 10 minutes)
 #   2. members at once against one at a time: the same short group (SHORT, 3 folds) with
@@ -25,7 +26,7 @@ RESERVE_S=20
 RECIPE=${RECIPE:---preset best}
 FOLDS=${FOLDS:-5}
 REPEATS=${REPEATS:-3}
-JOBS=${JOBS:-8}
+JOBS=${JOBS:-5}
 SHORT=${SHORT:---preset best --epochs 3}
 ZIP=${ZIP:-.devdata/digit-recognizer.zip}
 START=$(date +%s)
