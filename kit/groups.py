@@ -1,8 +1,8 @@
 """Cross-validated groups: one model and recipe trained K x R times, so that every labelled row
 is out of fold (unseen in training) for exactly R members, and all the rows are learnt from.
 
-    group = groups.create("cnn", cfg, folds=5, repeats=3)     # runs/groups/<name>.json
-    for m in group.members: training.train("cnn", ..., member=(group, m))
+    group = training.train_group("cnn", cfg, folds=5, repeats=3, fold_seed=42)
+    # runs/groups/<name>.json, then each member trained; kit.ensemble.build_groups judges it
 
 Repeat r draws its own stratified assignment of the rows to K folds (scikit-learn's
 RepeatedStratifiedKFold, from the recorded `fold_seed`); with `same_folds` every repeat uses the
@@ -11,14 +11,15 @@ m = r * K + k trains on the rows outside fold k of repeat r with seed `cfg.seed 
 "validation" rows are fold k: its run folder is an ordinary run (val_proba.npy holds its fold's
 rows in train.csv order) whose config.json and metrics.json also record `group`, `fold`, `repeat`.
 
-The group record (runs/groups/<name>.json) is written when the group starts and after each member
-finishes, so an interrupted group resumes where it stopped (`kit train cnn --resume GROUP`).
+The group record (runs/groups/<name>.json) is written when the group starts, naming every
+member's run folder (each made, with its config.json, before any member trains), so an
+interrupted group resumes where it stopped (`kit train cnn --resume GROUP`). A group a `kit remote`
+job trains names its members' folders as they are installed here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +116,6 @@ def member_split(group: Group, member: Member, y: np.ndarray) -> data.Split:
     return data.Split(
         rows[fold_of != member.fold], rows[fold_of == member.fold], group.fold_seed, 1 / group.folds
     )
-
-
-def assignment_hash(y: np.ndarray, folds: int, repeats: int, seed: int, same_folds: bool) -> str:
-    """Short sha256 of the fold assignment: equal hashes = the very same folds in every repeat."""
-    a = assignment(y, folds, repeats, seed, same_folds)
-    return hashlib.sha256(a.astype("<i8").tobytes()).hexdigest()[:16]
 
 
 def create(
