@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -432,6 +433,18 @@ def finish(job: Job, echo: Callable[[str], None]) -> Job:
     raise KitError(f"job {name} is not finished: " + "; ".join(parts))
 
 
+@contextmanager
+def _what_next(job: Job) -> Iterator[None]:
+    """Ctrl-C, or Kaggle given up on, while a job pushes or waits: a KitError saying what to run
+    next (the pushed kernels keep running on Kaggle)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _interrupted(job) from None
+    except client.KaggleGaveUpError as e:
+        raise _gave_up(job, e) from None
+
+
 def _interrupted(job: Job) -> KitError:
     return KitError(
         f"interrupted; the pushed kernels keep running on Kaggle. Reattach with: kit remote pull {job.name}"
@@ -493,13 +506,9 @@ def train(
         what = f"group {job.group} ({folds.folds} folds x {folds.repeats} repeats, seeds {_seed_list(seeds)})"
     jobs.save(job)  # before the first push: nothing pushed is ever lost track of
     echo(f"job {job.name}: {model.name} ({cfg.preset}) {what} over {len(job.kernels)} kernel(s)")
-    try:
+    with _what_next(job):
         push_waiting(job, echo)
         return wait(job, echo)
-    except KeyboardInterrupt:
-        raise _interrupted(job) from None
-    except client.KaggleGaveUpError as e:
-        raise _gave_up(job, e) from None
 
 
 def resolve_pushing(job: Job, echo: Callable[[str], None]) -> None:
@@ -534,7 +543,7 @@ def pull(name: str | None = None, echo: Callable[[str], None] = print, push_held
         return job
     if all(k.state in DONE for k in job.kernels):
         return finish(job, echo)  # failed: raises, naming the kernels that gave no runs
-    try:
+    with _what_next(job):
         held = [k for k in job.kernels if k.state == HELD]
         if push_held and held:
             check_quota(job, echo, held)
@@ -545,10 +554,6 @@ def pull(name: str | None = None, echo: Callable[[str], None] = print, push_held
         resolve_pushing(job, echo)
         push_waiting(job, echo)
         return wait(job, echo)
-    except KeyboardInterrupt:
-        raise _interrupted(job) from None
-    except client.KaggleGaveUpError as e:
-        raise _gave_up(job, e) from None
 
 
 def status_lines(name: str | None = None) -> list[str]:
