@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from kit import config  # config and errors import only the standard library
 from kit.errors import KitError
+from kit.models import backends  # standard library only, as config and errors
 
 INPUT_ENV, WORKING_ENV = "KIT_KAGGLE_INPUT", "KIT_KAGGLE_WORKING"
 KAGGLE_INPUT, KAGGLE_WORKING = "/kaggle/input", "/kaggle/working"
@@ -76,17 +76,8 @@ def find_competition(input_dir: Path) -> Path:
 
 def gpu_name() -> str | None:
     """The first GPU's name from nvidia-smi ('Tesla T4'), None without one."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return names[0] if out.returncode == 0 and names else None
+    names = backends.nvidia_gpus()
+    return names[0] if names else None
 
 
 def folders() -> tuple[Path, Path]:
