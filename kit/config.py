@@ -183,6 +183,11 @@ def environment() -> dict[str, str]:
     return {**os.environ, **{var: str(getattr(s, name)) for name, var in _ENV.items()}, "PYTHONPATH": path}
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity where the OS tells, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def settings() -> Settings:
     """The active Settings, or, with none active, Settings.from_env() read now."""
     return _active[-1] if _active else Settings.from_env()

@@ -43,7 +43,7 @@ print(json.dumps({"metrics": run.metrics, "history": run.history().to_dict("list
 
 
 def _threads() -> int:
-    from kit.models.scratch import config
+    from kit import config
 
     return config.cpu_cores()
 

@@ -4,9 +4,9 @@ machine's choices before a run starts."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
+from kit.config import cpu_cores
 from kit.hparams import ModelConfig, param
 
 
@@ -97,8 +97,3 @@ PRESETS: dict[str, dict] = {
 def resolved(cfg: Config) -> Config:
     """cfg with the machine's choices fixed, as config.json records them: threads=0 -> the cores."""
     return replace(cfg, threads=cfg.threads or cpu_cores())
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity where the OS tells, else all)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

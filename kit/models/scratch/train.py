@@ -32,7 +32,7 @@ import numpy as np
 from kit import config, io
 from kit.errors import KitError
 from kit.models.scratch import augment, net
-from kit.models.scratch.config import Config, cpu_cores
+from kit.models.scratch.config import Config
 
 WEIGHTS = "weights.npz"  # the trained network (best epoch), for net.predict_proba
 CHECKPOINT = "checkpoint.npz"  # the last finished epoch, for --resume; removed when the run finishes
@@ -119,7 +119,7 @@ def load(run, cfg: Config) -> Trained:
     return Trained(
         weights,
         scale,
-        cfg.threads or cpu_cores(),
+        cfg.threads or config.cpu_cores(),
         run.history().to_dict("records"),
         int(run.metrics.get("kept_epoch") or run.metrics.get("best_epoch") or 0),
     )
