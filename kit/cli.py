@@ -283,6 +283,21 @@ def _with_options(command, options: list):
     return command
 
 
+class Jobs(click.ParamType):
+    """--jobs: a count from 1, or auto (None: kit.training.auto_jobs decides where it trains)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) and value >= 1:
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        if str(value).strip().isdigit() and int(value) >= 1:
+            return int(value)
+        self.fail(f"{value!r} is neither a count of 1 or more nor auto", param, ctx)
+
+
 # The options of every `kit train <model>` that say what is trained beside the hyper-parameters:
 # a cross-validated group (kit.groups) and pseudo-labels (kit.pseudo).
 GROUP_OPTIONS = [
@@ -316,12 +331,14 @@ GROUP_OPTIONS = [
     ),
     click.option(
         "--jobs",
-        type=click.IntRange(min=1),
-        default=1,
+        type=Jobs(),
+        default="auto",
         show_default=True,
-        metavar="N",
-        help="With --folds: members trained at once, each in its own process (a GPU: they share "
-        "the card, whose steps one small network leaves mostly idle; on a CPU only start-up and prediction overlap).",
+        metavar="N|auto",
+        help="With --folds: members trained at once, each in its own process. auto: one at a time "
+        "on a CPU (only start-up and prediction would overlap); with NVIDIA GPUs up to "
+        f"{training.GPU_JOBS_PER_CARD} a card, which one small network's steps leave mostly idle "
+        "(at most half the cores).",
     ),
     click.option(
         "--pseudo-labels",
@@ -643,8 +660,8 @@ def remote():
     """Train on Kaggle's GPUs; the runs come back as ordinary runs under runs/."""
 
 
-# `kit train --folds`'s options but --jobs and the pseudo-labels: a kernel trains its members
-# one at a time, and a teacher's runs would have to travel to Kaggle
+# `kit train --folds`'s options but the pseudo-labels: a teacher's runs would have to travel to
+# Kaggle
 REMOTE_GROUP_KEYS = GROUP_KEYS  # folds, repeats, fold_seed, same_folds, jobs: GROUP_OPTIONS[:5]
 
 

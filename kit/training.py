@@ -321,11 +321,11 @@ def train_group(
     fold_seed: int,
     same_folds: bool = False,
     progress: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
     pseudo: PseudoLabels | None = None,
 ) -> groups.Group:
     """Train a new cross-validated group of model `name` (kit.groups): K x R members, member m
-    with seed cfg.seed + m, `jobs` at a time. Every member's run folder is made first, so the
+    with seed cfg.seed + m, `jobs` at a time (None: auto_jobs). Every member's run folder is made first, so the
     group's record names them all; then each trains as a resume of its folder."""
     model = models.get(name)
     hparams.validate(cfg)
@@ -351,7 +351,7 @@ def start_members(model: models.Model, group: groups.Group, members, cfg, pseudo
             new_run(model.name, dataclasses.replace(cfg, seed=m.seed), identity, (group, m), pseudo)
 
 
-def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group:
+def resume_group(ref: str, progress: bool = True, jobs: int | None = None) -> groups.Group:
     """Finish group `ref`: its unfinished members resume (or start, if they never did)."""
     group = groups.load(ref)
     if group.complete:
@@ -362,10 +362,12 @@ def resume_group(ref: str, progress: bool = True, jobs: int = 1) -> groups.Group
 
 
 def _train_members(
-    model: models.Model, group: groups.Group, progress: bool, jobs: int, members=None
+    model: models.Model, group: groups.Group, progress: bool, jobs: int | None, members=None
 ) -> groups.Group:
-    """Train the group's unfinished members (of `members`, if given), `jobs` at a time."""
+    """Train the group's unfinished members (of `members`, if given), `jobs` at a time (None:
+    auto_jobs)."""
     todo = [m for m in group.unfinished() if members is None or m in members]
+    jobs = auto_jobs(model, len(todo)) if jobs is None else jobs
     done = len(group.members) - len(group.unfinished())
     folders = [config.runs_dir() / m.run for m in todo]
     if jobs <= 1:
@@ -377,6 +379,26 @@ def _train_members(
     return groups.load(group.name)
 
 
+# Members at once on an NVIDIA GPU (`--jobs auto`). On an H200, five JAX `best` members side by
+# side ran at 2.8 s an epoch each and three at 2.15 s: 1.79 member-epochs a second against 1.40
+# (docs/decisions.md, "GPU paths"); more than five was not tried. A member's process also keeps
+# about two cores busy (its step loop, its input pipeline), so Kaggle's 4-core T4 pair takes 2.
+GPU_JOBS_PER_CARD = 5
+# JAX takes 75 % of a card's memory when it starts and TensorFlow all of it: the second member's
+# process would find none left. Set for member processes unless the user set them.
+SHARE_THE_CARD = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+def auto_jobs(model: models.Model, members: int) -> int:
+    """How many of `members` to train at once by default: one at a time on a CPU (one process
+    already uses every core) or for a model that never uses a GPU; with NVIDIA GPUs,
+    GPU_JOBS_PER_CARD a card, no more than half the cores and no more than the members."""
+    gpus = backends.nvidia_gpus() if model.gpu else []
+    if not gpus:
+        return 1
+    return max(1, min(members, GPU_JOBS_PER_CARD * len(gpus), config.cpu_cores() // 2))
+
+
 def _where(group: groups.Group, m: groups.Member) -> str:
     return f"(fold {m.fold + 1}/{group.folds}, repeat {m.repeat + 1}/{group.repeats}, seed {m.seed})"
 
@@ -385,7 +407,7 @@ def _train_in_processes(model: models.Model, group: groups.Group, todo, folders,
     """Each member in its own `kit train --resume` process, `jobs` at once (on a GPU they share
     the card: one small network's steps leave it mostly idle). KitError naming the members that
     failed, after the others have finished."""
-    env, gpus = config.environment(), backends.nvidia_gpus()
+    env, gpus = {**SHARE_THE_CARD, **config.environment()}, backends.nvidia_gpus()
     # several GPUs (Kaggle's T4 pair): each process sees one, in turn, unless the user chose
     pin = len(gpus) > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -173,6 +174,8 @@ def test_group_options_are_checked_before_anything_is_trained(fixture_data):
     )
     out = runner.invoke(cli, ["train", "scratch", "--folds", "1"]).output
     assert "Invalid value for '--folds'" in out
+    out = runner.invoke(cli, ["train", "scratch", "--folds", "3", "--jobs", "0"]).output
+    assert out.endswith("Error: Invalid value for '--jobs': '0' is neither a count of 1 or more nor auto\n")
     with pytest.raises(KitError, match="more than the rarest class has rows"):
         groups.assignment(np.array([0, 0, 1, 1, 1]), 3, 1, 0)
     assert not (config.runs_dir() / groups.GROUPS).exists()
@@ -234,6 +237,25 @@ def test_kit_submit_takes_a_group_and_uploads_its_ensembles_csv(group, kaggle_em
     assert rec["status"] == "complete" and json.loads(rec["runs"])[0] == made.name
 
 
+def test_jobs_auto_is_one_on_a_cpu_and_several_members_a_card_on_a_gpu(monkeypatch):
+    """--jobs auto (kit.training.auto_jobs): what it decides from the GPUs and cores it finds."""
+    cnn, scratch = models.get("cnn"), models.get("scratch")
+
+    def machine(gpus: list[str], cores: int) -> None:
+        monkeypatch.setattr(training.backends, "nvidia_gpus", lambda: gpus)
+        monkeypatch.setattr(training.config, "cpu_cores", lambda: cores)
+
+    machine([], 16)
+    assert training.auto_jobs(cnn, 15) == 1  # a CPU: one process already uses every core
+    machine(["NVIDIA H200"], 16)
+    assert [training.auto_jobs(cnn, n) for n in (1, 3, 15)] == [1, 3, training.GPU_JOBS_PER_CARD]
+    assert training.auto_jobs(scratch, 15) == 1  # NumPy never uses the card
+    machine(["Tesla T4", "Tesla T4"], 4)
+    assert training.auto_jobs(cnn, 5) == 2  # Kaggle's T4 pair: two cores a member
+    machine(["Tesla T4"], 1)
+    assert training.auto_jobs(cnn, 5) == 1
+
+
 def test_on_several_gpus_each_member_process_sees_one_in_turn(fixture_data, monkeypatch):
     group = groups.create("scratch", dataclasses.asdict(_cfg()), 4, 1, FOLD_SEED, False, "x")
     folders = [config.runs_dir() / f"m{i}" for i in range(4)]
@@ -241,6 +263,11 @@ def test_on_several_gpus_each_member_process_sees_one_in_turn(fixture_data, monk
 
     def fake_run(argv, env, **kwargs):
         seen.append((argv[-2], env.get("CUDA_VISIBLE_DEVICES")))
+        # the processes share a card: neither JAX nor TensorFlow takes all its memory at start
+        assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+        assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == os.environ.get(
+            "XLA_PYTHON_CLIENT_PREALLOCATE", "false"
+        )
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     monkeypatch.setattr(training.subprocess, "run", fake_run)
@@ -249,6 +276,7 @@ def test_on_several_gpus_each_member_process_sees_one_in_turn(fixture_data, monk
     training._train_in_processes(models.get("scratch"), group, group.members, folders, 2)
     assert sorted(seen) == [(str(f), str(i % 2)) for i, f in enumerate(folders)]
     seen.clear()
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the user's choice is kept
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the user's choices are kept
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
     training._train_in_processes(models.get("scratch"), group, group.members, folders, 2)
     assert {gpu for _, gpu in seen} == {"3"}

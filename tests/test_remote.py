@@ -589,16 +589,17 @@ def test_a_group_trained_on_kaggle_comes_home_as_a_local_group(emulated):
 
 def test_a_kernel_trains_its_members_at_once_with_jobs_and_writes_the_same_bytes(emulated):
     """`--jobs 2`: the kernel makes its members' folders, then trains them two at a time, each in
-    its own process; the runs equal those of the one-at-a-time kernel, byte for byte."""
+    its own process; `--jobs auto` (the default) decides in the kernel: one at a time on a CPU.
+    The runs equal those of the one-at-a-time kernel, byte for byte."""
     shape = ["--folds", "3", "--fold-seed", "7", "--seeds", "5", "--kernels", "1", *SCRATCH_TINY]
-    for extra in (["--jobs", "2"], []):
+    for extra in (["--jobs", "2"], ["--jobs", "1"], []):
         result = _kit("remote", "train", "scratch", *shape, *extra, "--accelerator", "none")
         assert result.exit_code == 0, result.output
-    two, one = [groups.load(j.group) for j in jobs.all_jobs()[-2:]]
-    assert [j.member_jobs for j in jobs.all_jobs()[-2:]] == [2, 1]
-    for a, b in zip(two.runs(), one.runs()):
+    two, one, auto = [groups.load(j.group) for j in jobs.all_jobs()[-3:]]
+    assert [j.member_jobs for j in jobs.all_jobs()[-3:]] == [2, 1, None]
+    for a, b, c in zip(two.runs(), one.runs(), auto.runs()):
         for name in (runs.VAL_PROBA, runs.TEST_PROBA):
-            assert a.file(name).read_bytes() == b.file(name).read_bytes()
+            assert a.file(name).read_bytes() == b.file(name).read_bytes() == c.file(name).read_bytes()
 
 
 # ----------------------------------------------------------------------------- faults during a job

@@ -10,6 +10,7 @@ Each model is a package here whose __init__.py (its face) declares
     upgrade(saved)    optional: a config.json from an older kit, as this kit reads it
     check_resumable(run)        KitError when an unfinished run cannot be continued
     fit(cfg, run, data, progress) -> trained   the training loop (checkpoints, history.csv)
+    GPU               optional, default False: True when it trains on a GPU where one is found
     save(trained, run), load(run, cfg) -> trained, predict(trained, X) -> (N, 10) float32
 
 and kit.training runs the same lifecycle around every one of them. `kit train <model>`,
@@ -46,6 +47,11 @@ class Model:
     @property
     def presets(self) -> dict:
         return self.module.PRESETS
+
+    @property
+    def gpu(self) -> bool:
+        """Whether it trains on a GPU where one is found (the NumPy network never does)."""
+        return getattr(self.module, "GPU", False)
 
     def make_config(self, preset: str = "default", **overrides):
         return hparams.make_config(self.config_cls, self.presets, preset, **overrides)

@@ -131,11 +131,12 @@ def _train_all(job: dict, input_dir: Path, working: Path, t0: float) -> int:
     model, gpu, names = models.get(job["model"]), gpu_name(), []
     say(f"device: {gpu or 'CPU'}")
     work = _work(job)
-    if job.get("jobs", 1) > 1:  # a group's members, several at once: made first, then trained
+    jobs = job.get("jobs", 1)  # None: auto (kit.training.auto_jobs, on this kernel's machine)
+    if jobs is None or jobs > 1:  # a group's members, maybe several at once: made first, then trained
         group, members = work[0][1][0], [m for _, (_, m), _ in work]
         cfg = model.module.resolved(model.run_config(job["config"]))
         training.start_members(model, group, members, cfg)
-        training._train_members(model, group, True, job["jobs"], members)
+        training._train_members(model, group, True, jobs, members)
         work = []
         for m in members:
             run = runs.Run(config.runs_dir() / m.run)

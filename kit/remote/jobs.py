@@ -124,12 +124,12 @@ class Job:
     state: str = JobState.RUNNING  # a JobState value
     kernels: list[Kernel] = field(default_factory=list)
     group: str | None = None  # the cross-validated group it trains (kit.groups), if any
-    member_jobs: int = 1  # a group's job: members a kernel trains at once (`--jobs`)
+    member_jobs: int | None = 1  # a group's job: members a kernel trains at once (`--jobs`; None: auto)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know
 
     def to_json(self) -> dict[str, Any]:
         """The record's dict, as runs/remote/<job>.json holds it (`group` only when set,
-        `member_jobs` only when above 1)."""
+        `member_jobs` only when not 1: null is auto)."""
         return (
             {
                 **self.extra,

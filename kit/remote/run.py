@@ -77,7 +77,7 @@ class Folds:
     repeats: int = 1
     fold_seed: int = config.SPLIT_SEED
     same_folds: bool = False
-    jobs: int = 1  # members each kernel trains at once (a T4 pair: 2, one per card)
+    jobs: int | None = None  # members each kernel trains at once (None: auto, as the kernel finds)
 
     @property
     def size(self) -> int:

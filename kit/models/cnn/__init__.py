@@ -20,16 +20,19 @@ has the studies behind each choice.
                  `check_resumable`, `fit`, `save`, `load`, `predict`
 
 This file is the model's face for the registry (kit/models/__init__.py): it re-exports the
-registry interface, and nothing else: Config, PRESETS, resolved, upgrade, check_resumable, fit,
-save, load, predict, and RESUME_FILES (the files kit.training deletes once a run is finished).
-Code inside kit imports the modules above, not these names.
+registry interface, Config, PRESETS, resolved, upgrade, check_resumable, fit, save, load,
+predict and RESUME_FILES (the files kit.training deletes once a run is finished), and declares
+GPU; nothing else. Code inside kit imports the modules above, not these names.
 """
 
 from kit.models.cnn.config import PRESETS, Config, resolved, upgrade
 from kit.models.cnn.train import RESUME_FILES, check_resumable, fit, load, predict, save
 
+GPU = True  # every backend trains on the GPU it finds
+
 __all__ = [
     "Config",
+    "GPU",
     "PRESETS",
     "RESUME_FILES",
     "check_resumable",
